@@ -1,0 +1,391 @@
+"""The evaluation config: one YAML file, validated into plain pydantic models.
+
+The field names follow the reference AWS sample so existing configs load unchanged; additions
+(`model_provider`, `selection`, `pricing`, `pipeline.parallelism`, local providers) have defaults.
+Cross-field checks that need the algorithm table live in `validation.py`, so this module stays a
+description of the shape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+import jmespath
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROMPT_PLACEHOLDER = "PROMPT_PLACEHOLDER"
+MODEL_INPUT_PLACEHOLDER = "$model_input"
+LEGACY_MODEL_INPUT_PLACEHOLDER = "$feature"
+
+# SageMaker: endpoint/endpoint-config/model names and pipeline names.
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+MODEL_PACKAGE_GROUP_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+(\.[a-z0-9-]+)+$")
+# Our model names become part of step names and S3 keys.
+MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+MAX_MODEL_NAME_LENGTH = 40
+
+ModelProvider = Literal["jumpstart", "huggingface", "bedrock", "endpoint", "http", "openai", "recorded"]
+# Providers whose endpoint this platform creates (and therefore deletes).
+DEPLOYED_PROVIDERS: frozenset[str] = frozenset({"jumpstart", "huggingface"})
+# Providers that can run on one machine without AWS.
+LOCAL_ONLY_PROVIDERS: frozenset[str] = frozenset({"http", "openai", "recorded"})
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def _check_jmespath(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        jmespath.compile(value)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"{value!r} is not a valid JMESPath expression ({exc.__class__.__name__})") from None
+    return value
+
+
+def _check_instance_type(value: str) -> str:
+    if not INSTANCE_TYPE_RE.match(value):
+        raise ValueError(f"{value!r} is not a SageMaker instance type (expected ml.*)")
+    return value
+
+
+class PipelineSettings(StrictModel):
+    name: str = Field(description="SageMaker pipeline name (also the prefix of run-scoped names).")
+    description: str = ""
+    parallelism: int = Field(default=4, ge=1, le=50, description="Max concurrent pipeline steps.")
+    processing_instance_type: str = Field(
+        default="ml.m5.large", description="Instance of the preprocess, deploy, select, register and cleanup jobs."
+    )
+    evaluation_instance_type: str = Field(
+        default="ml.m5.xlarge", description="Instance of the evaluate jobs (fmeval needs at least 2 vCPUs)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > 82 or not SAGEMAKER_NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid SageMaker pipeline name "
+                "(expected letters, digits and single hyphens, at most 82 characters)"
+            )
+        return value
+
+    @field_validator("processing_instance_type", "evaluation_instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        return _check_instance_type(value)
+
+
+class DatasetConfig(StrictModel):
+    dataset_name: str
+    input_data_location: str = Field(
+        description="s3:// URI, or a file in the prompt catalog folder or beside the config."
+    )
+    dataset_mime_type: Literal["jsonlines", "json"] = "jsonlines"
+    model_input_key: str = Field(description="JMESPath of the prompt in each record.")
+    target_output_key: str = Field(description="JMESPath of the reference answer in each record.")
+    category_key: str | None = Field(default=None, description="JMESPath of a category for per-category scores.")
+    max_quarantine_fraction: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Fail preprocessing when more rows than this are invalid."
+    )
+
+    @field_validator("dataset_mime_type", mode="before")
+    @classmethod
+    def _mime(cls, value: Any) -> Any:
+        # fmeval spells these as MIME types; the reference sample used the short form.
+        aliases = {"application/jsonlines": "jsonlines", "application/json": "json", "jsonl": "jsonlines"}
+        return aliases.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("model_input_key", "target_output_key", "category_key")
+    @classmethod
+    def _jmespath(cls, value: str | None) -> str | None:
+        return _check_jmespath(value)
+
+    @field_validator("dataset_name")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", value):
+            raise ValueError(f"{value!r} is not a valid dataset name (expected 1-64 of A-Z a-z 0-9 _ . -)")
+        return value
+
+
+class DeploymentConfig(StrictModel):
+    instance_type: str
+    num_instances: int = Field(default=1, ge=1, le=10)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        return _check_instance_type(value)
+
+
+class EvaluationConfig(StrictModel):
+    output: str | None = Field(default=None, description="JMESPath of the generated text in the response.")
+    content_template: Any = Field(
+        default=None,
+        description="Request body with PROMPT_PLACEHOLDER where the prompt goes (string, list or object).",
+    )
+    inference_parameters: dict[str, Any] = Field(default_factory=dict)
+    custom_attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Sent as the SageMaker CustomAttributes header (k=v;k=v)."
+    )
+    prompt_template: str = Field(
+        default=MODEL_INPUT_PLACEHOLDER, description="fmeval prompt template; `$feature` is the old spelling."
+    )
+    log_probability: str | None = Field(default=None, description="JMESPath of the log probability.")
+    max_concurrency: int = Field(default=8, ge=1, le=256, description="Concurrent requests to the model.")
+    timeout_seconds: float = Field(default=60.0, gt=0, le=900)
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("output", "log_probability")
+    @classmethod
+    def _jmespath(cls, value: str | None) -> str | None:
+        return _check_jmespath(value)
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _prompt_template(cls, value: str) -> str:
+        value = value.replace(LEGACY_MODEL_INPUT_PLACEHOLDER, MODEL_INPUT_PLACEHOLDER)
+        if MODEL_INPUT_PLACEHOLDER not in value:
+            raise ValueError(f"{value!r} has no $model_input placeholder (the old spelling $feature is accepted)")
+        return value
+
+    @field_validator("content_template")
+    @classmethod
+    def _content_template(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        rendered = value if isinstance(value, str) else json.dumps(value)
+        if PROMPT_PLACEHOLDER not in rendered:
+            raise ValueError(f"content template has no {PROMPT_PLACEHOLDER} where the prompt goes")
+        return value
+
+    @field_validator("custom_attributes")
+    @classmethod
+    def _custom_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        header = custom_attributes_header(value)
+        if len(header) > 1024:
+            raise ValueError("custom attributes exceed SageMaker's 1024-character CustomAttributes header")
+        return value
+
+
+def custom_attributes_header(attributes: dict[str, Any]) -> str:
+    """`{"accept_eula": True}` -> `accept_eula=true`, the form SageMaker JumpStart endpoints expect."""
+
+    def render(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    return ";".join(f"{key}={render(val)}" for key, val in attributes.items())
+
+
+class FinetuningParameters(BaseModel):
+    """Training resources plus JumpStart hyperparameters (every other key is passed as a hyperparameter)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    instance_type: str
+    num_instances: int = Field(default=1, ge=1, le=16)
+    max_run_seconds: int = Field(default=86400, ge=600, le=432000)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        return _check_instance_type(value)
+
+    def hyperparameters(self) -> dict[str, str]:
+        """JumpStart takes hyperparameters as strings; booleans in the form its scripts parse."""
+        extras = self.model_extra or {}
+        out: dict[str, str] = {}
+        for key, value in sorted(extras.items()):
+            out[key] = ("True" if value else "False") if isinstance(value, bool) else str(value)
+        return out
+
+
+class FinetuningConfig(StrictModel):
+    train_data_path: str = Field(description="s3:// URI or a folder/file name under the data bucket's prefix.")
+    validation_data_path: str | None = None
+    parameters: FinetuningParameters
+
+
+class ModelConfig(StrictModel):
+    name: str
+    model_provider: ModelProvider = "jumpstart"
+    model_id: str | None = None
+    model_version: str = "*"
+    endpoint_name: str | None = None
+    endpoint_url: str | None = Field(default=None, description="For http/openai providers.")
+    responses_location: str | None = Field(
+        default=None, description="For the recorded provider: JSONL of outputs already produced by the model."
+    )
+    model_package_group_name: str | None = Field(
+        default=None, description="Registry group for this model when it wins (default: model_registry's)."
+    )
+    deployment_config: DeploymentConfig | None = None
+    evaluation_config: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    finetuning: FinetuningConfig | None = Field(default=None, alias="finetuning_config")
+    cleanup_endpoint: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finetuning_spellings(cls, data: Any) -> Any:
+        # The reference sample used both `finetuning` and `finetuning_config`.
+        if isinstance(data, dict) and "finetuning" in data:
+            if "finetuning_config" in data:
+                raise ValueError("give either finetuning or finetuning_config, not both")
+            data = {**data, "finetuning_config": data["finetuning"]}
+            del data["finetuning"]
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > MAX_MODEL_NAME_LENGTH or not MODEL_NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid model name (expected letters, digits and single hyphens, "
+                f"at most {MAX_MODEL_NAME_LENGTH} characters)"
+            )
+        return value
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 63 or not SAGEMAKER_NAME_RE.match(value)):
+            raise ValueError(
+                f"{value!r} is not a valid SageMaker endpoint name "
+                "(expected letters, digits and single hyphens, at most 63 characters)"
+            )
+        return value
+
+    @field_validator("model_package_group_name")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and not MODEL_PACKAGE_GROUP_NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid model package group name (1-63 letters, digits, hyphens)")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelConfig:
+        provider = self.model_provider
+        if provider in DEPLOYED_PROVIDERS:
+            if not self.model_id:
+                raise ValueError(f"model_id is required for model_provider {provider!r}")
+            if self.deployment_config is None:
+                raise ValueError(f"deployment_config is required for model_provider {provider!r}")
+        if provider == "bedrock" and not self.model_id:
+            raise ValueError("model_id (the Bedrock model id) is required for model_provider 'bedrock'")
+        if provider == "endpoint" and not self.endpoint_name:
+            raise ValueError("endpoint_name (the existing endpoint) is required for model_provider 'endpoint'")
+        if provider in ("http", "openai") and not self.endpoint_url:
+            raise ValueError(f"endpoint_url is required for model_provider {provider!r}")
+        if provider == "recorded" and not self.responses_location:
+            raise ValueError("responses_location is required for model_provider 'recorded'")
+        if self.finetuning is not None and provider != "jumpstart":
+            raise ValueError(f"finetuning is only supported for jumpstart models, not {provider!r}")
+        if provider not in DEPLOYED_PROVIDERS and self.deployment_config is not None:
+            raise ValueError(f"deployment_config has no effect for model_provider {provider!r}; remove it")
+        if provider in ("jumpstart", "huggingface", "endpoint") and self.evaluation_config.output is None:
+            raise ValueError(f"evaluation_config.output (JMESPath of the generated text) is required for {provider!r}")
+        return self
+
+    @property
+    def deploys_endpoint(self) -> bool:
+        return self.model_provider in DEPLOYED_PROVIDERS
+
+    @property
+    def identity(self) -> str:
+        """What makes two models' responses interchangeable for the response cache."""
+        parts = [self.model_provider, self.model_id or "", self.model_version]
+        if self.finetuning is not None:
+            parts.append("finetuned:" + self.name)
+        parts.append(self.endpoint_name if self.model_provider == "endpoint" else "")
+        parts.append(self.endpoint_url or "")
+        parts.append(self.responses_location or "")
+        return "|".join(parts)
+
+
+class ModelRegistryConfig(StrictModel):
+    model_package_group_name: str
+    model_package_group_description: str = ""
+
+    @field_validator("model_package_group_name")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if not MODEL_PACKAGE_GROUP_NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid model package group name (1-63 letters, digits, hyphens)")
+        return value
+
+
+class AlgorithmConfig(BaseModel):
+    """One fmeval algorithm. Keys beyond algorithm/module/config are fields of the fmeval config class."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    algorithm: str
+    module: str | None = None
+    config: str | None = None
+
+    def config_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SelectionPolicy(StrictModel):
+    primary_metric: str | None = Field(
+        default=None, description="Score name, e.g. exact_inclusion (default: the first algorithm's first score)."
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="Weighted score over metrics (default: the primary metric alone)."
+    )
+    min_primary_score: float | None = None
+    max_p95_latency_ms: float | None = Field(default=None, gt=0)
+    max_cost_per_1k_prompts_usd: float | None = Field(default=None, gt=0)
+    max_failed_fraction: float = Field(default=0.05, ge=0, le=1)
+    tie_break: Literal["lower_cost", "lower_latency", "name"] = "lower_cost"
+
+
+class PricingConfig(StrictModel):
+    instance_usd_per_hour: dict[str, float] = Field(
+        default_factory=dict, description="Overrides of the shipped on-demand price table."
+    )
+    bedrock_usd_per_1k_tokens: dict[str, dict[Literal["input", "output"], float]] = Field(default_factory=dict)
+
+
+class Config(StrictModel):
+    pipeline: PipelineSettings
+    dataset: DatasetConfig
+    models: list[ModelConfig] = Field(min_length=1)
+    model_registry: ModelRegistryConfig
+    algorithms: list[AlgorithmConfig] = Field(min_length=1)
+    selection: SelectionPolicy = Field(default_factory=SelectionPolicy)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> Config:
+        seen: dict[str, int] = {}
+        for index, model in enumerate(self.models):
+            if model.name in seen:
+                raise ValueError(
+                    f"models[{index}].name: duplicate model name {model.name!r} (also models[{seen[model.name]}])"
+                )
+            seen[model.name] = index
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+    def model_package_groups(self) -> dict[str, str]:
+        """Every group a winner can be registered in, name -> description, in config order."""
+        groups = {self.model_registry.model_package_group_name: self.model_registry.model_package_group_description}
+        for model in self.models:
+            if model.model_package_group_name and model.model_package_group_name not in groups:
+                groups[model.model_package_group_name] = f"{self.pipeline.name}: {model.name}"
+        return groups

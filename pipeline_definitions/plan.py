@@ -1,0 +1,261 @@
+"""The evaluation plan: which steps run, what each reads and writes, in which order. Pure data.
+
+Both engines consume it: `sagemaker_definition.py` renders it to a SageMaker pipeline definition and
+`local.py` runs it on one machine. Step code entry points (`step_code/<kind>.py`) take exactly the
+arguments `step_arguments()` builds, so the two engines cannot drift apart.
+
+Layout of a step's files, the same in a processing container and in a local run directory:
+  inputs  -> <input root>/<input name>/...   (container: /opt/ml/processing/input/<name>)
+  outputs -> <output root>/<output name>/... (container: /opt/ml/processing/output/<name>)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline_definitions.config import Config, ModelConfig
+
+StepKind = Literal["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"]
+
+# Pipeline parameters (SageMaker) / run options (local).
+PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
+PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+DEFAULT_APPROVAL_STATUS = "PendingManualApproval"
+
+# Names of inputs and outputs; also the file names the step code reads and writes.
+CONFIG_INPUT = "config"
+CONFIG_FILE = "config.json"
+CATALOG_INPUT = "catalog"
+DATASET = "dataset"
+PROCESSED_FILE = "processed.jsonl"
+MANIFEST_FILE = "manifest.json"
+QUARANTINE_FILE = "quarantine.jsonl"
+FINETUNE = "finetune"
+FINETUNE_FILE = "finetune.json"
+DEPLOYMENT = "deployment"
+DEPLOYMENT_FILE = "deployment.json"
+EVALUATION = "evaluation"
+SUMMARY_FILE = "summary.json"
+RECORDS_FILE = "records.jsonl"
+SUMMARIES = "summaries"
+DECISION = "decision"
+DECISION_FILE = "decision.json"
+COMPARISON_REPORT_FILE = "comparison.html"
+REGISTRATION = "registration"
+REGISTRATION_FILE = "registration.json"
+CLEANUP = "cleanup"
+CLEANUP_FILE = "cleanup.json"
+
+SELECT_STEP = "Select"
+CHECK_STEP = "CheckSelectionPolicy"
+REGISTER_STEP = "RegisterWinner"
+FAIL_STEP = "SelectionPolicyNotMet"
+PREPROCESS_STEP = "Preprocess"
+
+# JSON paths in decision.json read by the condition and fail steps (PropertyFile + JsonGet).
+DECISION_MEETS_POLICY = "meets_policy"
+DECISION_REASON = "reason"
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """Where an input comes from: another step's output, a pipeline parameter, or the config file."""
+
+    name: str
+    step: str | None = None
+    output: str | None = None
+    parameter: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    name: str
+    kind: StepKind
+    model: str | None
+    inputs: tuple[StepInput, ...]
+    outputs: tuple[str, ...]
+    instance_type: str
+    # Steps that must finish first without passing data (e.g. cleanup after evaluate).
+    after: tuple[str, ...] = ()
+    cacheable: bool = False
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """Every step this one waits for, data dependencies first, without repeats."""
+        names = [i.step for i in self.inputs if i.step] + list(self.after)
+        return tuple(dict.fromkeys(n for n in names if n))
+
+
+@dataclass(frozen=True)
+class Branch:
+    """The steps of one candidate model, in execution order."""
+
+    model: str
+    steps: tuple[PlannedStep, ...]
+    endpoint_created: bool
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    pipeline_name: str
+    preprocess: PlannedStep
+    branches: tuple[Branch, ...]
+    select: PlannedStep
+    register: PlannedStep
+    max_parallel_steps: int
+    processing_steps: tuple[PlannedStep, ...] = field(default=())
+
+    def step(self, name: str) -> PlannedStep:
+        for step in self.processing_steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+def step_name(kind: str, model: ModelConfig) -> str:
+    # Model names are unique and validated, so base and fine-tuned variants of one model_id never collide.
+    return f"{kind.capitalize()}-{model.name}"
+
+
+def _recorded_responses_input(model: ModelConfig) -> tuple[StepInput, ...]:
+    """A recorded model whose responses sit in the prompt catalog reads them from the catalog input."""
+    location = model.responses_location
+    if model.model_provider == "recorded" and location and not location.startswith("s3://"):
+        return (StepInput(CATALOG_INPUT, parameter=PARAM_PROMPT_CATALOG_URI),)
+    return ()
+
+
+def build_plan(config: Config) -> EvaluationPlan:
+    small = config.pipeline.processing_instance_type
+    config_input = StepInput(CONFIG_INPUT)
+    preprocess = PlannedStep(
+        name=PREPROCESS_STEP,
+        kind="preprocess",
+        model=None,
+        inputs=(config_input, StepInput(CATALOG_INPUT, parameter=PARAM_PROMPT_CATALOG_URI)),
+        outputs=(DATASET,),
+        instance_type=small,
+        cacheable=True,
+    )
+    branches: list[Branch] = []
+    evaluate_steps: list[PlannedStep] = []
+    for model in config.models:
+        steps: list[PlannedStep] = []
+        deployment_inputs: list[StepInput] = []
+        if model.finetuning is not None:
+            finetune = PlannedStep(
+                name=step_name("finetune", model),
+                kind="finetune",
+                model=model.name,
+                inputs=(config_input,),
+                outputs=(FINETUNE,),
+                instance_type=small,
+            )
+            steps.append(finetune)
+            deployment_inputs.append(StepInput(FINETUNE, step=finetune.name, output=FINETUNE))
+        if model.deploys_endpoint:
+            deploy = PlannedStep(
+                name=step_name("deploy", model),
+                kind="deploy",
+                model=model.name,
+                inputs=(config_input, *deployment_inputs),
+                outputs=(DEPLOYMENT,),
+                instance_type=small,
+            )
+            steps.append(deploy)
+            deployment_inputs = [StepInput(DEPLOYMENT, step=deploy.name, output=DEPLOYMENT)]
+        evaluate = PlannedStep(
+            name=step_name("evaluate", model),
+            kind="evaluate",
+            model=model.name,
+            inputs=(
+                config_input,
+                StepInput(DATASET, step=preprocess.name, output=DATASET),
+                *deployment_inputs,
+                *_recorded_responses_input(model),
+            ),
+            outputs=(EVALUATION,),
+            instance_type=config.pipeline.evaluation_instance_type,
+        )
+        steps.append(evaluate)
+        evaluate_steps.append(evaluate)
+        if model.deploys_endpoint and model.cleanup_endpoint:
+            steps.append(
+                PlannedStep(
+                    name=step_name("cleanup", model),
+                    kind="cleanup",
+                    model=model.name,
+                    inputs=(config_input, *deployment_inputs),
+                    outputs=(CLEANUP,),
+                    instance_type=small,
+                    after=(evaluate.name,),
+                )
+            )
+        branches.append(Branch(model=model.name, steps=tuple(steps), endpoint_created=model.deploys_endpoint))
+
+    summaries = tuple(StepInput(f"{SUMMARIES}/{s.model}", step=s.name, output=EVALUATION) for s in evaluate_steps)
+    select = PlannedStep(
+        name=SELECT_STEP,
+        kind="select",
+        model=None,
+        inputs=(config_input, *summaries),
+        outputs=(DECISION,),
+        instance_type=small,
+    )
+    register = PlannedStep(
+        name=REGISTER_STEP,
+        kind="register",
+        model=None,
+        inputs=(config_input, StepInput(DECISION, step=select.name, output=DECISION), *summaries),
+        outputs=(REGISTRATION,),
+        instance_type=small,
+    )
+    ordered = (preprocess, *(s for b in branches for s in b.steps), select, register)
+    return EvaluationPlan(
+        pipeline_name=config.pipeline.name,
+        preprocess=preprocess,
+        branches=tuple(branches),
+        select=select,
+        register=register,
+        max_parallel_steps=config.pipeline.parallelism,
+        processing_steps=ordered,
+    )
+
+
+def step_arguments(
+    step: PlannedStep,
+    input_root: str,
+    output_root: str,
+    *,
+    execution_id: Any,
+    approval_status: Any,
+    cache_uri: str,
+) -> list[Any]:
+    """Command-line arguments of a step's entry point (`python -m step_code.<kind> ...`).
+
+    `execution_id` and `approval_status` are strings in a local run and SageMaker pipeline variables
+    when rendering, which is why the result is a list of Any.
+    """
+    args: list[Any] = [
+        "--config",
+        f"{input_root}/{CONFIG_INPUT}/{CONFIG_FILE}",
+        "--output-dir",
+        f"{output_root}/{step.outputs[0]}",
+    ]
+    if step.model is not None:
+        args += ["--model", step.model]
+    if step.kind in ("finetune", "deploy", "evaluate", "register"):
+        args += ["--execution-id", execution_id]
+    for item in step.inputs:
+        if item.name == CONFIG_INPUT or item.name.startswith(f"{SUMMARIES}/"):
+            continue
+        args += [f"--{item.name}-dir", f"{input_root}/{item.name}"]
+    if any(i.name.startswith(f"{SUMMARIES}/") for i in step.inputs):
+        args += ["--summaries-dir", f"{input_root}/{SUMMARIES}"]
+    if step.kind == "evaluate":
+        args += ["--cache-uri", cache_uri]
+    if step.kind == "register":
+        args += ["--approval-status", approval_status]
+    return args

@@ -1,0 +1,129 @@
+"""What the steps hand to each other: deployment.json, summary.json, decision.json.
+
+Plain pydantic models so the step code, the local runner and the report read one shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelArtifact(_Result):
+    """What gets registered if this model wins."""
+
+    provider: str
+    model_id: str | None = None
+    model_version: str | None = None
+    image_uri: str | None = None
+    model_data_url: str | None = None
+    endpoint_name: str | None = None
+    training_job_name: str | None = None
+    finetuned: bool = False
+
+
+class Deployment(_Result):
+    """deployment.json, written by the deploy step."""
+
+    model: str
+    endpoint_name: str
+    endpoint_config_name: str | None = None
+    model_name: str | None = None
+    created: bool = Field(description="False when an InService endpoint of that name was reused.")
+    instance_type: str | None = None
+    instance_count: int = 1
+    artifact: ModelArtifact
+
+
+class FinetuneResult(_Result):
+    """finetune.json, written by the finetune step."""
+
+    model: str
+    training_job_name: str
+    model_data_url: str
+    base_model_id: str
+    base_model_version: str
+    hyperparameters: dict[str, str]
+
+
+class LatencyStats(_Result):
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    mean_ms: float | None = None
+
+
+class TokenStats(_Result):
+    input_total: int = 0
+    output_total: int = 0
+    input_mean: float | None = None
+    output_mean: float | None = None
+
+
+class CostEstimate(_Result):
+    basis: str = Field(description="instance-hours, per-token, or none (recorded/local models)")
+    usd_per_hour: float | None = None
+    instance_type: str | None = None
+    instance_count: int | None = None
+    cost_per_1k_prompts_usd: float | None = None
+
+
+class AlgorithmResult(_Result):
+    algorithm: str
+    eval_name: str
+    scores: dict[str, float | None]
+    category_scores: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    output_path: str = Field(description="EvalOutput JSON, relative to the evaluation output dir.")
+    report_path: str = Field(description="HTML report, relative to the evaluation output dir.")
+    records_path: str | None = None
+    error: str | None = None
+
+
+class EvaluationSummary(_Result):
+    """summary.json, written once per model by the evaluate step."""
+
+    model: str
+    provider: str
+    model_identity: str
+    dataset_sha256: str
+    records_total: int
+    records_succeeded: int
+    records_failed: int
+    model_calls: int = Field(description="Requests sent to the model in this run, retries included.")
+    cache_hits: int
+    latency: LatencyStats
+    tokens: TokenStats
+    throughput_per_second: float | None = None
+    metrics: dict[str, float | None] = Field(description="Score name -> dataset-level value.")
+    algorithms: list[AlgorithmResult]
+    cost: CostEstimate
+    artifact: ModelArtifact
+    execution_id: str
+
+
+class CandidateVerdict(_Result):
+    model: str
+    weighted_score: float | None
+    metrics: dict[str, float | None]
+    p95_latency_ms: float | None
+    cost_per_1k_prompts_usd: float | None
+    failed_fraction: float
+    eligible: bool
+    reasons: list[str] = Field(description="Why it was excluded, or why it won/lost.")
+    rank: int | None = None
+
+
+class Decision(_Result):
+    """decision.json, written by the select step; the condition step reads meets_policy and reason."""
+
+    meets_policy: bool
+    winner: str | None
+    reason: str
+    primary_metric: str
+    weights: dict[str, float]
+    candidates: list[CandidateVerdict]
+    policy: dict[str, Any]
