@@ -232,11 +232,13 @@ def step_arguments(
     execution_id: Any,
     approval_status: Any,
     cache_uri: str,
+    local_registry_dir: str | None = None,
 ) -> list[Any]:
     """Command-line arguments of a step's entry point (`python -m step_code.<kind> ...`).
 
     `execution_id` and `approval_status` are strings in a local run and SageMaker pipeline variables
     when rendering, which is why the result is a list of Any.
+    Resource names made by deploy/finetune start with the environment variable EVALOPS_RESOURCE_PREFIX.
     """
     args: list[Any] = [
         "--config",
@@ -258,4 +260,7 @@ def step_arguments(
         args += ["--cache-uri", cache_uri]
     if step.kind == "register":
         args += ["--approval-status", approval_status]
+        if local_registry_dir is not None:
+            # A local run keeps its registry in files shaped like SageMaker model packages.
+            args += ["--registry-dir", local_registry_dir]
     return args

@@ -1,0 +1,38 @@
+"""Names of the AWS resources a run creates: unique per execution, prefixed, within SageMaker's limits."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+SAGEMAKER_NAME_MAX = 63
+EXECUTION_SUFFIX_LENGTH = 12
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-zA-Z0-9-]", "-", value)).strip("-")
+
+
+def execution_suffix(execution_id: str) -> str:
+    """SageMaker pipeline execution ids are 12 lowercase alphanumerics; anything else is hashed to that size."""
+    cleaned = re.sub(r"[^a-z0-9]", "", execution_id.lower())
+    if 0 < len(cleaned) <= EXECUTION_SUFFIX_LENGTH:
+        return cleaned
+    return hashlib.sha256(execution_id.encode()).hexdigest()[:EXECUTION_SUFFIX_LENGTH]
+
+
+def run_scoped_name(prefix: str, base: str, execution_id: str, max_length: int = SAGEMAKER_NAME_MAX) -> str:
+    """`{prefix}{base}-{execution}`, at most `max_length` characters.
+
+    The prefix is kept whole because IAM policies match on it; a base that does not fit is cut and
+    given a short hash of its full text, so two long bases that share a beginning stay distinct.
+    """
+    suffix = execution_suffix(execution_id)
+    base = _slug(base)
+    room = max_length - len(prefix) - len(suffix) - 1
+    if room < 6:
+        raise ValueError(f"name prefix {prefix!r} leaves no room for a resource name within {max_length} characters")
+    if len(base) > room:
+        digest = hashlib.sha256(base.encode()).hexdigest()[:5]
+        base = f"{base[: room - 6].rstrip('-')}-{digest}"
+    return f"{prefix}{base}-{suffix}"
