@@ -58,3 +58,24 @@ class Environment(BaseModel):
 
     def config_path(self, repo_root: Path) -> Path:
         return repo_root / self.config
+
+
+class EnvironmentsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    environments: list[Environment] = Field(min_length=1)
+
+    @field_validator("environments")
+    @classmethod
+    def _unique(cls, value: list[Environment]) -> list[Environment]:
+        names = [env.name for env in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate environment names: {', '.join(duplicates)}")
+        return value
+
+    def get(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
