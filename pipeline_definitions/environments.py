@@ -5,12 +5,32 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+DELIVERY_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
+BRANCH_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9._/-]+$")
+CONNECTION_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$"
+)
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# CodePipeline V2 accepts at most 8 include patterns per file-path filter.
+MAX_TRIGGER_PATHS = 8
+# Everything that changes what gets deployed or evaluated: configs, prompts, step code, infrastructure code.
+DEFAULT_TRIGGER_PATHS = (
+    "configs/**",
+    "prompt_catalog/**",
+    "step_code/**",
+    "pipeline_definitions/**",
+    "stacks/**",
+    "app.py",
+    "cdk.json",
+    "requirements/**",
+)
 
 
 class Environment(BaseModel):
@@ -60,10 +80,117 @@ class Environment(BaseModel):
         return repo_root / self.config
 
 
+class PromptCatalogBucket(BaseModel):
+    """A prompt catalog kept in S3 (a versioned bucket in the tooling account), for teams that do not use git."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str = Field(description="Versioned S3 bucket in the delivery (tooling) account and region.")
+    key: str = Field(description="Object key of a .zip holding the catalog files; they overlay prompt_catalog/.")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not BUCKET_RE.match(value) or ".." in value:
+            raise ValueError(f"{value!r} is not an S3 bucket name (expected 3-63 of a-z 0-9 . -)")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not value.endswith(".zip") or value.startswith("/"):
+            raise ValueError(f"{value!r} is not a usable source object key (expected a relative key ending in .zip)")
+        return value
+
+
+class DeliverySettings(BaseModel):
+    """The delivery pipeline: CodePipeline V2 in a tooling account that deploys the environments in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="evalops-delivery", description="Pipeline name; also starts its IAM role names.")
+    account: str = Field(description="12-digit id of the tooling account that hosts the pipeline.")
+    region: str = "us-east-1"
+    repository: str = Field(description="Repository behind the connection, as owner/name.")
+    branch: str = "main"
+    connection_arn: str | None = Field(
+        default=None, description="CodeConnections connection ARN; the CDK context key delivery_connection_arn wins."
+    )
+    trigger_paths: tuple[str, ...] = Field(
+        default=DEFAULT_TRIGGER_PATHS,
+        min_length=1,
+        max_length=MAX_TRIGGER_PATHS,
+        description="Pushes to the branch that touch one of these globs start the pipeline.",
+    )
+    stages: tuple[str, ...] | None = Field(
+        default=None, min_length=1, description="Environments to deploy, in this order (default: all, in file order)."
+    )
+    prompt_catalog_source: PromptCatalogBucket | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not DELIVERY_NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid pipeline name (expected 1-32 of a-z 0-9 -, starting a-z)")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        if not ACCOUNT_RE.match(value):
+            raise ValueError(f"{value!r} is not an AWS account id (expected 12 digits)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not REGION_RE.match(value):
+            raise ValueError(f"{value!r} is not an AWS region name (expected e.g. us-east-1)")
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not REPOSITORY_RE.match(value):
+            raise ValueError(f"{value!r} is not a repository (expected owner/name)")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if not BRANCH_RE.match(value):
+            raise ValueError(f"{value!r} is not a git branch name")
+        return value
+
+    @field_validator("connection_arn")
+    @classmethod
+    def _connection_arn(cls, value: str | None) -> str | None:
+        if value is not None and not CONNECTION_ARN_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a connection ARN (expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID)"
+            )
+        return value
+
+    @field_validator("trigger_paths")
+    @classmethod
+    def _trigger_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not pattern.strip() or pattern.startswith("/"):
+                raise ValueError(f"{pattern!r} is not a repository-relative glob (e.g. configs/**)")
+        return value
+
+    def target(self, environment: Environment) -> Environment:
+        """The environment as this pipeline deploys it: `account: null` means the tooling account."""
+        if environment.account is not None:
+            return environment
+        return environment.model_copy(update={"account": self.account})
+
+
 class EnvironmentsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     environments: list[Environment] = Field(min_length=1)
+    delivery: DeliverySettings | None = None
 
     @field_validator("environments")
     @classmethod
@@ -73,6 +200,27 @@ class EnvironmentsFile(BaseModel):
         if duplicates:
             raise ValueError(f"duplicate environment names: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _known_stages(self) -> EnvironmentsFile:
+        if self.delivery is not None and self.delivery.stages is not None:
+            known = {env.name for env in self.environments}
+            unknown = [name for name in self.delivery.stages if name not in known]
+            if unknown:
+                raise ValueError(
+                    f"delivery.stages names unknown environments: {', '.join(unknown)} "
+                    f"(expected names from environments: {', '.join(sorted(known))})"
+                )
+            if len(set(self.delivery.stages)) != len(self.delivery.stages):
+                raise ValueError("delivery.stages lists an environment twice")
+        return self
+
+    def delivery_environments(self) -> list[Environment]:
+        """The environments the delivery pipeline deploys, in deployment order, with their accounts resolved."""
+        if self.delivery is None:
+            return []
+        names = self.delivery.stages if self.delivery.stages is not None else [env.name for env in self.environments]
+        return [self.delivery.target(self.get(name)) for name in names]
 
     def get(self, name: str) -> Environment:
         for env in self.environments:

@@ -25,6 +25,9 @@ class ModelArtifact(_Result):
     endpoint_name: str | None = None
     training_job_name: str | None = None
     finetuned: bool = False
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Container environment the model was deployed with; registered with it."
+    )
 
 
 class Deployment(_Result):

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""The CDK app: one evaluation Stage per environment of the environments file (see stacks/app_builder.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from pipeline_definitions.loader import ConfigError
+from stacks.app_builder import AppOptions, add_nag_checks, build_app
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    app = cdk.App()
+    try:
+        build_app(app, AppOptions.from_context(app, REPO_ROOT), REPO_ROOT)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    add_nag_checks(app)
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""`evalops`: check a config and show what a run would do and cost, without AWS.
+
+User errors print one line per problem and exit 2; an unexpected error prints one line and exits 1
+(set EVALOPS_DEBUG=1 for the traceback). Only light modules are imported: no torch, ray or fmeval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline_definitions import algorithms
+from pipeline_definitions.cli_run import add_run_commands
+from pipeline_definitions.config import Config, ModelConfig
+from pipeline_definitions.estimate import RunEstimate, count_prompts, estimate_run
+from pipeline_definitions.loader import ConfigError, LoadedConfig, load_config
+from pipeline_definitions.naming import EXECUTION_SUFFIX_LENGTH, run_scoped_name
+from pipeline_definitions.plan import (
+    CHECK_STEP,
+    FAIL_STEP,
+    REGISTER_STEP,
+    EvaluationPlan,
+    build_plan,
+)
+from pipeline_definitions.pricing import price_table
+from pipeline_definitions.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX, resource_base
+
+EXIT_OK = 0
+EXIT_INTERNAL_ERROR = 1
+EXIT_USER_ERROR = 2
+DEBUG_ENV = "EVALOPS_DEBUG"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    return load_config(args.config, catalog_dir=args.catalog_dir)
+
+
+def _prompt_text(count: int | None, loaded: LoadedConfig) -> str:
+    if count is not None:
+        return _plural(count, "prompt")
+    return f"prompt count unknown (dataset at {loaded.dataset_location})"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    config = loaded.config
+    summary = ", ".join(
+        [
+            _plural(len(config.models), "model"),
+            _plural(len(config.algorithms), "algorithm"),
+            _prompt_text(count_prompts(loaded), loaded),
+        ]
+    )
+    print(f"OK: {args.config}: {summary}")
+    return EXIT_OK
+
+
+def _endpoint_names(config: Config, model: ModelConfig) -> list[str]:
+    """The endpoint name a run creates, and its shortened form when the resource prefix is long.
+
+    Bases are valid SageMaker names already, so run_scoped_name keeps them as they are unless it must cut.
+    """
+    base = resource_base(config, model)
+    names = [f"<prefix>{base}-<execution-id>"]
+    longest = run_scoped_name(WORST_CASE_RESOURCE_PREFIX, base, WORST_CASE_EXECUTION_ID)
+    if base not in longest:
+        cut = longest[len(WORST_CASE_RESOURCE_PREFIX) : -(EXECUTION_SUFFIX_LENGTH + 1)]
+        names.append(f"<prefix>{cut}-<execution-id> (cut and hashed to fit 63 characters, with a 24-character prefix)")
+    return names
+
+
+def _plan_lines(plan: EvaluationPlan) -> list[str]:
+    steps = plan.processing_steps
+    width = max(len(step.name) for step in steps)
+    type_width = max(len(step.instance_type) for step in steps)
+    lines = [f"Steps, in order (at most {plan.max_parallel_steps} run at once):"]
+    for step in steps:
+        after = f"  after {', '.join(step.depends_on)}" if step.depends_on else ""
+        lines.append(f"  {step.name:<{width}}  {step.kind:<10}  {step.instance_type:<{type_width}}{after}".rstrip())
+        if step.name == plan.select.name:
+            lines.append(
+                f"  {CHECK_STEP:<{width}}  condition   decision meets the selection policy: {REGISTER_STEP}, "
+                f"else {FAIL_STEP} (the run fails)"
+            )
+    lines.append("")
+    lines.append("Branches (one per model, in parallel):")
+    for branch in plan.branches:
+        lines.append(f"  {branch.model}: {' -> '.join(step.name for step in branch.steps)}")
+    return lines
+
+
+def _endpoint_lines(loaded: LoadedConfig) -> list[str]:
+    lines = ["Endpoints:"]
+    for model in loaded.config.models:
+        if model.deploys_endpoint and model.deployment_config is not None:
+            deployment = model.deployment_config
+            fate = (
+                f"deleted by Cleanup-{model.name} after its evaluation"
+                if model.cleanup_endpoint
+                else "KEPT after the run (cleanup_endpoint: false): delete it yourself"
+            )
+            names = _endpoint_names(loaded.config, model)
+            lines.append(f"  {model.name}: {deployment.instance_type} x{deployment.num_instances}, {fate}")
+            lines.append(f"    {names[0]}")
+            lines += [f"    or {name}" for name in names[1:]]
+        elif model.model_provider == "endpoint":
+            lines.append(f"  {model.name}: uses the existing endpoint {model.endpoint_name} (never deleted)")
+    if len(lines) == 1:
+        lines.append("  none: no model deploys an endpoint")
+    else:
+        lines.append("  <prefix> is the environment's resource prefix; endpoints that existed before are never deleted")
+    return lines
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _estimate_lines(estimate: RunEstimate, loaded: LoadedConfig) -> list[str]:
+    table = price_table()
+    if estimate.prompt_count is not None:
+        basis = f"{estimate.prompt_count:,} prompts"
+    else:
+        basis = f"{estimate.prompts:,} prompts (prompt count unknown: dataset at {loaded.dataset_location})"
+    lines = [
+        f"Estimate for {basis}, at on-demand list prices for {table.region} as of {estimate.price_table_as_of} "
+        "(override them in pricing.instance_usd_per_hour):",
+        f"  {'model':<28} {'endpoint':<22} {'calls':>8} {'deploy':>8} {'evaluate':>9} {'finetune':>9}"
+        f" {'inst-hours':>10} {'cost':>10}",
+    ]
+    for row in estimate.models:
+        endpoint = f"{row.instance_type} x{row.instance_count}" if row.instance_type else "-"
+        deploy = f"{row.deploy_minutes:.0f} min" if row.instance_type else "-"
+        finetune = f"{row.training_hours:.1f} h" if row.training_instance_type else "-"
+        cost = _money(row.usd) + ("" if row.priced else "+?")
+        lines.append(
+            f"  {row.model:<28} {endpoint:<22} {row.model_calls:>8,} {deploy:>8} "
+            f"{row.evaluation_minutes:>5.1f} min {finetune:>9} {row.instance_hours:>10.2f} {cost:>10}"
+        )
+        if row.kept_endpoint_usd_per_hour is not None:
+            kept = _money(row.kept_endpoint_usd_per_hour)
+            lines.append(f"  {'':<28} then {kept} per hour for as long as the endpoint is kept")
+    steps_text = _plural(len(estimate.steps), "job")
+    lines.append(
+        f"  {'processing jobs':<28} {steps_text:<22} {'':>8} {'':>8} {'':>9} {'':>9} "
+        f"{estimate.processing_instance_hours:>10.2f} {_money(estimate.processing_usd):>10}"
+    )
+    lines.append(f"  total: {estimate.instance_hours:.2f} instance-hours, {_money(estimate.total_usd)}")
+    lines.append("Assumptions:")
+    lines += [f"  - {assumption}" for assumption in estimate.assumptions]
+    if estimate.warnings:
+        lines.append("Price warnings (costs marked +? leave these out):")
+        lines += [f"  - {warning}" for warning in estimate.warnings]
+    return lines
+
+
+def _download_lines(loaded: LoadedConfig) -> list[str]:
+    lines = []
+    for item in loaded.config.algorithms:
+        spec = algorithms.lookup(item.algorithm)
+        if spec.download:
+            lines.append(f"  {spec.algorithm}: {spec.download}")
+    return ["Run-time downloads (baked into the step image):", *lines] if lines else []
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    prompt_count = args.prompts if args.prompts is not None else count_prompts(loaded)
+    plan = build_plan(loaded.config)
+    sections = [
+        [
+            f"Plan for {args.config}: pipeline {plan.pipeline_name}, config sha256 {loaded.config_sha256[:12]}, "
+            f"{_prompt_text(prompt_count, loaded)}"
+        ],
+        _plan_lines(plan),
+        _endpoint_lines(loaded),
+        _estimate_lines(estimate_run(loaded, prompt_count), loaded),
+        _download_lines(loaded),
+    ]
+    print("\n\n".join("\n".join(section) for section in sections if section))
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalops", description="LLM evaluation on AWS from one YAML config.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("config", metavar="CONFIG", help="evaluation config, e.g. configs/sample.yaml")
+        sub.add_argument(
+            "--catalog-dir",
+            type=Path,
+            default=None,
+            help="prompt catalog folder (default: prompt_catalog/ at the repository root)",
+        )
+        return sub
+
+    validate = config_command("validate", "Check a config; print every problem, one line each.")
+    validate.set_defaults(handler=cmd_validate)
+    plan = config_command("plan", "Show the steps, endpoints and estimated cost of a run.")
+    plan.add_argument(
+        "--prompts",
+        type=_positive_int,
+        default=None,
+        help="prompt count to estimate for (default: counted in the local catalog, else per 1,000)",
+    )
+    plan.set_defaults(handler=cmd_plan)
+    add_run_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        exit_code: int = args.handler(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(
+            f"evalops: internal error: {exc.__class__.__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
+    return exit_code

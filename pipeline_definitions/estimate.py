@@ -1,0 +1,262 @@
+"""What a run will cost: instance-hours per model and per processing job, priced from `pricing.py`.
+
+An estimate, not a bill: the durations are the assumptions listed in `ASSUMPTIONS` (printed with every
+estimate), prices are on-demand list prices.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline_definitions import algorithms
+from pipeline_definitions.config import Config, ModelConfig
+from pipeline_definitions.loader import S3_SCHEME, LoadedConfig
+from pipeline_definitions.plan import PlannedStep, build_plan
+from pipeline_definitions.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
+
+DEPLOY_MINUTES = 12.0
+SECONDS_PER_CALL = 1.5
+FMEVAL_FIXED_MINUTES = 1.0
+TRAINING_HOURS_PER_EPOCH = 1.0
+TRAINING_STARTUP_MINUTES = 10.0
+# Processing jobs other than evaluate and the ones that wait for an endpoint or a training job.
+STEP_MINUTES = {"preprocess": 3.0, "select": 2.0, "register": 2.0, "cleanup": 3.0}
+BEDROCK_INPUT_TOKENS = 200
+DEFAULT_OUTPUT_TOKENS = 256
+OUTPUT_TOKEN_PARAMETERS = ("max_new_tokens", "max_tokens", "maxTokens", "maxTokenCount", "max_gen_len")
+PER_PROMPTS_DEFAULT = 1000
+
+ASSUMPTIONS = (
+    f"an endpoint takes {DEPLOY_MINUTES:g} min from creation to InService and is billed from creation until "
+    "its clean-up step deletes it",
+    f"each model call takes {SECONDS_PER_CALL:g} s; calls run evaluation_config.max_concurrency at a time",
+    f"fmeval adds {FMEVAL_FIXED_MINUTES:g} min per evaluation (start-up and scoring)",
+    f"fine-tuning trains {TRAINING_HOURS_PER_EPOCH:g} h per epoch (hyperparameter `epoch`, default 1) plus "
+    f"{TRAINING_STARTUP_MINUTES:g} min start-up",
+    "processing jobs: "
+    + ", ".join(f"{kind} {minutes:g} min" for kind, minutes in STEP_MINUTES.items())
+    + "; deploy and finetune jobs wait for their endpoint or training job; evaluate jobs last the evaluation",
+    f"Bedrock: {BEDROCK_INPUT_TOKENS} input tokens per call and the inference parameters' output-token limit "
+    f"(default {DEFAULT_OUTPUT_TOKENS}) as output",
+    "semantic robustness algorithms add num_perturbations calls per prompt (GeneralSemanticRobustness also "
+    "num_baseline_samples - 1, for a non-deterministic model)",
+    "existing endpoints, http/openai servers and recorded responses cost nothing here",
+)
+
+
+@dataclass(frozen=True)
+class ModelEstimate:
+    model: str
+    provider: str
+    model_calls: int
+    evaluation_minutes: float
+    instance_type: str | None = None
+    instance_count: int = 0
+    deploy_minutes: float = 0.0
+    endpoint_instance_hours: float = 0.0
+    endpoint_usd: float | None = None
+    # Deployed endpoints kept after the run (cleanup_endpoint: false) go on costing this much per hour.
+    kept_endpoint_usd_per_hour: float | None = None
+    training_instance_type: str | None = None
+    training_hours: float = 0.0
+    training_instance_hours: float = 0.0
+    training_usd: float | None = None
+    token_usd: float | None = None
+    # False when a price this model needs is missing (named in the run's warnings).
+    priced: bool = True
+
+    @property
+    def instance_hours(self) -> float:
+        return self.endpoint_instance_hours + self.training_instance_hours
+
+    @property
+    def usd(self) -> float:
+        return sum(value for value in (self.endpoint_usd, self.training_usd, self.token_usd) if value is not None)
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    step: str
+    instance_type: str
+    minutes: float
+    usd: float | None
+
+    @property
+    def instance_hours(self) -> float:
+        return self.minutes / 60
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    prompt_count: int | None
+    prompts: int
+    models: tuple[ModelEstimate, ...]
+    steps: tuple[StepEstimate, ...]
+    warnings: tuple[str, ...]
+    assumptions: tuple[str, ...] = ASSUMPTIONS
+    price_table_as_of: str = PRICE_TABLE_AS_OF
+
+    @property
+    def processing_instance_hours(self) -> float:
+        return sum(step.instance_hours for step in self.steps)
+
+    @property
+    def processing_usd(self) -> float:
+        return sum(step.usd for step in self.steps if step.usd is not None)
+
+    @property
+    def instance_hours(self) -> float:
+        return self.processing_instance_hours + sum(model.instance_hours for model in self.models)
+
+    @property
+    def total_usd(self) -> float:
+        """Everything that has a price; `warnings` names what has none."""
+        return self.processing_usd + sum(model.usd for model in self.models)
+
+
+def count_prompts(loaded: LoadedConfig) -> int | None:
+    """Records in a local dataset (non-empty lines of JSON Lines, items of a JSON array); None for S3."""
+    if loaded.dataset_location.startswith(S3_SCHEME):
+        return None
+    path = Path(loaded.dataset_location)
+    dataset = loaded.config.dataset
+    if dataset.dataset_mime_type == "jsonlines":
+        with path.open(encoding="utf-8") as handle:
+            return sum(1 for line in handle if line.strip())
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    # A JSON dataset is one array of records (what preprocess reads).
+    return len(document) if isinstance(document, list) else None
+
+
+def estimate_run(loaded: LoadedConfig, prompt_count: int | None) -> RunEstimate:
+    """Instance-hours and USD of one run over `prompt_count` prompts (per 1,000 prompts when None)."""
+    config = loaded.config
+    prompts = prompt_count if prompt_count is not None else PER_PROMPTS_DEFAULT
+    warnings: list[str] = []
+    models = tuple(_model_estimate(config, model, prompts, warnings) for model in config.models)
+    by_model = {estimate.model: estimate for estimate in models}
+    steps = tuple(_step_estimate(config, step, by_model, warnings) for step in build_plan(config).processing_steps)
+    return RunEstimate(
+        prompt_count=prompt_count,
+        prompts=prompts,
+        models=models,
+        steps=steps,
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _price(instance_type: str, config: Config, usage: Usage, warnings: list[str]) -> float | None:
+    price = instance_usd_per_hour(instance_type, config, usage)
+    if price is None:
+        warnings.append(
+            f"no {usage} price for {instance_type} in the price table; set pricing.instance_usd_per_hour"
+            f".{instance_type} to include it"
+        )
+    return price
+
+
+def _model_calls(config: Config, prompts: int) -> int:
+    extra = sum(
+        algorithms.lookup(item.algorithm).extra_model_calls_per_prompt(item.config_fields())
+        for item in config.algorithms
+    )
+    return prompts * (1 + extra)
+
+
+def _model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: list[str]) -> ModelEstimate:
+    calls = 0 if model.model_provider == "recorded" else _model_calls(config, prompts)
+    evaluation_minutes = calls * SECONDS_PER_CALL / model.evaluation_config.max_concurrency / 60
+    evaluation_minutes += FMEVAL_FIXED_MINUTES
+    estimate = ModelEstimate(
+        model=model.name, provider=model.model_provider, model_calls=calls, evaluation_minutes=evaluation_minutes
+    )
+    if model.finetuning is not None:
+        parameters = model.finetuning.parameters
+        hours = _epochs(parameters.model_extra or {}) * TRAINING_HOURS_PER_EPOCH + TRAINING_STARTUP_MINUTES / 60
+        price = _price(parameters.instance_type, config, "training", warnings)
+        instance_hours = hours * parameters.num_instances
+        estimate = replace(
+            estimate,
+            training_instance_type=parameters.instance_type,
+            training_hours=hours,
+            training_instance_hours=instance_hours,
+            training_usd=None if price is None else price * instance_hours,
+            priced=estimate.priced and price is not None,
+        )
+    if model.deploys_endpoint and model.deployment_config is not None:
+        deployment = model.deployment_config
+        price = _price(deployment.instance_type, config, "inference", warnings)
+        instance_hours = deployment.num_instances * (DEPLOY_MINUTES + evaluation_minutes) / 60
+        estimate = replace(
+            estimate,
+            instance_type=deployment.instance_type,
+            instance_count=deployment.num_instances,
+            deploy_minutes=DEPLOY_MINUTES,
+            endpoint_instance_hours=instance_hours,
+            endpoint_usd=None if price is None else price * instance_hours,
+            kept_endpoint_usd_per_hour=(
+                price * deployment.num_instances if price is not None and not model.cleanup_endpoint else None
+            ),
+            priced=estimate.priced and price is not None,
+        )
+    if model.model_provider == "bedrock" and model.model_id is not None:
+        token_prices = bedrock_usd_per_1k_tokens(model.model_id, config)
+        if token_prices is None:
+            warnings.append(
+                f"no Bedrock price for {model.model_id}; set pricing.bedrock_usd_per_1k_tokens.{model.model_id}"
+            )
+            estimate = replace(estimate, priced=False)
+        else:
+            per_call = (
+                BEDROCK_INPUT_TOKENS * token_prices["input"] + _output_token_limit(model) * token_prices["output"]
+            )
+            estimate = replace(estimate, token_usd=calls * per_call / 1000)
+    return estimate
+
+
+def _epochs(hyperparameters: dict[str, Any]) -> float:
+    value = hyperparameters.get("epoch", 1)
+    try:
+        epochs = float(value)
+    except (TypeError, ValueError):
+        return 1.0
+    return epochs if epochs > 0 else 1.0
+
+
+def _output_token_limit(model: ModelConfig) -> int:
+    parameters = model.evaluation_config.inference_parameters
+    for name in OUTPUT_TOKEN_PARAMETERS:
+        value = parameters.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return DEFAULT_OUTPUT_TOKENS
+
+
+def _step_minutes(step: PlannedStep, by_model: dict[str, ModelEstimate]) -> float:
+    model = by_model.get(step.model or "")
+    if model is not None and step.kind == "evaluate":
+        return model.evaluation_minutes
+    if model is not None and step.kind == "deploy":
+        return model.deploy_minutes + 1
+    if model is not None and step.kind == "finetune":
+        return model.training_hours * 60
+    return STEP_MINUTES[step.kind]
+
+
+def _step_estimate(
+    config: Config, step: PlannedStep, by_model: dict[str, ModelEstimate], warnings: list[str]
+) -> StepEstimate:
+    minutes = _step_minutes(step, by_model)
+    price = _price(step.instance_type, config, "processing", warnings)
+    return StepEstimate(
+        step=step.name,
+        instance_type=step.instance_type,
+        minutes=minutes,
+        usd=None if price is None else price * minutes / 60,
+    )

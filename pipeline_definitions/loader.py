@@ -1,0 +1,425 @@
+"""Load a config file: YAML with line numbers, the pydantic model, cross-field checks, local files.
+
+Every problem is reported, one line each, as `file:line: key.path: message`; nothing here prints a traceback.
+
+Local files (the dataset, recorded responses) are looked up first in the prompt catalog folder (`catalog_dir`,
+default `<repo root>/prompt_catalog`, the repo root being the nearest folder above the config holding
+`cdk.json`), then beside the config. Pipeline steps receive one folder as their catalog input, so every local
+file must sit inside that folder: the prompt catalog when it exists, else the config's own folder. The
+normalized config names local files relative to that folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from pipeline_definitions.config import Config
+from pipeline_definitions.validation import Finding, Loc, validate
+
+S3_SCHEME = "s3://"
+REPO_MARKER = "cdk.json"
+CATALOG_FOLDER = "prompt_catalog"
+# Keys with two accepted spellings: the loader finds either one in the YAML.
+KEY_SPELLINGS = {"finetuning_config": "finetuning", "finetuning": "finetuning_config"}
+_KEY_PATH_PREFIX = re.compile(r"^(?P<path>[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*)(?P<colon>:?) ")
+_IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    key_path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+class LocationNotFoundError(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config; `config` names local files relative to `catalog_dir`."""
+
+    config: Config
+    path: Path
+    catalog_dir: Path | None
+    dataset_location: str
+    config_sha256: str
+
+    def normalized_json(self) -> str:
+        """The config.json every step receives (`Config.model_validate_json` reads it back)."""
+        return _normalized_json(self.config)
+
+    def resolve_location(self, location: str) -> str:
+        """An s3:// URI unchanged, else the absolute path of a local file (catalog first, then beside the config)."""
+        if location.startswith(S3_SCHEME):
+            return location
+        places = _search_places(location, self.catalog_dir, self.path.parent)
+        for candidate in places:
+            if candidate.is_file():
+                return str(candidate.resolve())
+        raise LocationNotFoundError(_not_found_message(location, places))
+
+
+def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedConfig:
+    """Load and validate a config file; raises ConfigError listing every problem found."""
+    display = str(path)
+    config_path = Path(path).resolve()
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(display, None, "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [Problem(display, None, "", f"cannot read the file ({exc.__class__.__name__}: {exc})")]
+        ) from None
+
+    try:
+        root, data = _parse_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem(display, line, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(display, None, "", f"invalid YAML: {exc}")]) from None
+    if not isinstance(data, dict) or root is None:
+        line = root.start_mark.line + 1 if root is not None else 1
+        raise ConfigError(
+            [Problem(display, line, "", "expected a mapping of settings (pipeline, dataset, models, ...)")]
+        )
+
+    index = _YamlIndex(root)
+    findings = index.duplicate_keys()
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        findings += [_finding_from_error(error) for error in exc.errors(include_url=False)]
+        raise ConfigError(index.problems(display, findings)) from None
+
+    findings += validate(config)
+    wanted = _catalog_path(config_path, catalog_dir)
+    catalog = wanted if wanted.is_dir() else None
+    if catalog_dir is not None and catalog is None:
+        findings.append(Finding((), f"prompt catalog folder {catalog_dir} does not exist"))
+    files = _LocalFiles(config_path.parent, catalog, wanted)
+    config = files.normalize(config)
+    findings += files.findings
+    if findings:
+        raise ConfigError(index.problems(display, findings))
+
+    normalized = _normalized_json(config)
+    return LoadedConfig(
+        config=config,
+        path=config_path,
+        catalog_dir=files.root if files.used else catalog,
+        dataset_location=files.dataset_location,
+        config_sha256=hashlib.sha256(normalized.encode()).hexdigest(),
+    )
+
+
+def _normalized_json(config: Config) -> str:
+    return config.model_dump_json(by_alias=False)
+
+
+def repo_root(config_path: Path) -> Path:
+    """The nearest folder at or above the config that holds cdk.json, else the config's folder."""
+    folder = config_path.resolve().parent
+    return next((p for p in (folder, *folder.parents) if (p / REPO_MARKER).is_file()), folder)
+
+
+def _catalog_path(config_path: Path, catalog_dir: Path | None) -> Path:
+    return Path(catalog_dir).resolve() if catalog_dir is not None else repo_root(config_path) / CATALOG_FOLDER
+
+
+def _search_places(location: str, catalog: Path | None, config_dir: Path) -> list[Path]:
+    if Path(location).is_absolute():
+        return [Path(location)]
+    places = [catalog / location] if catalog is not None else []
+    if catalog is None or catalog.resolve() != config_dir.resolve():
+        places.append(config_dir / location)
+    return places
+
+
+def _not_found_message(location: str, places: list[Path], missing_catalog: Path | None = None) -> str:
+    looked = [str(place.parent) + os.sep for place in places]
+    if missing_catalog is not None and not Path(location).is_absolute():
+        looked.insert(0, f"{missing_catalog}{os.sep} (no such folder)")
+    return f"{location!r} not found (looked in {' and '.join(looked)})"
+
+
+class _LocalFiles:
+    """Finds the config's local files and rewrites their locations relative to the catalog folder."""
+
+    def __init__(self, config_dir: Path, catalog: Path | None, wanted_catalog: Path) -> None:
+        self.config_dir = config_dir
+        self.catalog = catalog
+        self.missing_catalog = None if catalog is not None else wanted_catalog
+        # The one folder steps receive: files outside it would be missing in a pipeline run.
+        self.root = catalog if catalog is not None else config_dir
+        self.findings: list[Finding] = []
+        self.used = False
+        self.dataset_location = ""
+
+    def normalize(self, config: Config) -> Config:
+        dataset_location = self._resolve(("dataset", "input_data_location"), config.dataset.input_data_location)
+        self.dataset_location = dataset_location
+        models = list(config.models)
+        for index, model in enumerate(config.models):
+            if model.model_provider == "recorded" and model.responses_location is not None:
+                location = self._resolve(("models", index, "responses_location"), model.responses_location)
+                models[index] = model.model_copy(update={"responses_location": self._relative(location)})
+        dataset = config.dataset.model_copy(update={"input_data_location": self._relative(dataset_location)})
+        return config.model_copy(update={"dataset": dataset, "models": models})
+
+    def _resolve(self, loc: Loc, location: str) -> str:
+        if location.startswith(S3_SCHEME):
+            return location
+        self.used = True
+        places = _search_places(location, self.catalog, self.config_dir)
+        found = next((place.resolve() for place in places if place.is_file()), None)
+        if found is None:
+            self.findings.append(Finding(loc, _not_found_message(location, places, self.missing_catalog)))
+            return location
+        if not found.is_relative_to(self.root.resolve()):
+            self.findings.append(
+                Finding(
+                    loc,
+                    f"{location!r} is at {found}, outside the prompt catalog folder {self.root}{os.sep}; steps "
+                    "receive only that folder, so move the file into it or use an s3:// URI",
+                )
+            )
+        return str(found)
+
+    def _relative(self, location: str) -> str:
+        path = Path(location)
+        if location.startswith(S3_SCHEME) or not path.is_absolute() or not path.is_relative_to(self.root.resolve()):
+            return location
+        return path.relative_to(self.root.resolve()).as_posix()
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the data built from that same tree."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+class _YamlIndex:
+    """Maps key paths to YAML lines, following the spellings the file actually uses."""
+
+    def __init__(self, root: yaml.Node) -> None:
+        self.root = root
+
+    def locate(self, loc: Loc) -> tuple[int, Loc]:
+        """The line of the deepest key of `loc` present in the file, and `loc` in the file's spelling."""
+        node: yaml.Node | None = self.root
+        line = self.root.start_mark.line + 1
+        spelled: list[str | int] = []
+        for position, part in enumerate(loc):
+            found = self._child(node, part)
+            if found is None:
+                spelled.extend(loc[position:])
+                break
+            key, node, line = found
+            spelled.append(key)
+        return line, tuple(spelled)
+
+    @staticmethod
+    def _child(node: yaml.Node | None, part: str | int) -> tuple[str | int, yaml.Node, int] | None:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for spelling in (part, KEY_SPELLINGS.get(part, part)):
+                for key_node, value_node in reversed(node.value):
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == spelling:
+                        return spelling, value_node, key_node.start_mark.line + 1
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            item = node.value[part]
+            return part, item, item.start_mark.line + 1
+        return None
+
+    def duplicate_keys(self) -> list[Finding]:
+        findings: list[Finding] = []
+        self._duplicates(self.root, (), findings)
+        return findings
+
+    def _duplicates(self, node: yaml.Node, loc: Loc, findings: list[Finding]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key in first_line:
+                    findings.append(
+                        Finding((*loc, key), f"duplicate key {key!r} (first given on line {first_line[key]})")
+                    )
+                else:
+                    first_line[key] = key_node.start_mark.line + 1
+                self._duplicates(value_node, (*loc, key), findings)
+        elif isinstance(node, yaml.SequenceNode):
+            for position, item in enumerate(node.value):
+                self._duplicates(item, (*loc, position), findings)
+
+    def problems(self, file: str, findings: list[Finding]) -> list[Problem]:
+        problems: list[Problem] = []
+        for finding in findings:
+            loc, message = _relocate(finding)
+            line, spelled = self.locate(loc)
+            # A duplicate key is reported where it repeats, not where the last spelling is.
+            if message.startswith("duplicate key "):
+                line = _duplicate_line(self.root, loc) or line
+            problem = Problem(file, line if loc else None, key_path(spelled), message)
+            if problem not in problems:
+                problems.append(problem)
+        return sorted(problems, key=lambda p: p.line or 0)
+
+
+def _duplicate_line(root: yaml.Node, loc: Loc) -> int | None:
+    """The line of the second occurrence of the last key of `loc`."""
+    node: yaml.Node | None = root
+    for part in loc[:-1]:
+        found = _YamlIndex._child(node, part)
+        if found is None:
+            return None
+        node = found[1]
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    lines = [k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value == loc[-1]]
+    return lines[1] if len(lines) > 1 else None
+
+
+def key_path(loc: Loc) -> str:
+    """`("models", 1, "deployment_config")` -> `models[1].deployment_config`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENTIFIER.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part!r}]"
+    return out
+
+
+def _parse_key_path(text: str) -> Loc:
+    parts: list[str | int] = []
+    for name, index in re.findall(r"([A-Za-z_]\w*)|\[(\d+)\]", text):
+        parts.append(name if name else int(index))
+    return tuple(parts)
+
+
+def _relocate(finding: Finding) -> tuple[Loc, str]:
+    """A model-level message that starts with a key path is about that key: point at it.
+
+    `models[1].name: duplicate ...` (a path and a colon) moves the path out of the message;
+    `finetuning is only supported ...` (a field of the model at hand) keeps the message as it is.
+    """
+    match = _KEY_PATH_PREFIX.match(finding.message)
+    if match is None:
+        return finding.loc, finding.message
+    sub = _parse_key_path(match["path"])
+    if match["colon"]:
+        return (*finding.loc, *sub), finding.message[match.end() :]
+    if _is_field_path(finding.loc, sub):
+        return (*finding.loc, *sub), finding.message
+    return finding.loc, finding.message
+
+
+def _is_field_path(loc: Loc, sub: Loc) -> bool:
+    model = _model_at(loc)
+    for part in sub:
+        if model is None or not isinstance(part, str):
+            return False
+        field = _field(model, part)
+        if field is None:
+            return False
+        model = _model_class(_unwrap(field.annotation))
+    return True
+
+
+def _field(model: type[BaseModel], name: str) -> Any:
+    for field_name, info in model.model_fields.items():
+        if name in (field_name, info.alias):
+            return info
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if type(None) in getattr(annotation, "__args__", ()) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `loc` (None for lists, dicts of values, scalars)."""
+    current: Any = Config
+    for part in loc:
+        model = _model_class(current)
+        if model is not None:
+            field = _field(model, part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            current = _unwrap(field.annotation)
+            continue
+        args: tuple[Any, ...] = getattr(current, "__args__", ())
+        origin = getattr(current, "__origin__", None)
+        if origin in (list, tuple) and isinstance(part, int) and args:
+            current = _unwrap(args[0])
+        elif origin is dict and len(args) == 2:
+            current = _unwrap(args[-1])
+        else:
+            return None
+    return _model_class(current)
+
+
+def _finding_from_error(error: Any) -> Finding:
+    loc: Loc = tuple(part for part in error["loc"] if part != "[key]")
+    kind = error["type"]
+    if kind == "missing":
+        return Finding(loc, f"required key {loc[-1]!r} is missing")
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        expected = ", ".join(model.model_fields) if model is not None else ""
+        return Finding(loc, f"unknown key {loc[-1]!r}" + (f" (expected one of: {expected})" if expected else ""))
+    if kind in ("value_error", "assertion_error") and "error" in error.get("ctx", {}):
+        return Finding(loc, str(error["ctx"]["error"]))
+    message = str(error["msg"])
+    message = re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", message)
+    message = message.replace("a valid list", "a list")
+    if message.startswith("Input should be "):
+        message = "expected " + message[len("Input should be ") :]
+    return Finding(loc, f"{message}, got {_describe(error.get('input'))}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

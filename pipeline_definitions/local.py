@@ -1,0 +1,509 @@
+"""Run an evaluation plan on this machine with the same step entry points SageMaker runs.
+
+Each step's `step_code.<kind>.main(argv)` is called in-process with the arguments `plan.step_arguments`
+builds, so a local run and a pipeline execution cannot drift apart. Layout of a run folder:
+
+    run.json                      execution id (kept across resumed runs) and pipeline name
+    config/config.json            the normalized config every step reads
+    steps/<Step>/input/<name>     links to the producing step's output, the config or the prompt catalog
+    steps/<Step>/output/<name>/   what the step wrote
+    steps/<Step>/_SUCCESS         written after main returned 0; holds the step's fingerprint
+    cache/                        model responses (survives --fresh: an unchanged prompt is never re-sent)
+    registry/                     the local model registry (survives --fresh, like a real one)
+    run.log                       every step's log lines
+
+A step whose `_SUCCESS` fingerprint matches (same config, catalog, arguments and upstream results) is
+skipped on a re-run; an interrupted evaluate step resumes through the response cache. Branches run in
+parallel up to `pipeline.parallelism` steps; after Select, the decision plays the condition step: the
+winner is registered, or the run ends with the policy's reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+from pipeline_definitions.loader import LoadedConfig
+from pipeline_definitions.plan import (
+    CATALOG_INPUT,
+    COMPARISON_REPORT_FILE,
+    CONFIG_FILE,
+    CONFIG_INPUT,
+    DECISION,
+    DECISION_FILE,
+    DEFAULT_APPROVAL_STATUS,
+    PARAM_PROMPT_CATALOG_URI,
+    REGISTRATION,
+    REGISTRATION_FILE,
+    EvaluationPlan,
+    PlannedStep,
+    build_plan,
+    step_arguments,
+)
+from pipeline_definitions.results import Decision
+from step_code import storage
+
+RUN_FILE = "run.json"
+LOG_FILE = "run.log"
+SUCCESS_MARKER = "_SUCCESS"
+STEPS_DIR = "steps"
+CACHE_DIR = "cache"
+REGISTRY_DIR = "registry"
+EMPTY_CATALOG_DIR = "empty-catalog"
+S3_SCHEME = "s3://"
+
+Registry = Literal["local", "sagemaker"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunError(Exception):
+    """The run cannot start or go on; the message is one line for the user."""
+
+
+class StepsFailed(RunError):
+    def __init__(self, failures: Sequence[tuple[str, str]]) -> None:
+        self.failures = list(failures)
+        super().__init__("; ".join(f"step {name} failed: {reason}" for name, reason in failures))
+
+
+class PolicyNotMet(RunError):
+    """No candidate meets the selection policy (the pipeline's FailStep)."""
+
+    def __init__(self, decision: Decision, report: str) -> None:
+        self.decision = decision
+        self.report = report
+        super().__init__(decision.reason)
+
+
+class RunEvents(Protocol):
+    """What the run tells its display. `on_progress` is the evaluate step's ProgressListener."""
+
+    def step_started(self, step: PlannedStep) -> None: ...
+    def step_skipped(self, step: PlannedStep) -> None: ...
+    def step_finished(self, step: PlannedStep, seconds: float) -> None: ...
+    def step_failed(self, step: PlannedStep, reason: str) -> None: ...
+    def on_progress(self, model: str, invoked: int, cache_hits: int, failed: int, total: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    output: str
+    registry: Registry = "local"
+    approval_status: str = DEFAULT_APPROVAL_STATUS
+    fresh: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    location: str
+    execution_id: str
+    decision: Decision
+    report: str
+    registration: dict[str, Any] | None
+    executed: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / RUN_FILE
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / CONFIG_INPUT
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / CACHE_DIR
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.root / REGISTRY_DIR
+
+    @property
+    def steps_dir(self) -> Path:
+        return self.root / STEPS_DIR
+
+    def step_dir(self, name: str) -> Path:
+        return self.steps_dir / name
+
+    def output(self, step: str, name: str) -> Path:
+        return self.step_dir(step) / "output" / name
+
+
+def default_output(plan_name: str) -> str:
+    return str(Path("runs") / plan_name)
+
+
+# -- stderr per step ------------------------------------------------------------------------------
+class _StepStderr:
+    """sys.stderr while steps run: writes go through, and each step thread's lines are also kept, so a
+    step that prints its error and returns 1 (step_io.run_step) fails with that line as the reason."""
+
+    def __init__(self, target: TextIO) -> None:
+        self._target = target
+        self._local = threading.local()
+
+    def capture(self, buffer: list[str] | None) -> None:
+        self._local.buffer = buffer
+
+    def write(self, text: str) -> int:
+        buffer: list[str] | None = getattr(self._local, "buffer", None)
+        if buffer is not None:
+            buffer.append(text)
+        return self._target.write(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+@contextmanager
+def _stderr_per_step() -> Iterator[_StepStderr]:
+    original = sys.stderr
+    routed = _StepStderr(original)
+    sys.stderr = routed
+    try:
+        yield routed
+    finally:
+        sys.stderr = original
+
+
+@contextmanager
+def _run_log(path: Path) -> Iterator[None]:
+    """Every log line of the run goes to run.log; the display keeps its own handlers."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s %(name)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
+# -- the run folder --------------------------------------------------------------------------------
+def _prepare(layout: RunLayout, loaded: LoadedConfig, fresh: bool) -> str:
+    """Create or reuse the run folder; returns the execution id."""
+    name = loaded.config.pipeline.name
+    if fresh:
+        shutil.rmtree(layout.steps_dir, ignore_errors=True)
+        layout.run_file.unlink(missing_ok=True)
+    execution_id: str | None = None
+    if layout.run_file.is_file():
+        try:
+            state = json.loads(layout.run_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{layout.run_file}: not JSON ({exc.msg}); use --fresh to start over") from None
+        if state.get("pipeline") != name:
+            raise RunError(
+                f"{layout.root} holds a run of pipeline {state.get('pipeline')!r}, not {name!r}; "
+                "choose another --output"
+            )
+        execution_id = state.get("execution_id")
+    if not isinstance(execution_id, str) or not execution_id:
+        # 12 lowercase alphanumerics, the shape of a SageMaker execution id, so resource names stay short.
+        execution_id = secrets.token_hex(6)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.run_file.write_text(
+            json.dumps({"pipeline": name, "execution_id": execution_id}, indent=2) + "\n", encoding="utf-8"
+        )
+    layout.config_dir.mkdir(parents=True, exist_ok=True)
+    (layout.config_dir / CONFIG_FILE).write_text(loaded.normalized_json(), encoding="utf-8")
+    layout.cache_dir.mkdir(exist_ok=True)
+    return execution_id
+
+
+def _catalog_digest(catalog: Path | None) -> str:
+    digest = hashlib.sha256()
+    if catalog is not None:
+        for path in sorted(p for p in catalog.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(catalog).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _link(link: Path, target: Path, root: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    # Links inside the run folder are relative, so a moved or downloaded run folder still reads.
+    pointer = os.path.relpath(target, link.parent) if target.is_relative_to(root) else str(target)
+    link.symlink_to(pointer, target_is_directory=True)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+@dataclass
+class _Runner:
+    plan: EvaluationPlan
+    layout: RunLayout
+    catalog: Path
+    execution_id: str
+    options: RunOptions
+    events: RunEvents
+    base_fingerprint: str
+    stderr: _StepStderr
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def arguments(self, step: PlannedStep) -> list[str]:
+        folder = self.layout.step_dir(step.name)
+        return [
+            str(arg)
+            for arg in step_arguments(
+                step,
+                str(folder / "input"),
+                str(folder / "output"),
+                execution_id=self.execution_id,
+                approval_status=self.options.approval_status,
+                cache_uri=str(self.layout.cache_dir),
+                local_registry_dir=str(self.layout.registry_dir) if self.options.registry == "local" else None,
+            )
+        ]
+
+    def fingerprint(self, step: PlannedStep, argv: Sequence[str]) -> str:
+        upstream = {name: self.fingerprints.get(name, "") for name in step.depends_on}
+        payload = json.dumps([self.base_fingerprint, list(argv), upstream], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def link_inputs(self, step: PlannedStep) -> None:
+        root = self.layout.step_dir(step.name) / "input"
+        shutil.rmtree(root, ignore_errors=True)  # removes the links, never what they point to
+        for item in step.inputs:
+            if item.name == CONFIG_INPUT:
+                target = self.layout.config_dir
+            elif item.step is not None and item.output is not None:
+                target = self.layout.output(item.step, item.output)
+            elif item.parameter == PARAM_PROMPT_CATALOG_URI or item.name == CATALOG_INPUT:
+                target = self.catalog
+            else:
+                raise RunError(f"step {step.name}: input {item.name} has no local source")
+            _link(root / item.name, target, self.layout.root)
+
+    def run_step(self, step: PlannedStep) -> None:
+        """Run one step unless its last successful run had the same fingerprint; raises on failure."""
+        argv = self.arguments(step)
+        fingerprint = self.fingerprint(step, argv)
+        folder = self.layout.step_dir(step.name)
+        marker = folder / SUCCESS_MARKER
+        if marker.is_file() and marker.read_text(encoding="utf-8").strip() == fingerprint:
+            self.fingerprints[step.name] = fingerprint
+            self.skipped.append(step.name)
+            self.events.step_skipped(step)
+            return
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(folder / "output", ignore_errors=True)
+        self.link_inputs(step)
+        for name in step.outputs:
+            (folder / "output" / name).mkdir(parents=True, exist_ok=True)
+        self.events.step_started(step)
+        started = time.monotonic()
+        status, reason = self._call(step, argv)
+        if status != 0:
+            self.events.step_failed(step, reason)
+            raise _StepFailure(step.name, reason)
+        marker.write_text(fingerprint + "\n", encoding="utf-8")
+        self.fingerprints[step.name] = fingerprint
+        self.executed.append(step.name)
+        self.events.step_finished(step, time.monotonic() - started)
+
+    def _call(self, step: PlannedStep, argv: list[str]) -> tuple[int, str]:
+        module = importlib.import_module(f"step_code.{step.kind}")
+        entry: Callable[..., int] = module.main
+        lines: list[str] = []
+        self.stderr.capture(lines)
+        logger.info("%s: step_code.%s %s", step.name, step.kind, " ".join(argv))
+        try:
+            # The evaluate step reports per-prompt progress to the display; the others finish quickly.
+            status = entry(argv, progress=self.events) if step.kind == "evaluate" else entry(argv)
+        except SystemExit as exc:
+            # argparse exits 2 on arguments it does not accept: a mismatch between plan and step code.
+            status = exc.code if isinstance(exc.code, int) else 1
+        except Exception as exc:
+            logger.exception("%s failed", step.name)
+            return 1, f"{exc.__class__.__name__}: {exc}"
+        finally:
+            self.stderr.capture(None)
+        if status == 0:
+            return 0, ""
+        said = [line.strip() for line in "".join(lines).splitlines() if line.strip()]
+        return status, said[-1] if said else f"exited with status {status} (see {self.layout.root / LOG_FILE})"
+
+    def run_branches(self, steps: Sequence[PlannedStep]) -> list[tuple[str, str]]:
+        """Run steps in dependency order, independent ones in parallel; returns (step, reason) failures.
+
+        A step whose data inputs failed does not run. Steps that only wait for another one (`after`, the
+        endpoint clean-up) still run when it failed, so an endpoint is deleted even if its evaluation broke.
+        """
+        pending = {step.name: step for step in steps}
+        finished: set[str] = set()
+        failures: dict[str, str] = {}
+        running: dict[Future[None], PlannedStep] = {}
+        with ThreadPoolExecutor(max_workers=self.plan.max_parallel_steps, thread_name_prefix="step") as pool:
+            while pending or running:
+                for name, step in list(pending.items()):
+                    data = [s for s in step.depends_on if s not in step.after]
+                    if any(s in failures for s in data):
+                        failures[name] = f"not run: {', '.join(s for s in data if s in failures)} failed"
+                        del pending[name]
+                    elif all(s in finished or s in failures for s in step.depends_on):
+                        del pending[name]
+                        running[pool.submit(self._in_thread, step)] = step
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        finished.add(step.name)
+                    else:
+                        failures[step.name] = error.reason if isinstance(error, _StepFailure) else str(error)
+        return [(name, reason) for name, reason in failures.items() if not reason.startswith("not run:")]
+
+    def _in_thread(self, step: PlannedStep) -> None:
+        threading.current_thread().name = step.name
+        try:
+            self.run_step(step)
+        except (_StepFailure, RunError):
+            raise
+        except OSError as exc:
+            # Preparing the step's folder failed (disk full, permissions): the step did not run.
+            self.events.step_failed(step, str(exc))
+            raise _StepFailure(step.name, str(exc)) from exc
+
+
+class _StepFailure(Exception):
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+def _read_decision(path: Path) -> Decision:
+    try:
+        return Decision.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: the select step wrote no decision") from None
+
+
+def run_in_folder(
+    loaded: LoadedConfig, run_dir: Path, options: RunOptions, events: RunEvents, *, location: str | None = None
+) -> RunOutcome:
+    """Run (or resume) the plan of `loaded` in `run_dir`."""
+    layout = RunLayout(run_dir.resolve())
+    plan = build_plan(loaded.config)
+    execution_id = _prepare(layout, loaded, options.fresh)
+    catalog = loaded.catalog_dir
+    if catalog is None:
+        catalog = layout.root / EMPTY_CATALOG_DIR
+        catalog.mkdir(exist_ok=True)
+    base = hashlib.sha256(f"{loaded.config_sha256}:{_catalog_digest(loaded.catalog_dir)}".encode()).hexdigest()
+    with _run_log(layout.root / LOG_FILE), _stderr_per_step() as stderr:
+        runner = _Runner(plan, layout, catalog, execution_id, options, events, base, stderr)
+        failures = runner.run_branches([s for s in plan.processing_steps if s.name != plan.register.name])
+        if failures:
+            raise StepsFailed(failures)
+        decision = _read_decision(layout.output(plan.select.name, DECISION) / DECISION_FILE)
+        report = layout.output(plan.select.name, DECISION) / COMPARISON_REPORT_FILE
+        report_location = _location(location, layout, report)
+        if not decision.meets_policy:
+            raise PolicyNotMet(decision, report_location)
+        try:
+            runner.run_step(plan.register)
+        except _StepFailure as exc:
+            raise StepsFailed([(exc.step, exc.reason)]) from None
+    registration_file = layout.output(plan.register.name, REGISTRATION) / REGISTRATION_FILE
+    return RunOutcome(
+        location=location or str(layout.root),
+        execution_id=execution_id,
+        decision=decision,
+        report=report_location,
+        registration=json.loads(registration_file.read_text(encoding="utf-8")),
+        executed=tuple(runner.executed),
+        skipped=tuple(runner.skipped),
+    )
+
+
+def _location(remote: str | None, layout: RunLayout, path: Path) -> str:
+    if remote is None:
+        return str(path)
+    return remote.rstrip("/") + "/" + path.relative_to(layout.root).as_posix()
+
+
+# -- s3:// output ----------------------------------------------------------------------------------
+def _files(root: Path) -> Iterator[Path]:
+    """Regular files of a run folder; input links are skipped (they point at outputs stored anyway)."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        base = Path(folder)
+        dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
+        for name in files:
+            path = base / name
+            if not path.is_symlink():
+                yield path
+
+
+def run_plan(loaded: LoadedConfig, options: RunOptions, events: RunEvents) -> RunOutcome:
+    """Run in `options.output`; an s3:// output runs in a temporary folder synchronised with that prefix."""
+    if not options.output.startswith(S3_SCHEME):
+        return run_in_folder(loaded, Path(options.output), options, events)
+    prefix = options.output.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="evalops-run-") as temp:
+        root = Path(temp)
+        # Download the previous state first, so a run into the same prefix resumes like a local one.
+        for name in storage.list_names(prefix):
+            if options.fresh and (name == RUN_FILE or name.startswith(f"{STEPS_DIR}/")):
+                continue
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(storage.read_bytes(f"{prefix}/{name}"))
+        before = {path: path.stat().st_mtime_ns for path in _files(root)}
+        try:
+            return run_in_folder(loaded, root, options, events, location=prefix)
+        finally:
+            for path in _files(root):
+                if before.get(path) != path.stat().st_mtime_ns:
+                    storage.write_bytes(f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes())
+            if options.fresh:
+                _delete_stale(prefix, root)
+
+
+def _delete_stale(prefix: str, root: Path) -> None:
+    """After --fresh, objects of the old run's steps that this run did not write are removed."""
+    kept = {path.relative_to(root).as_posix() for path in _files(root)}
+    stale = [name for name in storage.list_names(prefix) if name.startswith(f"{STEPS_DIR}/") and name not in kept]
+    if stale:
+        bucket, key = storage.split_s3(prefix)
+        client = storage.s3_client()
+        for start in range(0, len(stale), 1000):
+            batch = stale[start : start + 1000]
+            client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": f"{key}/{name}" if key else name} for name in batch]}
+            )

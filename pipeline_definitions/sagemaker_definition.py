@@ -1,0 +1,146 @@
+"""The evaluation plan as a SageMaker pipeline definition (JSON), rendered offline and deterministically.
+
+`render_definition` returns the definition for concrete values (`RenderTargets`).
+`render_for_cloudformation` returns it as an `Fn::Sub` template for the stack, whose values are CDK tokens:
+the body holds `${Variable}` where these go, and `variables` lists the ones it uses, out of:
+
+  ImageUri          the step image URI
+  RoleArn           the role the processing jobs run as
+  ArtifactsBucket   bucket name of the run outputs and the response cache
+  CodeBucket        bucket name holding the step code bundle at the given `code_object_key`
+  ConfigUri         s3 URI of the normalized config; the object must be named config.json (or the URI is a
+                    prefix holding config.json), because the steps read <input>/config/config.json
+  PromptCatalogUri  default of the PromptCatalogUri pipeline parameter: the s3 prefix of the catalog folder
+  KmsKeyArn         the key of job volumes, job outputs, and of what step code writes (EVALOPS_KMS_KEY_ARN)
+  Region            the stack's region (AWS_DEFAULT_REGION of the jobs)
+
+Every other `${` in the body is written `${!`, which `Fn::Sub` turns back into `${`.
+The pipeline's parallelism is a property of the pipeline resource, not of the definition; it comes with
+the result (`max_parallel_execution_steps`).
+
+Importing this module is cheap: the sagemaker SDK is imported inside the render functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pipeline_definitions import definition_placeholders as ph
+from pipeline_definitions.config import Config
+from pipeline_definitions.plan import CONFIG_FILE, EvaluationPlan
+
+# The SDK logs "sagemaker.config INFO - Not applying SDK defaults ..." to stdout from its import on,
+# unless its logger already has a level; and per step it logs that it leaves out the job name.
+SDK_CONFIG_LOGGER = "sagemaker.config"
+SDK_STEP_LOGGER = "sagemaker.workflow.utilities"
+
+
+@dataclass(frozen=True)
+class RenderTargets:
+    image_uri: str
+    role_arn: str
+    artifacts_bucket: str
+    code_uri: str
+    config_uri: str
+    prompt_catalog_uri: str
+    kms_key_arn: str
+    region: str
+    resource_prefix: str
+    pipeline_name: str
+    security_group_ids: tuple[str, ...] = ()
+    subnets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for label, uri in (
+            ("code_uri", self.code_uri),
+            ("config_uri", self.config_uri),
+            ("prompt_catalog_uri", self.prompt_catalog_uri),
+        ):
+            if not uri.startswith("s3://") or len(uri.split("/", 3)) < 4:
+                raise ValueError(f"render targets: {label} {uri!r} is not an s3://bucket/key URI")
+        if self.code_uri.endswith("/"):
+            raise ValueError(
+                f"render targets: code_uri {self.code_uri!r} must name the code bundle object, not a prefix"
+            )
+        if not (self.config_uri.endswith("/") or self.config_uri.endswith(f"/{CONFIG_FILE}")):
+            raise ValueError(
+                f"render targets: config_uri {self.config_uri!r} must be an object named {CONFIG_FILE} "
+                "or a prefix holding it"
+            )
+        if bool(self.security_group_ids) != bool(self.subnets):
+            raise ValueError("render targets: give both security_group_ids and subnets for a VPC, or neither")
+
+    @property
+    def code_file_name(self) -> str:
+        """Name of the code bundle in the container: a processing input keeps the object's name."""
+        return self.code_uri.rsplit("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class CloudFormationDefinition:
+    body: str
+    variables: tuple[str, ...]
+    max_parallel_execution_steps: int
+
+
+@contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """Silence the SDK's per-step notices (job name left out, "No Wait" in a PipelineSession) while rendering."""
+    logger = logging.getLogger(SDK_STEP_LOGGER)
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+def render_definition(plan: EvaluationPlan, config: Config, targets: RenderTargets) -> str:
+    """The pipeline definition JSON; the same inputs give the same bytes in any process."""
+    config_logger = logging.getLogger(SDK_CONFIG_LOGGER)
+    if config_logger.level == logging.NOTSET:
+        config_logger.setLevel(logging.WARNING)
+    with _quiet_sdk():
+        from pipeline_definitions.definition_builder import DefinitionBuilder
+
+        definition = json.loads(DefinitionBuilder(plan, config, targets).build().definition())
+    # The SDK writes `"PipelineExperimentConfig": null` when there is none; leave the key out instead.
+    if definition.get("PipelineExperimentConfig") is None:
+        definition.pop("PipelineExperimentConfig", None)
+    return json.dumps(definition, indent=1, sort_keys=False) + "\n"
+
+
+def render_for_cloudformation(
+    plan: EvaluationPlan, config: Config, *, code_object_key: str, pipeline_name: str, resource_prefix: str
+) -> CloudFormationDefinition:
+    """The definition as an `Fn::Sub` template: `Fn.sub(body, {variable: value for variable in variables})`."""
+    for label, value in (
+        ("code_object_key", code_object_key),
+        ("pipeline_name", pipeline_name),
+        ("resource_prefix", resource_prefix),
+    ):
+        ph.check_free_of_placeholders(label, value)
+    ph.check_data_free_of_placeholders("config", config.model_dump(mode="json", by_alias=True))
+    targets = RenderTargets(
+        image_uri=ph.IMAGE_URI.value,
+        role_arn=ph.ROLE_ARN.value,
+        artifacts_bucket=ph.ARTIFACTS_BUCKET.value,
+        code_uri=f"s3://{ph.CODE_BUCKET.value}/{code_object_key}",
+        config_uri=ph.CONFIG_URI.value,
+        prompt_catalog_uri=ph.PROMPT_CATALOG_URI.value,
+        kms_key_arn=ph.KMS_KEY_ARN.value,
+        region=ph.REGION.value,
+        resource_prefix=resource_prefix,
+        pipeline_name=pipeline_name,
+    )
+    body, variables = ph.to_fn_sub_template(render_definition(plan, config, targets))
+    return CloudFormationDefinition(
+        body=body, variables=variables, max_parallel_execution_steps=plan.max_parallel_steps
+    )

@@ -1,0 +1,78 @@
+"""cdk-nag AwsSolutions findings of the delivery pipeline that are acknowledged, each with its reason.
+
+Almost all of them are the grants CDK Pipelines writes itself: narrowing them would mean forking the
+construct. Each suppression names the exact findings it covers, so a new wildcard still fails the check.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import pipelines
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import IConstruct
+
+IAM5 = "AwsSolutions-IAM5"
+
+ARTIFACT_GRANTS = NagPackSuppression(
+    id=IAM5,
+    reason="CDK's grants on the pipeline's own artifact bucket and KMS key use action wildcards (s3:GetObject*, "
+    "kms:GenerateDataKey*) and the bucket's object wildcard, and reach nothing else.",
+    applies_to=[
+        "Action::s3:GetObject*",
+        "Action::s3:GetBucket*",
+        "Action::s3:List*",
+        "Action::s3:DeleteObject*",
+        "Action::s3:Abort*",
+        "Action::kms:ReEncrypt*",
+        "Action::kms:GenerateDataKey*",
+        RegexAppliesTo(regex=r"/^Resource::<PipelineArtifactsBucket[A-Za-z0-9]+\.Arn>\/\*$/"),
+        RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:s3:::[a-z0-9-]*-support-[a-z0-9-]+\/\*$/"),
+    ],
+)
+CODEBUILD_GRANTS = NagPackSuppression(
+    id=IAM5,
+    reason="CodeBuild's standard grants let a project write its own log streams and test reports, whose names "
+    "CodeBuild generates per build under the project's log group and report-group prefix.",
+    applies_to=[
+        RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:logs:[a-z0-9-]+:\d{12}:log-group:\/aws\/codebuild\/.*$/"),
+        RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:codebuild:[a-z0-9-]+:\d{12}:report-group\/.*$/"),
+    ],
+)
+PIPELINE_ROLE_KMS = NagPackSuppression(
+    id=IAM5,
+    reason="The pipeline role may use the cross-region replication keys, which live in per-region support stacks "
+    "that this stack cannot reference by ARN; each key's own policy still limits its users.",
+    applies_to=["Resource::*"],
+)
+SELF_MUTATION = NagPackSuppression(
+    id=IAM5,
+    reason="Self-mutation runs `cdk deploy` of this stack: it may assume only roles tagged as CDK bootstrap roles "
+    "and needs read-only cloudformation:DescribeStacks and s3:ListBucket, which CDK grants on all resources.",
+    applies_to=["Resource::*", RegexAppliesTo(regex=r"/^Resource::arn:\*:iam::\d{12}:role\/\*$/")],
+)
+ASSET_PUBLISHING = NagPackSuppression(
+    id=IAM5,
+    reason="Asset publishing projects are started by CodePipeline through this role, which CDK grants "
+    "codebuild:StartBuild/BatchGetBuilds/StopBuild on all projects because the projects are created after it.",
+    applies_to=["Resource::*"],
+)
+ARTIFACT_BUCKET_LOGS = NagPackSuppression(
+    id="AwsSolutions-S1",
+    reason="Pipeline artifact buckets hold only KMS-encrypted build intermediates that the pipeline's own roles "
+    "read and write, and CloudTrail already records those calls.",
+)
+
+
+def acknowledge_delivery_findings(pipeline: pipelines.CodePipeline, extra_roles: list[IConstruct]) -> None:
+    """Suppress the acknowledged findings of a built `pipeline` and the roles its steps run with."""
+    built = pipeline.pipeline
+    NagSuppressions.add_resource_suppressions(
+        [pipeline, *extra_roles], [ARTIFACT_GRANTS, CODEBUILD_GRANTS], apply_to_children=True
+    )
+    NagSuppressions.add_resource_suppressions(built.role, [PIPELINE_ROLE_KMS], apply_to_children=True)
+    NagSuppressions.add_resource_suppressions(pipeline.self_mutation_project, [SELF_MUTATION], apply_to_children=True)
+    assets = pipeline.node.try_find_child("Assets")
+    if assets is not None:
+        NagSuppressions.add_resource_suppressions(assets, [ASSET_PUBLISHING], apply_to_children=True)
+    buckets: list[IConstruct] = [built.artifact_bucket]
+    buckets.extend(support.replication_bucket for support in built.cross_region_support.values())
+    NagSuppressions.add_resource_suppressions(buckets, [ARTIFACT_BUCKET_LOGS], apply_to_children=True)

@@ -1,0 +1,160 @@
+"""Cleans up after a failed or stopped run: deletes its tagged endpoints, configs and models, stops its training.
+
+A run deletes its endpoints itself after each evaluation; when the run fails or is stopped first, this
+rule hands the execution to a Lambda function (`stacks/safety_net_lambda/index.py`) that deletes the
+resources tagged with that execution. Delivery failures and function errors land in a dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import Construct
+
+PIPELINE_STATUS_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
+END_STATES_WITH_LEFTOVERS = ["Failed", "Stopped"]
+HANDLER = "index.handler"
+RESOURCE_PREFIX_ENV = "RESOURCE_PREFIX"
+# Latest Python runtime of the installed aws-cdk-lib (cdk-nag AwsSolutions-L1 checks the same list).
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+# Deleting endpoints is quick; listing and reading the tags of every endpoint in a busy account is not.
+TIMEOUT = Duration.minutes(5)
+EVENT_RETRY_ATTEMPTS = 8
+EVENT_MAX_AGE = Duration.hours(6)
+DLQ_RETENTION = Duration.days(14)
+CODE_EXCLUDE = ["**/__pycache__", "**/*.pyc"]
+
+
+class EndpointSafetyNet(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, handler_dir: Path, resource_prefix: str, pipeline_arn: str
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=DLQ_RETENTION,
+        )
+        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Deletes leftover {resource_prefix}* endpoints of failed or stopped pipeline runs",
+        )
+
+        def sagemaker_arn(resource_type: str) -> str:
+            # SageMaker ARNs carry names in lower case; run-scoped names all start with the prefix.
+            return f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:{resource_type}/{resource_prefix}*"
+
+        policy = iam.Policy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.log_group_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="DeleteRunResources",
+                    actions=[
+                        "sagemaker:ListTags",
+                        "sagemaker:DeleteEndpoint",
+                        "sagemaker:DeleteEndpointConfig",
+                        "sagemaker:DeleteModel",
+                    ],
+                    resources=[sagemaker_arn(kind) for kind in ("endpoint", "endpoint-config", "model")],
+                ),
+                iam.PolicyStatement(
+                    # Stopping the finetune step does not stop the training job it started.
+                    sid="StopRunTrainingJobs",
+                    actions=["sagemaker:ListTags", "sagemaker:StopTrainingJob"],
+                    resources=[sagemaker_arn("training-job")],
+                ),
+                iam.PolicyStatement(
+                    sid="FindRunResources",
+                    actions=[
+                        "sagemaker:ListEndpoints",
+                        "sagemaker:ListEndpointConfigs",
+                        "sagemaker:ListModels",
+                        "sagemaker:ListTrainingJobs",
+                    ],
+                    resources=["*"],
+                ),
+            ],
+        )
+        NagSuppressions.add_resource_suppressions(
+            policy,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Lambda names one log stream per execution environment inside the function's own log group.",
+                    applies_to=[RegexAppliesTo(regex=r"/^Resource::<.*Logs.*\.Arn>$/")],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Leftovers carry run-scoped names; only the environment prefix of those names is fixed.",
+                    applies_to=[RegexAppliesTo(regex=rf"/:(endpoint|endpoint-config|model|training-job)\/{resource_prefix}\*$/")],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="The sagemaker:List* calls that find candidates by name have no resource-level permissions.",
+                    applies_to=["Resource::*"],
+                ),
+            ],
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(handler_dir), exclude=CODE_EXCLUDE),
+            environment={RESOURCE_PREFIX_ENV: resource_prefix},
+            role=role,
+            timeout=TIMEOUT,
+            memory_size=256,
+            log_group=log_group,
+            dead_letter_queue=self.dead_letters,
+            description=f"Deletes what failed or stopped runs of {resource_prefix}* left running",
+        )
+        self.function.node.add_dependency(policy)
+        self.rule = events.Rule(
+            self,
+            "RunEnded",
+            description="Failed or stopped evaluation pipeline executions, whose endpoints may still be running",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[PIPELINE_STATUS_EVENT],
+                detail={"currentPipelineExecutionStatus": END_STATES_WITH_LEFTOVERS, "pipelineArn": [pipeline_arn]},
+            ),
+        )
+        self.rule.add_target(
+            targets.LambdaFunction(
+                self.function,
+                dead_letter_queue=self.dead_letters,
+                retry_attempts=EVENT_RETRY_ATTEMPTS,
+                max_event_age=EVENT_MAX_AGE,
+            )
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.dead_letters,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-SQS3",
+                    reason="This queue is itself the dead-letter queue of the rule target and the function.",
+                )
+            ],
+        )

@@ -1,0 +1,349 @@
+"""The role the SageMaker pipeline and its jobs run as, with nothing beyond what the configured run needs.
+
+Resources a run creates (endpoints, endpoint configs, models, training jobs) are named
+`<resource prefix><base>-<execution>` (`pipeline_definitions.naming.run_scoped_name`), so the role may
+touch exactly the names starting with the environment's prefix. Everything else is named outright:
+the environment's buckets and key, the step image repository, the configured model package groups,
+Bedrock models and existing endpoints, and the AWS-owned JumpStart buckets and container registries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Stack
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import Construct
+
+from pipeline_definitions.config import Config
+from stacks import model_access
+
+SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
+# SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
+PIPELINE_JOB_PREFIX = "pipelines-"
+SAGEMAKER_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/Endpoints")
+ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
+
+
+@dataclass(frozen=True)
+class StepCodeObject:
+    """Where the step code bundle lives (the CDK file asset)."""
+
+    bucket_name: str
+    object_key: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A cdk-nag IAM5 wildcard finding acknowledged for one policy, with why the wildcard is needed."""
+
+    reason: str
+    applies_to: str
+
+
+class EvaluationExecutionRole(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        resource_prefix: str,
+        key: kms.IKey,
+        data_bucket: s3.IBucket,
+        catalog_prefix: str,
+        artifacts_bucket: s3.IBucket,
+        step_code: StepCodeObject,
+        image_repository: ecr.IRepository,
+        model_package_groups: Sequence[str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self._partition, self._region, self._account = stack.partition, stack.region, stack.account
+        self._prefix = resource_prefix
+        self.role = iam.Role(
+            self,
+            "Role",
+            role_name=f"{resource_prefix}sagemaker-execution",
+            assumed_by=iam.ServicePrincipal(SAGEMAKER_SERVICE),
+            description=f"Runs the {resource_prefix}* evaluation pipeline, its jobs and the models it deploys",
+        )
+        self._attach(
+            "DataAccess",
+            "Reads the prompt catalog and step code, writes run artifacts, uses the environment's key and logs",
+            [
+                *self._bucket_statements(data_bucket, catalog_prefix, artifacts_bucket, step_code),
+                *self._external_read_statements(config),
+                *self._key_statements(key),
+                self._log_statement(),
+            ],
+            [
+                Finding("Object actions are limited to the prompt catalog prefix of the data bucket.", r"\/prompt-catalog\/\*$"),
+                Finding("The environment's artifacts bucket is dedicated to this pipeline's runs and caches.", r"Artifacts.*\/\*$"),
+                Finding("SageMaker names one log stream per job instance inside these fixed log groups.", r"log-group:\/aws\/sagemaker\/"),
+                Finding("Configured s3:// inputs are read below the prefixes the config names.", r"^Resource::arn:[^:]*:s3:::.*\*$"),
+            ],
+        )
+        self._attach(
+            "Orchestration",
+            "Lets the pipeline start its processing jobs and pass this role to SageMaker",
+            [self._processing_job_statement(), self._pass_role_statement(), *self._image_pull_statements(config, image_repository)],
+            [
+                Finding("Pipeline job names carry the execution id and a random token; only the pipelines- prefix is fixed.", r":processing-job\/pipelines-\*$"),
+                Finding("ecr:GetAuthorizationToken has no resource-level permissions; the pulls themselves name repositories.", r"^Resource::\*$"),
+                Finding("AWS deep learning containers are pulled from the AWS-owned registries of this region only.", r":repository\/\*$"),
+            ],
+        )
+        self._attach(
+            "ModelResources",
+            "Creates, invokes and deletes the run's own endpoints, models and training jobs; registers the winner",
+            [
+                *self._run_resource_statements(),
+                self._registry_statement(model_package_groups),
+                self._list_statement(),
+            ],
+            [
+                Finding("Run-scoped names are unique per execution; the environment prefix is the fixed part.", rf"\/{resource_prefix}\*$"),
+                Finding("Model package versions are numbered by SageMaker inside the configured groups.", r":model-package\/[^/]+\/\*$"),
+                Finding("sagemaker:ListEndpoints has no resource-level permissions.", r"^Resource::\*$"),
+            ],
+        )
+        model_statements = self._model_access_statements(config)
+        if model_statements:
+            self._attach(
+                "ModelAccess",
+                "Invokes the configured Bedrock models and existing endpoints; reads JumpStart artifacts",
+                model_statements,
+                [
+                    Finding("JumpStart model artifacts and scripts are spread over keys of these AWS-owned buckets.", r"jumpstart-(private-)?cache-prod-[a-z0-9-]+\/\*$"),
+                    Finding("A cross-region inference profile routes to its base model in any region of its geography.", r"bedrock:\*::foundation-model\/"),
+                ],
+            )
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _arn(self, service: str, resource: str, *, region: str | None = None, account: str | None = None) -> str:
+        region = self._region if region is None else region
+        account = self._account if account is None else account
+        return f"arn:{self._partition}:{service}:{region}:{account}:{resource}"
+
+    def _sagemaker_arn(self, resource_type: str, name: str) -> str:
+        # SageMaker puts names into ARNs in lower case; IAM compares ARNs case-sensitively.
+        return self._arn("sagemaker", f"{resource_type}/{name.lower()}")
+
+    def _attach(self, policy_id: str, description: str, statements: list[iam.PolicyStatement], findings: list[Finding]) -> None:
+        # Managed policies (6,144 characters each) rather than inline ones (10,240 for the whole role):
+        # a config with many Bedrock models or endpoints must still fit.
+        policy = iam.ManagedPolicy(self, policy_id, description=description, statements=statements, roles=[self.role])
+        NagSuppressions.add_resource_suppressions(
+            policy,
+            [
+                NagPackSuppression(id="AwsSolutions-IAM5", reason=finding.reason, applies_to=[RegexAppliesTo(regex=f"/{finding.applies_to}/")])
+                for finding in findings
+            ],
+        )
+
+    # -- statements --------------------------------------------------------------------------------------
+
+    def _bucket_statements(
+        self, data_bucket: s3.IBucket, catalog_prefix: str, artifacts_bucket: s3.IBucket, step_code: StepCodeObject
+    ) -> list[iam.PolicyStatement]:
+        code_bucket_arn = f"arn:{self._partition}:s3:::{step_code.bucket_name}"
+        return [
+            iam.PolicyStatement(
+                sid="ReadPromptCatalog",
+                actions=["s3:GetObject"],
+                resources=[data_bucket.arn_for_objects(f"{catalog_prefix}*")],
+            ),
+            iam.PolicyStatement(
+                sid="ListPromptCatalog",
+                actions=["s3:ListBucket"],
+                resources=[data_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{catalog_prefix}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="ReadWriteArtifacts",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[artifacts_bucket.arn_for_objects("*")],
+            ),
+            iam.PolicyStatement(
+                sid="ListArtifacts",
+                actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                resources=[artifacts_bucket.bucket_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadStepCode",
+                actions=["s3:GetObject"],
+                resources=[f"{code_bucket_arn}/{step_code.object_key}"],
+            ),
+            iam.PolicyStatement(
+                sid="ListStepCode",
+                actions=["s3:ListBucket"],
+                resources=[code_bucket_arn],
+                conditions={"StringEquals": {"s3:prefix": [step_code.object_key]}},
+            ),
+        ]
+
+    def _external_read_statements(self, config: Config) -> list[iam.PolicyStatement]:
+        """Read access to s3:// inputs the config names outside the environment's buckets."""
+        objects: list[str] = []
+        listings: dict[str, list[str]] = {}
+        for uri in model_access.external_s3_uris(config):
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            objects.append(f"arn:{self._partition}:s3:::{bucket}/{key}*")
+            listings.setdefault(bucket, []).append(f"{key}*")
+        if not objects:
+            return []
+        return [
+            iam.PolicyStatement(sid="ReadConfiguredInputs", actions=["s3:GetObject"], resources=objects),
+            *(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[f"arn:{self._partition}:s3:::{bucket}"],
+                    conditions={"StringLike": {"s3:prefix": prefixes}},
+                )
+                for bucket, prefixes in listings.items()
+            ),
+        ]
+
+    def _key_statements(self, key: kms.IKey) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(
+                sid="UseEnvironmentKey",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[key.key_arn],
+            ),
+            iam.PolicyStatement(
+                sid="GrantKeyToSageMakerVolumes",
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                # SageMaker encrypts job volumes and endpoint storage with the key through grants; nobody else.
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+        ]
+
+    def _log_statement(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            sid="WriteSageMakerLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[self._arn("logs", f"log-group:{group}:*") for group in SAGEMAKER_LOG_GROUPS],
+        )
+
+    def _processing_job_statement(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            sid="RunPipelineJobs",
+            actions=[
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:AddTags",
+            ],
+            resources=[self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")],
+        )
+
+    def _pass_role_statement(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            sid="PassSelfToSageMaker",
+            actions=["iam:PassRole"],
+            resources=[self.role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
+        )
+
+    def _image_pull_statements(self, config: Config, repository: ecr.IRepository) -> list[iam.PolicyStatement]:
+        repositories = [repository.repository_arn]
+        if model_access.deploys_containers(config):
+            repositories += [
+                self._arn("ecr", "repository/*", account=account)
+                for account in model_access.dlc_registry_accounts(self._region)
+            ]
+        return [
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(sid="PullImages", actions=ECR_PULL_ACTIONS, resources=repositories),
+        ]
+
+    def _run_resource_statements(self) -> list[iam.PolicyStatement]:
+        prefix = f"{self._prefix}*"
+        return [
+            iam.PolicyStatement(
+                sid="ManageRunEndpoints",
+                actions=[
+                    "sagemaker:CreateModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:DescribeModel",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:InvokeEndpoint",
+                    "sagemaker:DeleteModel",
+                    "sagemaker:DeleteEndpointConfig",
+                    "sagemaker:DeleteEndpoint",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                resources=[self._sagemaker_arn(kind, prefix) for kind in ("model", "endpoint-config", "endpoint")],
+            ),
+            iam.PolicyStatement(
+                sid="ManageRunTrainingJobs",
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                resources=[self._sagemaker_arn("training-job", prefix)],
+            ),
+        ]
+
+    def _registry_statement(self, groups: Sequence[str]) -> iam.PolicyStatement:
+        resources: list[str] = []
+        for group in groups:
+            resources += [self._sagemaker_arn("model-package-group", group), self._sagemaker_arn("model-package", f"{group}/*")]
+        return iam.PolicyStatement(
+            sid="RegisterWinners",
+            actions=[
+                "sagemaker:CreateModelPackage",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:UpdateModelPackage",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            resources=resources,
+        )
+
+    def _list_statement(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(sid="ListEndpoints", actions=["sagemaker:ListEndpoints"], resources=["*"])
+
+    def _model_access_statements(self, config: Config) -> list[iam.PolicyStatement]:
+        statements: list[iam.PolicyStatement] = []
+        bedrock = [
+            arn
+            for model_id in model_access.bedrock_model_ids(config)
+            for arn in model_access.bedrock_model_arns(
+                model_id, partition=self._partition, region=self._region, account=self._account
+            )
+        ]
+        if bedrock:
+            statements.append(iam.PolicyStatement(sid="InvokeBedrockModels", actions=["bedrock:InvokeModel"], resources=bedrock))
+        endpoints = model_access.existing_endpoint_names(config)
+        if endpoints:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="InvokeExistingEndpoints",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    resources=[self._sagemaker_arn("endpoint", name) for name in endpoints],
+                )
+            )
+        if model_access.deploys_jumpstart(config):
+            buckets = [f"arn:{self._partition}:s3:::{name}" for name in model_access.jumpstart_buckets(self._region)]
+            statements += [
+                iam.PolicyStatement(sid="ReadJumpStartArtifacts", actions=["s3:GetObject"], resources=[f"{b}/*" for b in buckets]),
+                iam.PolicyStatement(sid="ListJumpStartArtifacts", actions=["s3:ListBucket"], resources=buckets),
+            ]
+        return statements

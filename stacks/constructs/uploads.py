@@ -1,0 +1,140 @@
+"""Files the pipeline reads at run time, copied into the environment's KMS-encrypted buckets on deploy.
+
+Each upload goes under a prefix named after a hash of its content: changing the prompt catalog or the
+config changes the key, hence the pipeline definition, and earlier runs keep reading what they read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from aws_cdk import Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_s3_deployment as s3_deployment
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+CATALOG_PREFIX = "prompt-catalog/"
+HASH_LENGTH = 16
+# Hidden files (.gitkeep, editor state) are not part of a catalog.
+CATALOG_EXCLUDE = [".*", "**/.*", "**/__pycache__"]
+DEPLOYMENT_LOG_GROUP_ID = "BucketDeploymentLogs"
+DEPLOYMENT_HANDLER_ID_PREFIX = "Custom::CDKBucketDeployment"
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def _deployment_log_group(scope: Construct) -> logs.ILogGroup:
+    """One log group with a retention for the stack's shared deployment function (it is a singleton)."""
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child(DEPLOYMENT_LOG_GROUP_ID)
+    if isinstance(existing, logs.LogGroup):
+        return existing
+    return logs.LogGroup(stack, DEPLOYMENT_LOG_GROUP_ID, retention=logs.RetentionDays.ONE_MONTH)
+
+
+def _deploy(
+    scope: Construct,
+    construct_id: str,
+    *,
+    source: s3_deployment.ISource,
+    bucket: s3.IBucket,
+    key: kms.IKey,
+    prefix: str,
+) -> s3_deployment.BucketDeployment:
+    return s3_deployment.BucketDeployment(
+        scope,
+        construct_id,
+        sources=[source],
+        destination_bucket=bucket,
+        destination_key_prefix=prefix,
+        server_side_encryption=s3_deployment.ServerSideEncryption.AWS_KMS,
+        server_side_encryption_aws_kms_key_id=key.key_id,
+        # The prefix is unique to this content: nothing else lives there to prune, and old runs need old files.
+        prune=False,
+        retain_on_delete=True,
+        # A catalog of many files would overflow the custom resource's 4 KB response.
+        output_object_keys=False,
+        log_group=_deployment_log_group(scope),
+    )
+
+
+class PromptCatalogUpload(Construct):
+    """The repository's prompt catalog folder under `prompt-catalog/<content hash>/` of the data bucket."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, catalog_dir: Path, bucket: s3.IBucket, key: kms.IKey
+    ) -> None:
+        super().__init__(scope, construct_id)
+        asset = s3_assets.Asset(self, "Asset", path=str(catalog_dir), exclude=CATALOG_EXCLUDE)
+        self.prefix = f"{CATALOG_PREFIX}{asset.asset_hash[:HASH_LENGTH]}/"
+        self.deployment = _deploy(
+            self,
+            "Deployment",
+            source=s3_deployment.Source.bucket(asset.bucket, asset.s3_object_key),
+            bucket=bucket,
+            key=key,
+            prefix=self.prefix,
+        )
+        self.uri = f"s3://{bucket.bucket_name}/{self.prefix}"
+
+
+class TextObjectUpload(Construct):
+    """One text file at `<prefix><content hash>/<file name>`; CDK tokens in the text are resolved on deploy."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        text: str,
+        file_name: str,
+        prefix: str,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        content_id: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        folder = f"{prefix}{content_id or content_hash(text)}/"
+        self.object_key = f"{folder}{file_name}"
+        self.deployment = _deploy(
+            self,
+            "Deployment",
+            source=s3_deployment.Source.data(file_name, text),
+            bucket=bucket,
+            key=key,
+            prefix=folder,
+        )
+        self.uri = f"s3://{bucket.bucket_name}/{self.object_key}"
+
+
+def acknowledge_deployment_handler(stack: Stack) -> None:
+    """cdk-nag findings on the function CDK's BucketDeployment shares across a stack, with why they stay."""
+    handlers = [child for child in stack.node.children if child.node.id.startswith(DEPLOYMENT_HANDLER_ID_PREFIX)]
+    NagSuppressions.add_resource_suppressions(
+        handlers,
+        [
+            NagPackSuppression(
+                id="AwsSolutions-IAM4",
+                reason="CDK's deployment function logs through AWSLambdaBasicExecutionRole, which only writes logs.",
+                applies_to=[
+                    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+                ],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="CDK grants the deployment function object access under the asset and destination buckets.",
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-L1",
+                reason="The runtime of CDK's deployment function is chosen and updated by aws-cdk-lib.",
+            ),
+        ],
+        apply_to_children=True,
+    )

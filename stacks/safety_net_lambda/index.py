@@ -1,0 +1,227 @@
+"""Safety net: when a pipeline execution ends Failed or Stopped, delete the SageMaker resources it left behind.
+
+Event: EventBridge "SageMaker Model Building Pipeline Execution Status Change". The execution id is the
+last path segment of `detail.pipelineExecutionArn` (`arn:...:pipeline/<name>/execution/<id>`), the same
+id the pipeline passes to its steps as `--execution-id` and that they tag their resources with.
+
+What is touched: endpoints, endpoint configs and models whose name starts with RESOURCE_PREFIX and whose
+tags say `evalops:managed-by=evalops` and `evalops:execution-id=<id>` (and `evalops:execution-arn`, when
+the resource has it, equal to the event's ARN). They are deleted, endpoints first. Training jobs of the
+execution still in progress are stopped: the pipeline stopping the finetune step does not stop the job
+it started. A resource tagged `evalops:provider=endpoint` is never deleted (the deploy step never tags an
+endpoint it did not create, so none should exist; this guards against a mistake elsewhere).
+
+Idempotent: a resource already gone counts as done. Any other failure is logged and raised after the
+rest was tried, so Lambda's retries of the asynchronous event try again. Logs are JSON lines on stdout.
+Standard library and boto3 only: this folder is the Lambda's code asset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+# Same keys as step_code/aws_resources.py (a test keeps them equal).
+TAG_EXECUTION_ID = "evalops:execution-id"
+TAG_EXECUTION_ARN = "evalops:execution-arn"
+TAG_PROVIDER = "evalops:provider"
+TAG_MANAGED_BY = "evalops:managed-by"
+MANAGED_BY = "evalops"
+PREFIX_ENV = "RESOURCE_PREFIX"
+
+ENDED_STATUSES = frozenset({"Failed", "Stopped"})
+USER_OWNED_PROVIDER = "endpoint"
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    label: str
+    list_operation: str
+    result_key: str
+    name_key: str
+    arn_key: str
+    delete: Callable[[Any, str], object]
+
+
+# Endpoints before their configs and models: a config or model in use by a live endpoint is still needed
+# by it until the endpoint is gone.
+DELETED_KINDS = (
+    ResourceKind(
+        "endpoint",
+        "list_endpoints",
+        "Endpoints",
+        "EndpointName",
+        "EndpointArn",
+        lambda client, name: client.delete_endpoint(EndpointName=name),
+    ),
+    ResourceKind(
+        "endpoint-config",
+        "list_endpoint_configs",
+        "EndpointConfigs",
+        "EndpointConfigName",
+        "EndpointConfigArn",
+        lambda client, name: client.delete_endpoint_config(EndpointConfigName=name),
+    ),
+    ResourceKind(
+        "model",
+        "list_models",
+        "Models",
+        "ModelName",
+        "ModelArn",
+        lambda client, name: client.delete_model(ModelName=name),
+    ),
+)
+TRAINING_JOBS = ResourceKind(
+    "training-job",
+    "list_training_jobs",
+    "TrainingJobSummaries",
+    "TrainingJobName",
+    "TrainingJobArn",
+    lambda client, name: client.stop_training_job(TrainingJobName=name),
+)
+
+
+def log(message: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"message": message, **fields}, default=str, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _is_missing(error: ClientError) -> bool:
+    details = error.response.get("Error", {})
+    code = details.get("Code", "")
+    return code == "ResourceNotFound" or (
+        code == "ValidationException" and "Could not find" in details.get("Message", "")
+    )
+
+
+def _error_text(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    return f"{details.get('Code', 'Error')}: {details.get('Message', str(error))}"
+
+
+def _items(client: Any, kind: ResourceKind, prefix: str, **filters: Any) -> Iterator[dict[str, Any]]:
+    """Every resource of the kind whose name starts with the prefix, across all pages."""
+    pages = client.get_paginator(kind.list_operation).paginate(NameContains=prefix, **filters)
+    for page in pages:
+        for item in page.get(kind.result_key, []):
+            if item[kind.name_key].startswith(prefix):
+                yield item
+
+
+def _tags(client: Any, arn: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for page in client.get_paginator("list_tags").paginate(ResourceArn=arn):
+        tags.update({tag["Key"]: tag["Value"] for tag in page.get("Tags", [])})
+    return tags
+
+
+def belongs_to(tags: dict[str, str], execution_id: str, execution_arn: str) -> bool:
+    if tags.get(TAG_MANAGED_BY) != MANAGED_BY or tags.get(TAG_EXECUTION_ID) != execution_id:
+        return False
+    recorded_arn = tags.get(TAG_EXECUTION_ARN)
+    return recorded_arn is None or recorded_arn == execution_arn
+
+
+class _Sweep:
+    """One clean-up of one execution; collects what happened for the summary."""
+
+    def __init__(self, client: Any, prefix: str, execution_id: str, execution_arn: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.execution_id = execution_id
+        self.execution_arn = execution_arn
+        self.done: dict[str, list[str]] = {kind.label: [] for kind in (*DELETED_KINDS, TRAINING_JOBS)}
+        self.kept: list[str] = []
+        self.errors: list[str] = []
+
+    def _ours(self, kind: ResourceKind, item: dict[str, Any]) -> bool:
+        name = item[kind.name_key]
+        try:
+            tags = self._tags_or_none(item[kind.arn_key])
+        except ClientError as exc:
+            self._fail(kind, name, exc)
+            return False
+        if tags is None or not belongs_to(tags, self.execution_id, self.execution_arn):
+            return False
+        if tags.get(TAG_PROVIDER) == USER_OWNED_PROVIDER:
+            log("keeping a resource tagged as a user's endpoint", kind=kind.label, name=name)
+            self.kept.append(f"{kind.label}/{name}")
+            return False
+        return True
+
+    def _tags_or_none(self, arn: str) -> dict[str, str] | None:
+        try:
+            return _tags(self.client, arn)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    def _fail(self, kind: ResourceKind, name: str, error: ClientError) -> None:
+        text = f"{kind.label}/{name}: {_error_text(error)}"
+        log("clean-up failed", kind=kind.label, name=name, error=_error_text(error))
+        self.errors.append(text)
+
+    def _act(self, kind: ResourceKind, name: str) -> None:
+        try:
+            kind.delete(self.client, name)
+        except ClientError as exc:
+            if not _is_missing(exc):
+                self._fail(kind, name, exc)
+                return
+            log("already gone", kind=kind.label, name=name)
+        else:
+            log("stopped" if kind is TRAINING_JOBS else "deleted", kind=kind.label, name=name)
+        self.done[kind.label].append(name)
+
+    def run(self) -> None:
+        for kind in (TRAINING_JOBS, *DELETED_KINDS):
+            filters = {"StatusEquals": "InProgress"} if kind is TRAINING_JOBS else {}
+            try:
+                matching = [
+                    item[kind.name_key]
+                    for item in _items(self.client, kind, self.prefix, **filters)
+                    if self._ours(kind, item)
+                ]
+            except ClientError as exc:
+                self._fail(kind, "*", exc)
+                continue
+            for name in matching:
+                self._act(kind, name)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    detail = event.get("detail") or {}
+    execution_arn = str(detail.get("pipelineExecutionArn") or "")
+    status = detail.get("currentPipelineExecutionStatus")
+    if not execution_arn or status not in ENDED_STATUSES:
+        log("ignoring event", status=status, execution_arn=execution_arn)
+        return {"action": "ignored", "status": status, "execution_arn": execution_arn}
+    execution_id = execution_arn.rstrip("/").rsplit("/", 1)[-1]
+    prefix = os.environ[PREFIX_ENV]
+    log("cleaning up after execution", status=status, execution_id=execution_id, prefix=prefix)
+    sweep = _Sweep(boto3.client("sagemaker"), prefix, execution_id, execution_arn)
+    sweep.run()
+    summary = {
+        "action": "cleaned",
+        "status": status,
+        "execution_id": execution_id,
+        "execution_arn": execution_arn,
+        "deleted": {label: names for label, names in sweep.done.items() if label != TRAINING_JOBS.label},
+        "stopped_training_jobs": sweep.done[TRAINING_JOBS.label],
+        "kept": sweep.kept,
+        "errors": sweep.errors,
+    }
+    log("clean-up finished", **summary)
+    if sweep.errors:
+        raise RuntimeError(
+            f"{len(sweep.errors)} resources of execution {execution_id} could not be cleaned up: {sweep.errors}"
+        )
+    return summary

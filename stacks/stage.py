@@ -1,0 +1,90 @@
+"""One deployment environment as a CDK Stage: storage, registry, evaluation pipeline and safety net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from pipeline_definitions.environments import Environment
+from pipeline_definitions.loader import LoadedConfig
+from stacks.evaluation_pipeline_stack import EvaluationPipelineStack
+from stacks.registry_stack import RegistryStack
+from stacks.safety_net_stack import SafetyNetStack
+from stacks.storage_stack import StorageStack
+
+TAG_ENVIRONMENT = "evalops:environment"
+TAG_PIPELINE = "evalops:pipeline"
+
+
+def stage_id(environment: Environment) -> str:
+    return f"{environment.prefix}-{environment.name}"
+
+
+def sagemaker_pipeline_name(environment: Environment, loaded: LoadedConfig) -> str:
+    """`{prefix}-{env}-{pipeline}`: the pipeline's name, prefixed like every resource of the environment."""
+    return f"{environment.resource_prefix}{loaded.config.pipeline.name}"
+
+
+class EvaluationStage(cdk.Stage):
+    """Stacks are named `{prefix}-{env}-{component}`; they pass resources to each other as constructor props."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: Environment,
+        loaded: LoadedConfig,
+        repo_root: Path,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope, construct_id, env=cdk.Environment(account=environment.account, region=environment.region), **kwargs
+        )
+        prefix = environment.resource_prefix
+        pipeline_name = sagemaker_pipeline_name(environment, loaded)
+        groups = loaded.config.model_package_groups()
+        self.storage = StorageStack(
+            self,
+            "Storage",
+            stack_name=f"{prefix}storage",
+            description=f"evalops {environment.name}: KMS key, prompt catalog and artifacts buckets",
+            resource_prefix=prefix,
+            pipeline_name=pipeline_name,
+        )
+        self.registry = RegistryStack(
+            self,
+            "Registry",
+            stack_name=f"{prefix}registry",
+            description=f"evalops {environment.name}: model package groups of the evaluation winners",
+            groups=groups,
+        )
+        self.evaluation = EvaluationPipelineStack(
+            self,
+            "Evaluation",
+            stack_name=f"{prefix}evaluation",
+            description=f"evalops {environment.name}: SageMaker evaluation pipeline {pipeline_name}",
+            loaded=loaded,
+            repo_root=repo_root,
+            resource_prefix=prefix,
+            pipeline_name=pipeline_name,
+            key=self.storage.key,
+            data_bucket=self.storage.data_bucket,
+            artifacts_bucket=self.storage.artifacts_bucket,
+            model_package_groups=list(groups),
+        )
+        # Winners are registered into the groups; the groups must exist before the first run.
+        self.evaluation.add_stack_dependency(self.registry)
+        self.safety_net = SafetyNetStack(
+            self,
+            "SafetyNet",
+            stack_name=f"{prefix}safety-net",
+            description=f"evalops {environment.name}: deletes endpoints left by failed or stopped runs",
+            resource_prefix=prefix,
+            pipeline_arn=self.evaluation.pipeline_arn,
+        )
+        cdk.Tags.of(self).add(TAG_ENVIRONMENT, environment.name)
+        cdk.Tags.of(self).add(TAG_PIPELINE, pipeline_name)

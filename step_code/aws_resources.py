@@ -1,0 +1,239 @@
+"""What the control-plane steps (finetune, deploy, cleanup, register) share: names, tags, paging, waiting.
+
+Every SageMaker resource a run creates carries the tags below. The safety-net Lambda
+(`stacks/safety_net_lambda/index.py`, which cannot import this package) matches on the same keys, and a
+test keeps the two lists equal. A run is identified by its pipeline execution id: the pipeline passes it
+as `--execution-id`, and it is the last path segment of the execution ARN in EventBridge events.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from pipeline_definitions.config import Config, ModelConfig
+from pipeline_definitions.naming import run_scoped_name
+
+RESOURCE_PREFIX_ENV = "EVALOPS_RESOURCE_PREFIX"
+DEFAULT_RESOURCE_PREFIX = "evalops-local-"
+EXECUTION_ARN_ENV = "EVALOPS_EXECUTION_ARN"
+ROLE_ARN_ENV = "EVALOPS_ROLE_ARN"
+ARTIFACTS_URI_ENV = "EVALOPS_ARTIFACTS_URI"
+DATA_URI_ENV = "EVALOPS_DATA_URI"
+KMS_KEY_ENV = "EVALOPS_KMS_KEY_ARN"
+
+TAG_EXECUTION_ID = "evalops:execution-id"
+TAG_EXECUTION_ARN = "evalops:execution-arn"
+TAG_MODEL = "evalops:model"
+TAG_PIPELINE = "evalops:pipeline"
+TAG_PROVIDER = "evalops:provider"
+TAG_MANAGED_BY = "evalops:managed-by"
+MANAGED_BY = "evalops"
+
+# Characters SageMaker accepts in tag values.
+_TAG_VALUE_DISALLOWED = re.compile(r"[^\w\s_.:/=+\-@]")
+_TAG_VALUE_MAX = 256
+
+
+class ControlPlaneError(Exception):
+    """A step cannot go on; the message is the one line the step prints before exiting 1."""
+
+
+class ResourceFailed(ControlPlaneError):
+    """A training job or endpoint reached a terminal state other than the one waited for."""
+
+
+def resource_prefix() -> str:
+    return os.environ.get(RESOURCE_PREFIX_ENV) or DEFAULT_RESOURCE_PREFIX
+
+
+def resource_name(config: Config, model: ModelConfig, execution_id: str) -> str:
+    """The name of everything one run creates for one model: training job, model, endpoint config, endpoint.
+
+    SageMaker keeps a namespace per resource type, so one name serves all four; the execution suffix makes
+    it unique per run, which is what lets a re-run start while an earlier run's endpoint still exists.
+    """
+    base = model.endpoint_name or f"{config.pipeline.name}-{model.name}"
+    return run_scoped_name(resource_prefix(), base, execution_id)
+
+
+def _tag_value(value: str) -> str:
+    return _TAG_VALUE_DISALLOWED.sub("-", value)[:_TAG_VALUE_MAX]
+
+
+def resource_tags(config: Config, model: ModelConfig, execution_id: str) -> list[dict[str, str]]:
+    """Tags of a run's resources, in the `[{"Key": ..., "Value": ...}]` form of the SageMaker API."""
+    tags = {
+        TAG_EXECUTION_ID: execution_id,
+        TAG_MODEL: model.name,
+        TAG_PIPELINE: config.pipeline.name,
+        TAG_PROVIDER: model.model_provider,
+        TAG_MANAGED_BY: MANAGED_BY,
+    }
+    execution_arn = os.environ.get(EXECUTION_ARN_ENV)
+    if execution_arn:
+        tags[TAG_EXECUTION_ARN] = execution_arn
+    return [{"Key": key, "Value": _tag_value(value)} for key, value in tags.items()]
+
+
+def tags_by_key(tags: list[dict[str, str]]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tags}
+
+
+def owned_by(tags: Mapping[str, str], model: ModelConfig, execution_id: str) -> bool:
+    """Whether a resource was made by this run for this model (an earlier attempt of the same step)."""
+    return (
+        tags.get(TAG_MANAGED_BY) == MANAGED_BY
+        and tags.get(TAG_EXECUTION_ID) == execution_id
+        and tags.get(TAG_MODEL) == model.name
+    )
+
+
+def accepts_eula(model: ModelConfig) -> bool:
+    """`custom_attributes: {accept_eula: true}`: the user accepted the model's licence (JumpStart gated models)."""
+    value = model.evaluation_config.custom_attributes.get("accept_eula")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def sagemaker_client() -> Any:
+    return boto3.client("sagemaker")
+
+
+def sdk_session() -> Any:
+    """A sagemaker SDK session on the default credential chain (the SDK is imported only by steps that need it)."""
+    import sagemaker
+
+    return sagemaker.Session(boto_session=boto3.Session())
+
+
+def paginate(client: Any, operation: str, result_key: str, **params: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a List* call, across pages (a first page alone misses resources in a busy account)."""
+    for page in client.get_paginator(operation).paginate(**params):
+        yield from page.get(result_key, [])
+
+
+def resource_tags_of(client: Any, arn: str) -> dict[str, str]:
+    return tags_by_key(list(paginate(client, "list_tags", "Tags", ResourceArn=arn)))
+
+
+def is_missing(error: ClientError) -> bool:
+    """SageMaker answers a describe/delete of an absent resource with ValidationException 'Could not find'."""
+    details = error.response.get("Error", {})
+    code = details.get("Code", "")
+    message = details.get("Message", "")
+    return code == "ResourceNotFound" or (code == "ValidationException" and "Could not find" in message)
+
+
+def describe_or_none(describe: Callable[..., dict[str, Any]], **params: Any) -> dict[str, Any] | None:
+    try:
+        return describe(**params)
+    except ClientError as exc:
+        if is_missing(exc):
+            return None
+        raise
+
+
+def client_error_line(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    operation = getattr(error, "operation_name", "the call")
+    return f"{operation} failed: {details.get('Code', 'Error')}: {details.get('Message', str(error))}"
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    """What to wait for in a Describe* answer."""
+
+    what: str
+    status_key: str
+    done: frozenset[str]
+    failed: frozenset[str]
+    poll_seconds: float
+    timeout_seconds: float
+
+
+TRAINING_JOB_WAIT = WaitSpec(
+    what="training job",
+    status_key="TrainingJobStatus",
+    done=frozenset({"Completed"}),
+    failed=frozenset({"Failed", "Stopped"}),
+    poll_seconds=60.0,
+    timeout_seconds=5 * 24 * 3600.0,
+)
+ENDPOINT_WAIT = WaitSpec(
+    what="endpoint",
+    status_key="EndpointStatus",
+    done=frozenset({"InService"}),
+    failed=frozenset({"Failed", "OutOfService", "Deleting"}),
+    poll_seconds=30.0,
+    timeout_seconds=2 * 3600.0,
+)
+
+
+def wait_for(
+    name: str,
+    describe: Callable[[], Mapping[str, Any]],
+    spec: WaitSpec,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Mapping[str, Any]:
+    """Poll `describe` until the status is in `spec.done`; raise `ResourceFailed` with SageMaker's reason on a
+    failed state or when `spec.timeout_seconds` pass."""
+    deadline = clock() + spec.timeout_seconds
+    while True:
+        description = describe()
+        status = description.get(spec.status_key)
+        if status in spec.done:
+            return description
+        if status in spec.failed:
+            reason = description.get("FailureReason") or "no failure reason given"
+            raise ResourceFailed(f"{spec.what} {name} is {status}: {_one_line(reason)}")
+        if clock() >= deadline:
+            raise ResourceFailed(
+                f"{spec.what} {name} still {status} after {spec.timeout_seconds:.0f} s; giving up waiting"
+            )
+        sleep(spec.poll_seconds)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def execution_role_arn() -> str:
+    """The role SageMaker jobs and models run as: `EVALOPS_ROLE_ARN`, else the role this process runs under.
+
+    Inside a processing job the caller is `arn:aws:sts::<account>:assumed-role/<role>/<session>`; the role
+    ARN is rebuilt from it (a role with a path needs `EVALOPS_ROLE_ARN`, the path is not in the STS ARN).
+    """
+    configured = os.environ.get(ROLE_ARN_ENV)
+    if configured:
+        return configured
+    caller = boto3.client("sts").get_caller_identity()["Arn"]
+    match = re.match(r"^arn:(?P<partition>[\w-]+):sts::(?P<account>\d{12}):assumed-role/(?P<role>[^/]+)/", caller)
+    if not match:
+        raise ControlPlaneError(
+            f"cannot tell which IAM role to give SageMaker: set {ROLE_ARN_ENV} (this process runs as {caller})"
+        )
+    return f"arn:{match['partition']}:iam::{match['account']}:role/{match['role']}"
+
+
+def required_env(name: str, purpose: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ControlPlaneError(f"environment variable {name} is not set; it is needed for {purpose}")
+    return value.rstrip("/")
+
+
+def run_artifacts_uri(config: Config, execution_id: str, *parts: str) -> str:
+    """`<EVALOPS_ARTIFACTS_URI>/<pipeline>/<execution id>/<parts...>`: where a run's own S3 objects go."""
+    root = required_env(ARTIFACTS_URI_ENV, "the S3 location of run artifacts")
+    if not root.startswith("s3://"):
+        raise ControlPlaneError(f"{ARTIFACTS_URI_ENV}={root!r} is not an s3:// URI")
+    return "/".join([root, config.pipeline.name, execution_id, *parts])

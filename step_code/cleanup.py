@@ -1,0 +1,156 @@
+"""Delete the endpoint, endpoint config and model a deploy step created, right after their evaluation.
+
+Idempotent: what is already gone counts as deleted. Never deletes an endpoint the run did not create
+(`deployment.created` False, or a model of provider `endpoint`), nor a resource whose tags do not say
+this platform manages it for this model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from pipeline_definitions.config import ModelConfig
+from pipeline_definitions.plan import CLEANUP_FILE, DEPLOYMENT_FILE
+from pipeline_definitions.results import Deployment
+from step_code.aws_resources import (
+    MANAGED_BY,
+    TAG_MANAGED_BY,
+    TAG_MODEL,
+    TAG_PROVIDER,
+    ControlPlaneError,
+    describe_or_none,
+    is_missing,
+    resource_tags_of,
+    sagemaker_client,
+)
+from step_code.step_io import config_model, load_config, read_model, run_step, write_model
+
+logger = logging.getLogger("evalops.cleanup")
+
+
+class CleanupResult(BaseModel):
+    """cleanup.json: what this step did with each resource of the deployment."""
+
+    model: str
+    endpoint_name: str
+    skipped_reason: str | None = None
+    deleted: list[str] = Field(default_factory=list)
+    already_absent: list[str] = Field(default_factory=list)
+    not_managed: list[str] = Field(default_factory=list)
+
+
+def _managed_for(tags: dict[str, str], model: ModelConfig) -> bool:
+    return (
+        tags.get(TAG_MANAGED_BY) == MANAGED_BY
+        and tags.get(TAG_MODEL) == model.name
+        and tags.get(TAG_PROVIDER) != "endpoint"
+    )
+
+
+def _delete(
+    client: Any,
+    label: str,
+    model: ModelConfig,
+    describe: Callable[[], dict[str, Any] | None],
+    arn_key: str,
+    delete: Callable[[], object],
+    result: CleanupResult,
+) -> None:
+    description = describe()
+    if description is None:
+        result.already_absent.append(label)
+        return
+    if not _managed_for(resource_tags_of(client, description[arn_key]), model):
+        logger.warning("not deleting %s: its tags do not say evalops created it for %s", label, model.name)
+        result.not_managed.append(label)
+        return
+    try:
+        delete()
+    except ClientError as exc:
+        if not is_missing(exc):
+            raise
+        result.already_absent.append(label)
+        return
+    logger.info("deleted %s", label)
+    result.deleted.append(label)
+
+
+def cleanup(client: Any, model: ModelConfig, deployment: Deployment) -> CleanupResult:
+    if deployment.model != model.name:
+        raise ControlPlaneError(f"deployment.json is for model {deployment.model!r}, not {model.name!r}")
+    result = CleanupResult(model=model.name, endpoint_name=deployment.endpoint_name)
+    if model.model_provider == "endpoint" or deployment.artifact.provider == "endpoint":
+        result.skipped_reason = "the endpoint belongs to the user (model_provider endpoint)"
+    elif not deployment.created:
+        result.skipped_reason = "the deploy step reused an endpoint it did not create"
+    if result.skipped_reason:
+        logger.info("not deleting %s: %s", deployment.endpoint_name, result.skipped_reason)
+        return result
+
+    endpoint = deployment.endpoint_name
+    _delete(
+        client,
+        f"endpoint/{endpoint}",
+        model,
+        lambda: describe_or_none(client.describe_endpoint, EndpointName=endpoint),
+        "EndpointArn",
+        lambda: client.delete_endpoint(EndpointName=endpoint),
+        result,
+    )
+    # Deleting an endpoint does not delete its config or model; each is removed on its own.
+    config_name = deployment.endpoint_config_name
+    if config_name:
+        _delete(
+            client,
+            f"endpoint-config/{config_name}",
+            model,
+            lambda: describe_or_none(client.describe_endpoint_config, EndpointConfigName=config_name),
+            "EndpointConfigArn",
+            lambda: client.delete_endpoint_config(EndpointConfigName=config_name),
+            result,
+        )
+    model_name = deployment.model_name
+    if model_name:
+        _delete(
+            client,
+            f"model/{model_name}",
+            model,
+            lambda: describe_or_none(client.describe_model, ModelName=model_name),
+            "ModelArn",
+            lambda: client.delete_model(ModelName=model_name),
+            result,
+        )
+    return result
+
+
+def run_cleanup(model: ModelConfig, deployment_dir: Path, output_dir: Path) -> CleanupResult:
+    deployment = read_model(deployment_dir / DEPLOYMENT_FILE, Deployment)
+    result = cleanup(sagemaker_client(), model, deployment)
+    write_model(output_dir, CLEANUP_FILE, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m step_code.cleanup", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--deployment-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        config = load_config(args.config)
+        run_cleanup(config_model(config, args.model, args.config), args.deployment_dir, args.output_dir)
+
+    return run_step("cleanup", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,379 @@
+"""Deploy a JumpStart or Hugging Face model to a SageMaker endpoint named for this run, and record it.
+
+Two halves: building the model definition (image, model data, environment) needs JumpStart's specs or the
+SDK's image tables (`jumpstart_definition`, `huggingface_definition`); creating the model, endpoint config
+and endpoint, tagging, waiting and recording is plain SageMaker API (`deploy_endpoint`).
+
+A fine-tuned JumpStart model is deployed from its training job's artifact (`finetune.json`) with the
+inference image JumpStart uses for that model id. Model data that is an S3 prefix (uncompressed) is
+recorded with a trailing "/", which is how register tells it from a model.tar.gz.
+
+An endpoint that already has this run's name is reused when it is (or becomes) InService: that happens
+when SageMaker retries this step. `created` is True when its tags say this run made it for this model,
+so cleanup still deletes it; anything else found under the name is used but never deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline_definitions.config import DEPLOYED_PROVIDERS, Config, ModelConfig
+from pipeline_definitions.plan import DEPLOYMENT_FILE, FINETUNE_FILE
+from pipeline_definitions.results import Deployment, FinetuneResult, ModelArtifact
+from step_code.aws_resources import (
+    ENDPOINT_WAIT,
+    MANAGED_BY,
+    TAG_MANAGED_BY,
+    TAG_MODEL,
+    ControlPlaneError,
+    ResourceFailed,
+    WaitSpec,
+    accepts_eula,
+    describe_or_none,
+    execution_role_arn,
+    owned_by,
+    paginate,
+    resource_name,
+    resource_tags,
+    resource_tags_of,
+    run_artifacts_uri,
+    sagemaker_client,
+    sdk_session,
+    wait_for,
+)
+from step_code.step_io import config_model, load_config, read_model, run_step, write_model
+
+logger = logging.getLogger("evalops.deploy")
+
+VARIANT_NAME = "AllTraffic"
+# The largest page ListEndpoints returns.
+LIST_PAGE_SIZE = 100
+# TGI downloads the weights from the Hugging Face hub when the container starts; SageMaker's default
+# health-check window is too short for a 7B model to download and load.
+HUGGINGFACE_STARTUP_TIMEOUT_SECONDS = 900
+TRANSITIONAL_ENDPOINT_STATES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+
+
+@dataclass(frozen=True)
+class ModelDefinition:
+    """What CreateModel needs besides name, role and tags."""
+
+    container: dict[str, Any]
+    network_isolation: bool = False
+    # Extra ProductionVariant settings the model needs (timeouts, volume size), by API field name.
+    variant_settings: dict[str, int] = field(default_factory=dict)
+    # The JumpStart version "*" resolved to, when there is one.
+    resolved_version: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointRequest:
+    name: str
+    model: ModelConfig
+    execution_id: str
+    tags: list[dict[str, str]]
+    role: str
+    instance_type: str
+    instance_count: int
+    finetuned: FinetuneResult | None = None
+
+
+def jumpstart_definition(
+    model: ModelConfig,
+    finetuned: FinetuneResult | None,
+    *,
+    instance_type: str,
+    role: str,
+    session: Any,
+    code_location: str,
+) -> ModelDefinition:
+    """The JumpStart model (or the fine-tuned artifact of it) as a container definition."""
+    from sagemaker.jumpstart.factory.model import get_deploy_kwargs
+    from sagemaker.jumpstart.model import JumpStartModel
+
+    model_id = finetuned.base_model_id if finetuned else model.model_id
+    version = finetuned.base_model_version if finetuned else model.model_version
+    if not model_id:
+        raise ControlPlaneError(f"model {model.name!r} has no model_id")
+    eula = accepts_eula(model)
+    try:
+        sdk_model = JumpStartModel(
+            model_id=model_id,
+            model_version=version,
+            instance_type=instance_type,
+            model_data=finetuned.model_data_url if finetuned else None,
+            role=role,
+            sagemaker_session=session,
+            code_location=code_location,
+        )
+        if sdk_model.model_package_arn:
+            raise ControlPlaneError(
+                f"JumpStart model {model_id!r} is a marketplace model package; deploy it yourself and evaluate "
+                "it with model_provider: endpoint"
+            )
+        defaults = get_deploy_kwargs(
+            model_id=model_id,
+            model_version=version,
+            instance_type=instance_type,
+            sagemaker_session=session,
+            accept_eula=eula,
+        )
+        container = sdk_model.prepare_container_def(instance_type=instance_type, accept_eula=eula)
+    except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
+        raise ControlPlaneError(
+            f"cannot resolve JumpStart model {model_id!r} version {version!r} in {session.boto_region_name}: {exc}"
+        ) from None
+    settings = {
+        "ContainerStartupHealthCheckTimeoutInSeconds": defaults.container_startup_health_check_timeout,
+        "ModelDataDownloadTimeoutInSeconds": defaults.model_data_download_timeout,
+        "VolumeSizeInGB": defaults.volume_size,
+    }
+    return ModelDefinition(
+        container=container,
+        network_isolation=bool(sdk_model.enable_network_isolation()),
+        variant_settings={key: int(value) for key, value in settings.items() if value is not None},
+        # `specs` is set on the kwargs object at run time but not declared in the SDK's types.
+        resolved_version=getattr(getattr(defaults, "specs", None), "version", None),
+    )
+
+
+def huggingface_definition(
+    model: ModelConfig, *, instance_type: str, role: str, session: Any, code_location: str
+) -> ModelDefinition:
+    """A Hugging Face hub model served by the TGI image; the weights are fetched by the container at start-up."""
+    from sagemaker import instance_types_gpu_info
+    from sagemaker.huggingface import HuggingFaceModel, get_huggingface_llm_image_uri
+
+    if not model.model_id:
+        raise ControlPlaneError(f"model {model.name!r} has no model_id (the Hugging Face hub id)")
+    environment = {"HF_MODEL_ID": model.model_id}
+    if model.model_version != "*":
+        environment["HF_MODEL_REVISION"] = model.model_version
+    gpus = instance_types_gpu_info.retrieve(session.boto_region_name).get(instance_type, {}).get("Count")
+    if gpus:
+        # TGI shards the model over SM_NUM_GPUS GPUs; unset, it uses one of them.
+        environment["SM_NUM_GPUS"] = str(gpus)
+    image = get_huggingface_llm_image_uri("huggingface", session=session)
+    sdk_model = HuggingFaceModel(
+        image_uri=image, env=environment, role=role, sagemaker_session=session, code_location=code_location
+    )
+    container = sdk_model.prepare_container_def(instance_type=instance_type)
+    return ModelDefinition(
+        container=container,
+        variant_settings={"ContainerStartupHealthCheckTimeoutInSeconds": HUGGINGFACE_STARTUP_TIMEOUT_SECONDS},
+    )
+
+
+def find_endpoint(client: Any, name: str, page_size: int = LIST_PAGE_SIZE) -> dict[str, Any] | None:
+    """The endpoint with exactly this name, looked for across every page of ListEndpoints."""
+    for item in paginate(
+        client, "list_endpoints", "Endpoints", NameContains=name, PaginationConfig={"PageSize": page_size}
+    ):
+        if item["EndpointName"] == name:
+            return item
+    return None
+
+
+def model_artifact(
+    request: EndpointRequest, container: dict[str, Any], resolved_version: str | None = None
+) -> ModelArtifact:
+    model, finetuned = request.model, request.finetuned
+    data_source = container.get("ModelDataSource", {}).get("S3DataSource", {})
+    return ModelArtifact(
+        provider=model.model_provider,
+        model_id=finetuned.base_model_id if finetuned else model.model_id,
+        model_version=resolved_version or (finetuned.base_model_version if finetuned else model.model_version),
+        image_uri=container.get("Image"),
+        model_data_url=container.get("ModelDataUrl") or data_source.get("S3Uri"),
+        endpoint_name=request.name,
+        training_job_name=finetuned.training_job_name if finetuned else None,
+        finetuned=finetuned is not None,
+        environment={str(key): str(value) for key, value in container.get("Environment", {}).items()},
+    )
+
+
+def _adopt_or_create(
+    client: Any, what: str, request: EndpointRequest, describe: Callable[[], dict[str, Any] | None], arn_key: str
+) -> bool:
+    """True when the resource must still be created; False when this run's earlier attempt already made it."""
+    existing = describe()
+    if existing is None:
+        return True
+    if owned_by(resource_tags_of(client, existing[arn_key]), request.model, request.execution_id):
+        logger.info("%s %s was created by an earlier attempt of this step; using it", what, request.name)
+        return False
+    raise ControlPlaneError(f"{what} {request.name} already exists and was not created by this run")
+
+
+def _create_resources(client: Any, request: EndpointRequest, definition: ModelDefinition) -> None:
+    name = request.name
+    if _adopt_or_create(
+        client, "model", request, lambda: describe_or_none(client.describe_model, ModelName=name), "ModelArn"
+    ):
+        client.create_model(
+            ModelName=name,
+            PrimaryContainer=definition.container,
+            ExecutionRoleArn=request.role,
+            EnableNetworkIsolation=definition.network_isolation,
+            Tags=request.tags,
+        )
+    if _adopt_or_create(
+        client,
+        "endpoint config",
+        request,
+        lambda: describe_or_none(client.describe_endpoint_config, EndpointConfigName=name),
+        "EndpointConfigArn",
+    ):
+        variant = {
+            "VariantName": VARIANT_NAME,
+            "ModelName": name,
+            "InstanceType": request.instance_type,
+            "InitialInstanceCount": request.instance_count,
+            "InitialVariantWeight": 1.0,
+            **definition.variant_settings,
+        }
+        client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant], Tags=request.tags)
+    client.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=request.tags)
+
+
+def _reuse(client: Any, existing: dict[str, Any], request: EndpointRequest, wait: WaitSpec) -> Deployment:
+    name = request.name
+    tags = resource_tags_of(client, existing["EndpointArn"])
+    if tags.get(TAG_MANAGED_BY) == MANAGED_BY and tags.get(TAG_MODEL) not in (None, request.model.name):
+        raise ControlPlaneError(
+            f"endpoint {name} belongs to model {tags[TAG_MODEL]!r} of this run; give each model its own endpoint_name"
+        )
+    status = existing.get("EndpointStatus")
+    if status not in wait.done and status not in TRANSITIONAL_ENDPOINT_STATES:
+        description = client.describe_endpoint(EndpointName=name)
+        reason = " ".join(str(description.get("FailureReason") or "no failure reason given").split())
+        raise ResourceFailed(f"endpoint {name} already exists in status {status} ({reason}); delete it and retry")
+    description = wait_for(name, lambda: client.describe_endpoint(EndpointName=name), wait)
+    config_name = description["EndpointConfigName"]
+    variant = client.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
+    sagemaker_model = client.describe_model(ModelName=variant["ModelName"])
+    container = sagemaker_model.get("PrimaryContainer") or sagemaker_model["Containers"][0]
+    created = owned_by(tags, request.model, request.execution_id)
+    logger.info("reusing endpoint %s (%s; created by this run: %s)", name, status, created)
+    return Deployment(
+        model=request.model.name,
+        endpoint_name=name,
+        endpoint_config_name=config_name,
+        model_name=variant["ModelName"],
+        created=created,
+        instance_type=variant.get("InstanceType"),
+        instance_count=int(variant.get("InitialInstanceCount", 1)),
+        artifact=model_artifact(request, container),
+    )
+
+
+def deploy_endpoint(
+    client: Any,
+    request: EndpointRequest,
+    build: Callable[[], ModelDefinition],
+    *,
+    wait: WaitSpec = ENDPOINT_WAIT,
+    page_size: int = LIST_PAGE_SIZE,
+) -> Deployment:
+    """Reuse the run's endpoint if it exists, else create model, endpoint config and endpoint; wait for InService."""
+    existing = find_endpoint(client, request.name, page_size)
+    if existing is not None:
+        return _reuse(client, existing, request, wait)
+    definition = build()
+    _create_resources(client, request, definition)
+    logger.info("creating endpoint %s on %d x %s", request.name, request.instance_count, request.instance_type)
+    wait_for(request.name, lambda: client.describe_endpoint(EndpointName=request.name), wait)
+    return Deployment(
+        model=request.model.name,
+        endpoint_name=request.name,
+        endpoint_config_name=request.name,
+        model_name=request.name,
+        created=True,
+        instance_type=request.instance_type,
+        instance_count=request.instance_count,
+        artifact=model_artifact(request, definition.container, definition.resolved_version),
+    )
+
+
+def endpoint_request(
+    config: Config, model: ModelConfig, execution_id: str, finetuned: FinetuneResult | None
+) -> EndpointRequest:
+    if model.model_provider not in DEPLOYED_PROVIDERS or model.deployment_config is None:
+        raise ControlPlaneError(
+            f"model {model.name!r} has model_provider {model.model_provider!r}, which this platform does not "
+            f"deploy (only {', '.join(sorted(DEPLOYED_PROVIDERS))} are); the plan has no deploy step for it"
+        )
+    if finetuned is not None and finetuned.model != model.name:
+        raise ControlPlaneError(f"finetune.json is for model {finetuned.model!r}, not {model.name!r}")
+    return EndpointRequest(
+        name=resource_name(config, model, execution_id),
+        model=model,
+        execution_id=execution_id,
+        tags=resource_tags(config, model, execution_id),
+        role=execution_role_arn(),
+        instance_type=model.deployment_config.instance_type,
+        instance_count=model.deployment_config.num_instances,
+        finetuned=finetuned,
+    )
+
+
+def deploy(
+    config: Config, model: ModelConfig, execution_id: str, output_dir: Path, finetuned: FinetuneResult | None
+) -> Deployment:
+    request = endpoint_request(config, model, execution_id, finetuned)
+    code_location = run_artifacts_uri(config, execution_id, "deploy", model.name)
+
+    def build() -> ModelDefinition:
+        session = sdk_session()
+        if model.model_provider == "huggingface":
+            return huggingface_definition(
+                model,
+                instance_type=request.instance_type,
+                role=request.role,
+                session=session,
+                code_location=code_location,
+            )
+        return jumpstart_definition(
+            model,
+            finetuned,
+            instance_type=request.instance_type,
+            role=request.role,
+            session=session,
+            code_location=code_location,
+        )
+
+    deployment = deploy_endpoint(sagemaker_client(), request, build)
+    write_model(output_dir, DEPLOYMENT_FILE, deployment)
+    logger.info("endpoint %s is InService", deployment.endpoint_name)
+    return deployment
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m step_code.deploy", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--execution-id", required=True)
+    parser.add_argument("--finetune-dir", type=Path, help="Output of the model's finetune step, if it has one.")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        config = load_config(args.config)
+        model = config_model(config, args.model, args.config)
+        finetuned = read_model(args.finetune_dir / FINETUNE_FILE, FinetuneResult) if args.finetune_dir else None
+        if model.finetuning is not None and finetuned is None:
+            raise ControlPlaneError(f"model {model.name!r} is fine-tuned; pass its finetune output with --finetune-dir")
+        deploy(config, model, args.execution_id, args.output_dir, finetuned)
+
+    return run_step("deploy", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

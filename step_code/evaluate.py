@@ -1,0 +1,336 @@
+"""The evaluate step: call one model once per prompt, score the outputs with every configured algorithm.
+
+    python -m step_code.evaluate --config C --output-dir O --model M --execution-id E --dataset-dir D
+        [--deployment-dir P] [--catalog-dir K] --cache-uri U
+
+Output layout (`--output-dir`, a local folder; an s3:// URI is written through a local staging folder):
+  summary.json                               EvaluationSummary (pipeline_definitions/results.py)
+  records.jsonl                              every record: prompt, input, reference, category, output or
+                                             error, latency, tokens, cached, attempts
+  scored_records.jsonl                       the succeeded records, as fmeval reads them (model_output_location)
+  algorithms/<eval_name>.json                fmeval's EvalOutput
+  algorithms/<eval_name>.jsonl               fmeval's per-record scores
+  algorithms/<eval_name>.html                report page
+  algorithms/<eval_name>_worst_records.json  the 10 worst-scored records
+
+Algorithms are checked (config, offline assets) before the model is called, so a missing asset never
+costs endpoint time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline_definitions.config import Config, ModelConfig
+from pipeline_definitions.plan import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
+from pipeline_definitions.results import AlgorithmResult, Deployment, EvaluationSummary, ModelArtifact
+from step_code import fmeval_runtime, scoring, storage
+from step_code.aws_resources import ControlPlaneError, sagemaker_client
+from step_code.invocation import InvocationRecord, InvocationResult, invoke_all, prompt_items
+from step_code.progress import LoggingProgress, ProgressListener
+from step_code.response_cache import ResponseCache
+from step_code.run_cost import estimate_cost
+from step_code.runners.factory import build_runner
+from step_code.step_io import config_model, load_config, read_model, run_step
+
+logger = logging.getLogger(__name__)
+
+SCORED_RECORDS_FILE = "scored_records.jsonl"
+UNCATEGORIZED = "uncategorized"
+
+
+@dataclass(frozen=True)
+class EvaluateArgs:
+    config: Path
+    output_dir: str
+    model: str
+    execution_id: str
+    dataset_dir: str
+    deployment_dir: str | None
+    catalog_dir: str | None
+    cache_uri: str
+
+
+def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
+    parser = argparse.ArgumentParser(prog="step_code.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--execution-id", required=True)
+    parser.add_argument("--dataset-dir", required=True)
+    parser.add_argument("--deployment-dir")
+    parser.add_argument("--catalog-dir")
+    parser.add_argument("--cache-uri", required=True)
+    ns = parser.parse_args(argv)
+    return EvaluateArgs(
+        config=ns.config,
+        output_dir=ns.output_dir,
+        model=ns.model,
+        execution_id=ns.execution_id,
+        dataset_dir=ns.dataset_dir,
+        deployment_dir=ns.deployment_dir,
+        catalog_dir=ns.catalog_dir,
+        cache_uri=ns.cache_uri,
+    )
+
+
+def _read_jsonl(uri: str) -> list[dict[str, Any]]:
+    try:
+        text = storage.read_text(uri)
+    except FileNotFoundError:
+        raise ControlPlaneError(f"{uri}: file not found (run the preprocess step first)") from None
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ControlPlaneError(f"{uri}: line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not {"record_id", "model_input", "target_output"} <= row.keys():
+            raise ControlPlaneError(f"{uri}: line {number}: expected record_id, model_input and target_output")
+        rows.append(row)
+    return rows
+
+
+def _dataset_sha256(dataset_dir: str) -> str:
+    uri = storage.join(dataset_dir, MANIFEST_FILE)
+    try:
+        manifest = json.loads(storage.read_text(uri))
+    except FileNotFoundError:
+        raise ControlPlaneError(f"{uri}: file not found (run the preprocess step first)") from None
+    except json.JSONDecodeError as exc:
+        raise ControlPlaneError(f"{uri}: not JSON ({exc.msg})") from None
+    digest = manifest.get("processed_sha256") if isinstance(manifest, dict) else None
+    if not isinstance(digest, str):
+        raise ControlPlaneError(f"{uri}: processed_sha256: expected the processed file's sha256")
+    return digest
+
+
+def _deployment(args: EvaluateArgs, model: ModelConfig) -> Deployment | None:
+    if args.deployment_dir is None:
+        if model.deploys_endpoint:
+            raise ControlPlaneError(
+                f"--deployment-dir is required to evaluate {model.model_provider} model {model.name}"
+            )
+        return None
+    return read_model(Path(args.deployment_dir) / DEPLOYMENT_FILE, Deployment)
+
+
+def responses_path(model: ModelConfig, catalog_dir: str | None) -> str | None:
+    """Where a recorded model's responses are: an s3:// location as it is, else a file of the catalog."""
+    location = model.responses_location
+    if model.model_provider != "recorded" or location is None:
+        return None
+    if storage.is_s3(location):
+        return location
+    if catalog_dir is None:
+        raise ControlPlaneError(
+            f"--catalog-dir is required: recorded responses {location!r} live in the prompt catalog"
+        )
+    return storage.join(catalog_dir, location)
+
+
+def default_artifact(model: ModelConfig) -> ModelArtifact:
+    return ModelArtifact(
+        provider=model.model_provider,
+        model_id=model.model_id,
+        model_version=model.model_version if model.model_id else None,
+        endpoint_name=model.endpoint_name if model.model_provider == "endpoint" else None,
+    )
+
+
+def _category(row: Mapping[str, Any]) -> str:
+    value = row.get("category")
+    return UNCATEGORIZED if value is None or value == "" else str(value)
+
+
+def write_records(
+    folder: Path, result: InvocationResult, categories: Mapping[str, str] | None
+) -> tuple[Path, list[dict[str, Any]]]:
+    """records.jsonl (every record) and scored_records.jsonl (succeeded ones, fmeval's columns)."""
+    scored: list[dict[str, Any]] = []
+    with (folder / RECORDS_FILE).open("w", encoding="utf-8") as all_out:
+        for record in result.records:
+            row = record.to_json()
+            if categories is not None:
+                row["category"] = categories[record.record_id]
+            all_out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if record.succeeded:
+                scored.append(row)
+    scored_path = folder / SCORED_RECORDS_FILE
+    with scored_path.open("w", encoding="utf-8") as out:
+        for row in scored:
+            columns = {
+                scoring.MODEL_INPUT: row["model_input"],
+                scoring.TARGET_OUTPUT: row["target_output"],
+                scoring.MODEL_OUTPUT: row["model_output"],
+            }
+            if categories is not None:
+                columns[scoring.CATEGORY] = row["category"]
+            out.write(json.dumps(columns, ensure_ascii=False) + "\n")
+    return scored_path, scored
+
+
+def _failed_summary_line(records: Sequence[InvocationRecord]) -> str:
+    first = next(record for record in records if not record.succeeded)
+    return f"e.g. record {first.record_id}: {first.error}"
+
+
+def _throughput(result: InvocationResult) -> float | None:
+    """Prompts the model answered per second of invocation; None when none was sent (cache, recordings)."""
+    sent = sum(1 for record in result.records if record.attempts > 0)
+    return sent / result.wall_seconds if sent and result.wall_seconds > 0 else None
+
+
+@contextmanager
+def _local_output(output_dir: str) -> Iterator[Path]:
+    """fmeval writes local files; an s3:// output dir is staged locally and uploaded at the end."""
+    if not storage.is_s3(output_dir):
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    staging = Path(tempfile.mkdtemp(prefix="evalops-evaluate-"))
+    try:
+        yield staging
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            storage.write_bytes(storage.join(output_dir, path.relative_to(staging).as_posix()), path.read_bytes())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) -> EvaluationSummary:
+    config: Config = load_config(args.config)
+    model = config_model(config, args.model, args.config)
+    provided_judges = fmeval_runtime.install_judge_models()
+    try:
+        planned = scoring.plan_scoring(
+            config.algorithms, provided_judges, skip_missing_judges=scoring.skip_missing_judges_requested()
+        )
+    except scoring.ScoringError as exc:
+        raise ControlPlaneError(f"{args.config}: {exc}") from None
+
+    rows = _read_jsonl(storage.join(args.dataset_dir, PROCESSED_FILE))
+    if not rows:
+        raise ControlPlaneError(f"{storage.join(args.dataset_dir, PROCESSED_FILE)}: no records to evaluate")
+    dataset_sha256 = _dataset_sha256(args.dataset_dir)
+    deployment = _deployment(args, model)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    try:
+        runner = build_runner(
+            model,
+            responses_path=responses_path(model, args.catalog_dir),
+            region=region,
+            endpoint_name=deployment.endpoint_name if deployment else None,
+        )
+        items = prompt_items(rows, model.evaluation_config.prompt_template)
+    except ValueError as exc:
+        raise ControlPlaneError(str(exc)) from None
+
+    settings = model.evaluation_config
+    result = invoke_all(
+        items,
+        runner,
+        cache=ResponseCache(args.cache_uri),
+        concurrency=settings.max_concurrency,
+        max_retries=settings.max_retries,
+        timeout_seconds=settings.timeout_seconds,
+        progress=progress or LoggingProgress(),
+    )
+    logger.info(
+        "%s: %d records, %d failed, %d model calls, %d cache hits, %.2f s",
+        model.name,
+        len(result.records),
+        result.failed,
+        result.model_calls,
+        result.cache_hits,
+        result.wall_seconds,
+    )
+    if result.failed:
+        logger.warning(
+            "%s: %d record(s) failed and are not scored; %s",
+            model.name,
+            result.failed,
+            _failed_summary_line(result.records),
+        )
+
+    categories = {str(r["record_id"]): _category(r) for r in rows} if config.dataset.category_key else None
+    with _local_output(args.output_dir) as folder:
+        scored_path, scored_rows = write_records(folder, result, categories)
+        if scored_rows:
+            data = scoring.ScoringData(
+                path=scored_path,
+                record_count=len(scored_rows),
+                dataset_name=config.dataset.dataset_name,
+                with_category=categories is not None,
+                records_failed=result.failed,
+                records=scored_rows,
+            )
+            with fmeval_runtime.ray_session(), fmeval_runtime.scoring_turn():
+                algorithm_results = scoring.score_all(planned, data, folder, model=model.name)
+        else:
+            algorithm_results = [
+                AlgorithmResult(
+                    algorithm=item.name,
+                    eval_name=item.spec.eval_name,
+                    scores={},
+                    output_path="",
+                    report_path="",
+                    error="no record has a model output to score",
+                )
+                for item in planned
+            ]
+        summary = EvaluationSummary(
+            model=model.name,
+            provider=model.model_provider,
+            model_identity=model.identity,
+            dataset_sha256=dataset_sha256,
+            records_total=len(result.records),
+            records_succeeded=result.succeeded,
+            records_failed=result.failed,
+            model_calls=result.model_calls,
+            cache_hits=result.cache_hits,
+            latency=result.latency_stats(),
+            tokens=result.token_stats(),
+            throughput_per_second=_throughput(result),
+            metrics=scoring.flat_metrics(algorithm_results),
+            algorithms=algorithm_results,
+            cost=estimate_cost(
+                model,
+                config,
+                result,
+                deployment=deployment,
+                sagemaker=sagemaker_client() if model.model_provider == "endpoint" else None,
+            ),
+            artifact=deployment.artifact if deployment else default_artifact(model),
+            execution_id=args.execution_id,
+        )
+        (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_step("evaluate", lambda: _run(args))
+
+
+def _run(args: EvaluateArgs) -> None:
+    try:
+        evaluate(args)
+    except fmeval_runtime.JudgeHookError as exc:
+        raise ControlPlaneError(str(exc)) from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

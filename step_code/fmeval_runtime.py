@@ -1,0 +1,199 @@
+"""Running fmeval inside a step: one Ray runtime per process and the judge models every Ray worker sees.
+
+fmeval never starts Ray itself; left alone, the first `ray.data` call starts it with defaults that
+ignore our CPU budget and without our worker set-up. `scoring_session()` starts Ray once per process
+(idempotent, thread-safe), shuts it down when the last user leaves, and serialises scoring: two
+algorithms scoring at once on a small machine each pin a judge-model actor to a CPU and can starve
+each other's map tasks for ever (fmeval's BERTScore hangs with a single CPU).
+
+Judge models (the BERTScore, Detoxify and ToxiGen models fmeval's algorithms score with) are
+installed by `install_judge_models()` in the driver and, through Ray's `worker_process_setup_hook`,
+in every worker before it unpickles a transform. A deployment may name extra judge-model hooks in
+EVALOPS_JUDGE_MODELS (`module:function`, comma-separated); each returns the judges it provides
+("bertscore", "detoxify", "toxigen") so the offline asset check does not ask for their downloads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+JUDGE_MODELS_ENV = "EVALOPS_JUDGE_MODELS"
+# fmeval sizes its Ray actor pools from this variable (0 crashes; unset means cpu_count - 1).
+PARALLELIZATION_FACTOR_ENV = "PARALLELIZATION_FACTOR"
+JUDGE_NAMES = frozenset({"bertscore", "detoxify", "toxigen"})
+
+_state_lock = threading.Lock()
+_scoring_lock = threading.Lock()
+_users = 0
+# The judge hooks Ray's workers were started with, while we own a running Ray.
+_ray_hooks: str | None = None
+# Hooks installed in this process, and the judges they provide.
+_installed: tuple[str, frozenset[str]] | None = None
+
+
+class JudgeHookError(RuntimeError):
+    """EVALOPS_JUDGE_MODELS names something that cannot be imported or called."""
+
+
+def _hook_specs() -> list[str]:
+    return [spec.strip() for spec in os.environ.get(JUDGE_MODELS_ENV, "").split(",") if spec.strip()]
+
+
+def _load_hook(spec: str) -> Callable[[], Iterable[str]]:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise JudgeHookError(f"{JUDGE_MODELS_ENV}: {spec!r} is not of the form module:function")
+    try:
+        hook = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise JudgeHookError(f"{JUDGE_MODELS_ENV}: cannot load {spec!r} ({exc})") from None
+    if not callable(hook):
+        raise JudgeHookError(f"{JUDGE_MODELS_ENV}: {spec!r} is not callable")
+    return hook
+
+
+def defer_bertscore_load() -> None:
+    """Make fmeval load the BERTScore metric when it first scores, not when its modules are imported.
+
+    fmeval evaluates `BertscoreHelperModel(...)` as a default argument, so importing any accuracy
+    algorithm (or fmeval's reporting) calls `evaluate.load("bertscore")` and, without the cached metric,
+    fails before we can say which asset is missing. Deferring it changes no score: the same metric is
+    loaded by the same call on first use.
+    """
+    from fmeval.eval_algorithms.helper_models import helper_model
+
+    cls: Any = helper_model.BertscoreHelperModel
+    if getattr(cls, "_evalops_deferred", False):
+        return
+
+    def __init__(self: Any, model_type: str) -> None:
+        self._model_type = model_type
+
+    def _bertscore(self: Any) -> Any:
+        metric = self.__dict__.get("_evalops_metric")
+        if metric is None:
+            metric = helper_model.hf_evaluate.load("bertscore")
+            self.__dict__["_evalops_metric"] = metric
+        return metric
+
+    cls.__init__ = __init__
+    cls._bertscore = property(_bertscore)
+    cls._evalops_deferred = True
+
+
+def install_judge_models() -> frozenset[str]:
+    """Prepare fmeval's judge models in this process; returns the judges that hooks provide locally.
+
+    Runs before any fmeval algorithm module is imported (driver) and at worker start-up (Ray).
+    """
+    global _installed
+    specs = _hook_specs()
+    key = ",".join(specs)
+    with _state_lock:
+        if _installed is not None and _installed[0] == key:
+            return _installed[1]
+        defer_bertscore_load()
+        provided: set[str] = set()
+        for spec in specs:
+            judges = set(_load_hook(spec)())
+            unknown = judges - JUDGE_NAMES
+            if unknown:
+                raise JudgeHookError(
+                    f"{JUDGE_MODELS_ENV}: {spec!r} returned unknown judges {sorted(unknown)} "
+                    f"(expected some of {sorted(JUDGE_NAMES)})"
+                )
+            provided |= judges
+        _installed = (key, frozenset(provided))
+        return _installed[1]
+
+
+def setup_worker() -> None:
+    """Ray `worker_process_setup_hook`: the same judge models in every worker as in the driver."""
+    install_judge_models()
+
+
+def ray_cpus() -> int:
+    # With one CPU a judge-model actor takes the only slot and fmeval's map tasks never run.
+    return max(2, os.cpu_count() or 1)
+
+
+def _start_ray() -> None:
+    global _ray_hooks
+    import ray
+    import ray.data
+
+    num_cpus = ray_cpus()
+    # One actor per CPU but one, leaving a CPU for a judge-model actor.
+    os.environ.setdefault(PARALLELIZATION_FACTOR_ENV, str(max(1, num_cpus - 1)))
+    hooks = ",".join(_hook_specs())
+    if ray.is_initialized():
+        if _ray_hooks is None:
+            logger.warning("Ray was started elsewhere in this process; its workers may lack %s", JUDGE_MODELS_ENV)
+            return
+        if _ray_hooks == hooks:
+            return
+        # Only reached with no other user: workers must be restarted to install other judge hooks.
+        ray.shutdown()
+    code_root = str(Path(__file__).resolve().parent.parent)
+    worker_path = os.pathsep.join(dict.fromkeys([code_root, *sys.path]))
+    env_vars = {"PYTHONPATH": worker_path, PARALLELIZATION_FACTOR_ENV: os.environ[PARALLELIZATION_FACTOR_ENV]}
+    for name in (JUDGE_MODELS_ENV, "HF_HOME", "NLTK_DATA", "TORCH_HOME", "HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE"):
+        if name in os.environ:
+            env_vars[name] = os.environ[name]
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        runtime_env={"worker_process_setup_hook": f"{__name__}.setup_worker", "env_vars": env_vars},
+    )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    _ray_hooks = hooks
+    logger.info("started Ray with %d CPUs, PARALLELIZATION_FACTOR=%s", num_cpus, env_vars[PARALLELIZATION_FACTOR_ENV])
+
+
+def _stop_ray() -> None:
+    global _ray_hooks
+    import ray
+
+    if _ray_hooks is not None and ray.is_initialized():
+        ray.shutdown()
+    _ray_hooks = None
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """Keep Ray up while any evaluate step of this process needs it; shut it down after the last one."""
+    global _users
+    install_judge_models()
+    with _state_lock:
+        _users += 1
+    try:
+        with _state_lock:
+            if _users == 1 or _ray_hooks is None:
+                _start_ray()
+        yield
+    finally:
+        with _state_lock:
+            _users -= 1
+            if _users == 0:
+                _stop_ray()
+
+
+@contextmanager
+def scoring_turn() -> Iterator[None]:
+    """Hold while running fmeval algorithms; one evaluate step scores at a time per process."""
+    with _scoring_lock:
+        yield

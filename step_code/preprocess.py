@@ -1,0 +1,274 @@
+"""Preprocess step: check the prompt catalog, set bad rows aside, drop duplicates, write what evaluate reads.
+
+Outputs (in `--output-dir`):
+- `processed.jsonl`: one row per kept record — `record_id` (sha256 of input and target, so it survives
+  reordering the catalog), `model_input`, `target_output`, `category` (when the config has a
+  `category_key`) and `source_line` (line of a JSON Lines file, 1-based item number of a JSON array);
+- `quarantine.jsonl`: every rejected row with its line and the reason (lines that are not JSON too);
+- `manifest.json`: counts, the processed file's sha256 and the source file name.
+A row needs its model input and target output (the config's JMESPaths) as non-empty text; numbers are
+turned into text, anything else is rejected. Rows repeating an earlier row's input and target are
+dropped and counted. The step fails when no row is valid or more than `max_quarantine_fraction` of
+the rows are rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jmespath
+from pydantic import BaseModel
+
+from pipeline_definitions.config import Config, DatasetConfig
+from pipeline_definitions.plan import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
+from step_code import storage
+from step_code.aws_resources import ControlPlaneError
+from step_code.step_io import load_config, run_step
+
+logger = logging.getLogger(__name__)
+
+RECORD_ID_CHARS = 16
+
+
+class CatalogError(ControlPlaneError):
+    """The prompt catalog cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    record_id: str
+    model_input: str
+    target_output: str
+    category: str | None
+    source_line: int
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    line: int
+    reason: str
+    row: Any
+
+
+@dataclass(frozen=True)
+class CleanCatalog:
+    rows: list[CatalogRow]
+    quarantined: list[QuarantinedRow]
+    rows_in: int
+    duplicates: int
+
+
+class CatalogManifest(BaseModel):
+    """manifest.json: what preprocess read and kept."""
+
+    dataset_name: str
+    source_file: str
+    dataset_mime_type: str
+    rows_in: int
+    rows_kept: int
+    quarantined: int
+    duplicates: int
+    processed_sha256: str
+    model_input_key: str
+    target_output_key: str
+    category_key: str | None
+
+
+def record_id(model_input: str, target_output: str) -> str:
+    payload = json.dumps([model_input, target_output], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:RECORD_ID_CHARS]
+
+
+def _parsed_rows(text: str, mime_type: str, source: str) -> Iterator[tuple[int, Any, str | None]]:
+    """(line, parsed row or raw text, reason it is unusable or None) for every row of the file."""
+    if mime_type == "json":
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CatalogError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(items, list):
+            raise CatalogError(f"{source}: expected a JSON array of objects (dataset_mime_type is json)")
+        for number, item in enumerate(items, start=1):
+            yield number, item, None if isinstance(item, dict) else "expected a JSON object"
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, line, f"not valid JSON ({exc.msg})"
+            continue
+        yield number, item, None if isinstance(item, dict) else "expected a JSON object"
+
+
+def _text(row: dict[str, Any], path: str, expression: jmespath.parser.ParsedResult) -> tuple[str | None, str | None]:
+    """The value at `path` as text, or the reason it cannot be used."""
+    value = expression.search(row)
+    if value is None:
+        return None, f"{path}: missing"
+    if isinstance(value, bool):
+        return None, f"{path}: expected text or a number, got a boolean"
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, f"{path}: expected text or a finite number, got {value}"
+        return str(value), None
+    if isinstance(value, str):
+        return (value, None) if value.strip() else (None, f"{path}: empty")
+    kind = "a list" if isinstance(value, list) else "an object"
+    return None, f"{path}: expected text or a number, got {kind}"
+
+
+def clean_catalog(text: str, dataset: DatasetConfig, *, source: str) -> CleanCatalog:
+    """Validate and de-duplicate the catalog's rows (pure: no files are written)."""
+    fields = [("model_input", dataset.model_input_key), ("target_output", dataset.target_output_key)]
+    if dataset.category_key:
+        fields.append(("category", dataset.category_key))
+    compiled = [(name, path, jmespath.compile(path)) for name, path in fields]
+    rows: list[CatalogRow] = []
+    quarantined: list[QuarantinedRow] = []
+    seen: set[tuple[str, str]] = set()
+    rows_in = duplicates = 0
+    for line, item, problem in _parsed_rows(text, dataset.dataset_mime_type, source):
+        rows_in += 1
+        if problem is not None:
+            quarantined.append(QuarantinedRow(line, problem, item))
+            continue
+        values: dict[str, str] = {}
+        reasons: list[str] = []
+        for name, path, expression in compiled:
+            value, reason = _text(item, path, expression)
+            if reason is not None:
+                reasons.append(reason)
+            elif value is not None:
+                values[name] = value
+        if reasons:
+            quarantined.append(QuarantinedRow(line, "; ".join(reasons), item))
+            continue
+        key = (values["model_input"], values["target_output"])
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        rows.append(
+            CatalogRow(
+                record_id=record_id(*key),
+                model_input=key[0],
+                target_output=key[1],
+                category=values.get("category"),
+                source_line=line,
+            )
+        )
+    return CleanCatalog(rows=rows, quarantined=quarantined, rows_in=rows_in, duplicates=duplicates)
+
+
+def catalog_file(catalog_dir: str, dataset: DatasetConfig) -> str:
+    """Where the catalog file is: an s3:// location was downloaded into the catalog dir under its base name."""
+    location = dataset.input_data_location
+    name = storage.basename(location) if storage.is_s3(location) else location
+    return storage.join(catalog_dir, name)
+
+
+def _jsonl(rows: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def _processed_row(row: CatalogRow, with_category: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "record_id": row.record_id,
+        "model_input": row.model_input,
+        "target_output": row.target_output,
+    }
+    if with_category:
+        out["category"] = row.category
+    out["source_line"] = row.source_line
+    return out
+
+
+def preprocess(config: Config, catalog_dir: str, output_dir: str) -> CatalogManifest:
+    """Read the catalog, write processed.jsonl, quarantine.jsonl and manifest.json; raise CatalogError
+    when the catalog is unusable (quarantine.jsonl is still written, to show why)."""
+    dataset = config.dataset
+    source = catalog_file(catalog_dir, dataset)
+    try:
+        text = storage.read_text(source)
+    except FileNotFoundError:
+        raise CatalogError(
+            f"dataset.input_data_location: {dataset.input_data_location!r} not found in the prompt catalog "
+            f"{catalog_dir}"
+        ) from None
+    except UnicodeDecodeError:
+        raise CatalogError(f"{source}: not UTF-8 text") from None
+    clean = clean_catalog(text, dataset, source=source)
+    quarantine = [{"line": q.line, "reason": q.reason, "row": q.row} for q in clean.quarantined]
+    storage.write_text(storage.join(output_dir, QUARANTINE_FILE), _jsonl(quarantine), content_type="application/jsonl")
+
+    name = storage.basename(source)
+    first = f"; first: line {clean.quarantined[0].line}: {clean.quarantined[0].reason}" if clean.quarantined else ""
+    if not clean.rows:
+        raise CatalogError(
+            f"{name}: no valid rows ({clean.rows_in} read, {len(clean.quarantined)} rejected{first}; "
+            f"see {QUARANTINE_FILE})"
+        )
+    fraction = len(clean.quarantined) / clean.rows_in
+    if fraction > dataset.max_quarantine_fraction:
+        raise CatalogError(
+            f"{name}: {len(clean.quarantined)} of {clean.rows_in} rows rejected ({fraction:.1%}), more than "
+            f"dataset.max_quarantine_fraction {dataset.max_quarantine_fraction:.1%}{first}; see {QUARANTINE_FILE}"
+        )
+
+    with_category = dataset.category_key is not None
+    processed = _jsonl([_processed_row(row, with_category) for row in clean.rows]).encode("utf-8")
+    storage.write_bytes(storage.join(output_dir, PROCESSED_FILE), processed, content_type="application/jsonl")
+    manifest = CatalogManifest(
+        dataset_name=dataset.dataset_name,
+        source_file=name,
+        dataset_mime_type=dataset.dataset_mime_type,
+        rows_in=clean.rows_in,
+        rows_kept=len(clean.rows),
+        quarantined=len(clean.quarantined),
+        duplicates=clean.duplicates,
+        processed_sha256=hashlib.sha256(processed).hexdigest(),
+        model_input_key=dataset.model_input_key,
+        target_output_key=dataset.target_output_key,
+        category_key=dataset.category_key,
+    )
+    storage.write_text(
+        storage.join(output_dir, MANIFEST_FILE),
+        manifest.model_dump_json(indent=2) + "\n",
+        content_type="application/json",
+    )
+    logger.info(
+        "%s: %d rows read, %d kept, %d quarantined, %d duplicates",
+        name,
+        manifest.rows_in,
+        manifest.rows_kept,
+        manifest.quarantined,
+        manifest.duplicates,
+    )
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m step_code.preprocess", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="config.json of the evaluation")
+    parser.add_argument("--output-dir", required=True, help="where processed.jsonl, quarantine.jsonl, manifest.json go")
+    parser.add_argument("--catalog-dir", required=True, help="folder holding the prompt catalog file")
+    args = parser.parse_args(argv)
+    return run_step("preprocess", lambda: _run(args.config, args.catalog_dir, args.output_dir))
+
+
+def _run(config_path: Path, catalog_dir: str, output_dir: str) -> None:
+    preprocess(load_config(config_path), catalog_dir, output_dir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

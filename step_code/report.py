@@ -1,0 +1,417 @@
+"""The comparison report: one self-contained HTML page (inline CSS and SVG, nothing fetched) per run.
+
+It shows the leaderboard, a bar chart per metric, latency and cost per model, the selection decision
+with every candidate's reason, and each model's worst-scored records. Every string that comes from a
+config, a dataset or a model is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pipeline_definitions.plan import SUMMARY_FILE
+from pipeline_definitions.results import AlgorithmResult, CandidateVerdict, Decision, EvaluationSummary
+from step_code.aws_resources import ControlPlaneError
+from step_code.step_io import read_model
+
+# Chart geometry, in SVG user units.
+LABEL_WIDTH = 190
+PLOT_WIDTH = 420
+VALUE_WIDTH = 110
+BAR_HEIGHT = 16
+BAR_GAP = 4
+GROUP_GAP = 12
+TOP = 12
+SERIES_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2")
+WINNER_COLOR = "#2e7d32"
+MUTED_COLOR = "#9e9e9e"
+MAX_TEXT = 600
+# The evaluate step writes algorithms/<stem>_worst_records.json beside each EvalOutput algorithms/<stem>.json.
+WORST_RECORDS_SUFFIX = "_worst_records.json"
+
+
+@dataclass(frozen=True)
+class WorstRecord:
+    """One low-scoring record of one algorithm, as the evaluate step lists them."""
+
+    eval_name: str
+    score_name: str
+    score: float | None
+    prompt: str
+    reference: str | None
+    output: str | None
+
+
+@dataclass(frozen=True)
+class ModelEvidence:
+    """What the report shows about one candidate."""
+
+    summary: EvaluationSummary
+    worst_records: Sequence[WorstRecord]
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    pipeline_name: str
+    execution_id: str
+    dataset_name: str
+    higher_is_better: Mapping[str, bool]
+
+
+def worst_records_path(result: AlgorithmResult) -> str | None:
+    """The worst-records file of one algorithm, relative to the evaluation output; None when it failed."""
+    if result.error or not result.output_path:
+        return None
+    path = PurePosixPath(result.output_path)
+    return str(path.with_name(path.stem + WORST_RECORDS_SUFFIX))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def read_worst_records(path: Path, eval_name: str) -> list[WorstRecord]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ControlPlaneError(f"{path}: file not found (the evaluate step writes it for every algorithm)") from None
+    except json.JSONDecodeError as exc:
+        raise ControlPlaneError(f"{path}: not JSON ({exc.msg})") from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("score"), str)
+        or not isinstance(data.get("records"), list)
+    ):
+        raise ControlPlaneError(f'{path}: expected {{"score": <score name>, "records": [...]}}')
+    records: list[WorstRecord] = []
+    for index, item in enumerate(data["records"]):
+        if not isinstance(item, dict):
+            raise ControlPlaneError(f"{path}: records[{index}]: expected an object")
+        score = item.get("score")
+        records.append(
+            WorstRecord(
+                eval_name=eval_name,
+                score_name=data["score"],
+                score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
+                prompt=_text(item.get("prompt", item.get("model_input"))) or "",
+                reference=_text(item.get("reference")),
+                output=_text(item.get("output")),
+            )
+        )
+    return records
+
+
+def load_model_evidence(evaluation_dir: Path, model: str) -> ModelEvidence:
+    """A model's summary.json and worst records from its evaluation output folder."""
+    summary_path = evaluation_dir / SUMMARY_FILE
+    summary = read_model(summary_path, EvaluationSummary)
+    if summary.model != model:
+        raise ControlPlaneError(f"{summary_path}: model: expected {model!r}, found {summary.model!r}")
+    worst: list[WorstRecord] = []
+    for result in summary.algorithms:
+        relative = worst_records_path(result)
+        if relative is not None:
+            worst += read_worst_records(evaluation_dir / relative, result.eval_name)
+    return ModelEvidence(summary=summary, worst_records=worst)
+
+
+@dataclass(frozen=True)
+class _Series:
+    name: str
+    color: str
+
+
+@dataclass(frozen=True)
+class _Group:
+    label: str
+    values: Sequence[float | None]
+    highlight: bool
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _clip(text: str | None) -> str:
+    if text is None:
+        return "(none)"
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " …"
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:,.0f} ms"
+
+
+def _usd(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"${value:,.4f}"
+
+
+def bar_chart(
+    title: str,
+    groups: Sequence[_Group],
+    series: Sequence[_Series],
+    *,
+    fmt: Callable[[float | None], str],
+    scale_max: float | None = None,
+    limit: tuple[float, str] | None = None,
+) -> str:
+    """A horizontal bar chart as inline SVG: one group of bars per model, one bar per series."""
+    known = [v for g in groups for v in g.values if v is not None and not math.isnan(v)]
+    top = max([*known, limit[0] if limit else 0.0, scale_max or 0.0]) or 1.0
+    group_height = len(series) * (BAR_HEIGHT + BAR_GAP) - BAR_GAP
+    legend_height = 18 if len(series) > 1 else 0
+    height = TOP + legend_height + len(groups) * (group_height + GROUP_GAP) + 14
+    width = LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH
+    parts = [
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{_e(title)}</title>'
+    ]
+    if legend_height:
+        legend_x = LABEL_WIDTH
+        for item in series:
+            parts.append(f'<rect x="{legend_x}" y="{TOP - 9}" width="10" height="10" fill="{item.color}"/>')
+            parts.append(f'<text x="{legend_x + 14}" y="{TOP}" class="legend">{_e(item.name)}</text>')
+            legend_x += 30 + 7 * len(item.name)
+    y = TOP + legend_height
+    for group in groups:
+        label_y = y + group_height / 2 + 4
+        weight = ' font-weight="bold"' if group.highlight else ""
+        parts.append(
+            f'<text x="{LABEL_WIDTH - 8}" y="{label_y:.1f}" text-anchor="end"{weight}>{_e(group.label)}</text>'
+        )
+        for value, item in zip(group.values, series, strict=True):
+            missing = value is None or math.isnan(value)
+            length = 0.0 if missing or value is None else max(0.0, value) / top * PLOT_WIDTH
+            color = MUTED_COLOR if missing else (WINNER_COLOR if group.highlight and len(series) == 1 else item.color)
+            parts.append(
+                f'<rect x="{LABEL_WIDTH}" y="{y}" width="{length:.1f}" height="{BAR_HEIGHT}" fill="{color}">'
+                f"<title>{_e(group.label)} {_e(item.name)}: {_e(fmt(value))}</title></rect>"
+            )
+            parts.append(
+                f'<text x="{LABEL_WIDTH + length + 4:.1f}" y="{y + BAR_HEIGHT - 4}" class="value">'
+                f"{_e(fmt(value))}</text>"
+            )
+            y += BAR_HEIGHT + BAR_GAP
+        y += GROUP_GAP - BAR_GAP
+    if limit is not None:
+        x = LABEL_WIDTH + limit[0] / top * PLOT_WIDTH
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP + legend_height - 4}" y2="{y}" class="limit"/>'
+            f'<text x="{x:.1f}" y="{y + 10}" text-anchor="middle" class="limit-label">{_e(limit[1])}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _metric_names(decision: Decision, models: Sequence[ModelEvidence]) -> list[str]:
+    """The decision's metrics first, then every other score any model has, in first-seen order."""
+    names = [decision.primary_metric, *decision.weights]
+    for model in models:
+        names += list(model.summary.metrics)
+    return list(dict.fromkeys(names))
+
+
+def _verdict_cell(verdict: CandidateVerdict) -> str:
+    status = f"rank {verdict.rank}" if verdict.eligible else "excluded"
+    css = "ok" if verdict.eligible else "bad"
+    reasons = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.reasons)
+    return f'<span class="tag {css}">{_e(status)}</span><ul class="reasons">{reasons}</ul>'
+
+
+def _leaderboard(decision: Decision, models: Sequence[ModelEvidence], metrics: Sequence[str]) -> str:
+    by_name = {m.summary.model: m.summary for m in models}
+    ordered = sorted(decision.candidates, key=lambda c: (c.rank is None, c.rank or 0, c.model))
+    head = "".join(f"<th>{_e(name)}</th>" for name in metrics)
+    rows = []
+    for verdict in ordered:
+        summary = by_name[verdict.model]
+        cells = "".join(f'<td class="num">{_score(summary.metrics.get(name))}</td>' for name in metrics)
+        winner = ' class="winner"' if verdict.model == decision.winner else ""
+        rows.append(
+            f'<tr{winner}><td>{_e(verdict.rank or "-")}</td><th scope="row">{_e(verdict.model)}</th>'
+            f'<td>{_e(summary.provider)}</td><td class="num">{_score(verdict.weighted_score)}</td>{cells}'
+            f'<td class="num">{_ms(summary.latency.p50_ms)}</td><td class="num">{_ms(summary.latency.p95_ms)}</td>'
+            f'<td class="num">{_usd(summary.cost.cost_per_1k_prompts_usd)}</td>'
+            f'<td class="num">{verdict.failed_fraction:.1%}</td><td>{_verdict_cell(verdict)}</td></tr>'
+        )
+    return (
+        '<table class="leaderboard"><thead><tr><th>Rank</th><th>Model</th><th>Provider</th><th>Weighted score</th>'
+        f"{head}<th>p50 latency</th><th>p95 latency</th><th>Cost / 1k prompts</th><th>Failed</th>"
+        f"<th>Verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _metric_charts(
+    decision: Decision, models: Sequence[ModelEvidence], metrics: Sequence[str], ctx: ReportContext
+) -> str:
+    charts = []
+    min_primary = decision.policy.get("min_primary_score")
+    for name in metrics:
+        groups = [
+            _Group(m.summary.model, [m.summary.metrics.get(name)], m.summary.model == decision.winner) for m in models
+        ]
+        direction = ctx.higher_is_better.get(name)
+        note = "" if direction is None else (" (higher is better)" if direction else " (lower is better)")
+        limit = None
+        if name == decision.primary_metric and isinstance(min_primary, int | float):
+            limit = (float(min_primary), f"policy {'min' if direction is not False else 'max'} {min_primary:g}")
+        chart = bar_chart(name, groups, [_Series(name, SERIES_COLORS[0])], fmt=_score, scale_max=1.0, limit=limit)
+        charts.append(f"<figure><figcaption>{_e(name)}{_e(note)}</figcaption>{chart}</figure>")
+    weighted = [
+        _Group(c.model, [c.weighted_score], c.model == decision.winner)
+        for c in sorted(decision.candidates, key=lambda c: c.model)
+    ]
+    chart = bar_chart(
+        "weighted score", weighted, [_Series("weighted score", SERIES_COLORS[0])], fmt=_score, scale_max=1.0
+    )
+    charts.insert(0, f"<figure><figcaption>weighted score (policy)</figcaption>{chart}</figure>")
+    return "".join(charts)
+
+
+def _operations_charts(decision: Decision, models: Sequence[ModelEvidence]) -> str:
+    latency_limit = decision.policy.get("max_p95_latency_ms")
+    cost_limit = decision.policy.get("max_cost_per_1k_prompts_usd")
+    latency = bar_chart(
+        "latency",
+        [_Group(m.summary.model, [m.summary.latency.p50_ms, m.summary.latency.p95_ms], False) for m in models],
+        [_Series("p50", SERIES_COLORS[0]), _Series("p95", SERIES_COLORS[1])],
+        fmt=_ms,
+        limit=(float(latency_limit), f"p95 limit {latency_limit:g} ms") if latency_limit else None,
+    )
+    cost = bar_chart(
+        "cost per 1k prompts",
+        [_Group(m.summary.model, [m.summary.cost.cost_per_1k_prompts_usd], False) for m in models],
+        [_Series("USD per 1k prompts", SERIES_COLORS[2])],
+        fmt=_usd,
+        limit=(float(cost_limit), f"limit ${cost_limit:g}") if cost_limit else None,
+    )
+    bases = "".join(
+        f"<li>{_e(m.summary.model)}: {_e(m.summary.cost.basis)}"
+        + (f" ({_e(m.summary.cost.instance_type)})" if m.summary.cost.instance_type else "")
+        + (
+            f", {m.summary.throughput_per_second:.2f} prompts/s measured"
+            if m.summary.throughput_per_second is not None
+            else ""
+        )
+        + "</li>"
+        for m in models
+    )
+    return (
+        f"<figure><figcaption>Latency per request (p50, p95)</figcaption>{latency}</figure>"
+        f"<figure><figcaption>Cost per 1,000 prompts</figcaption>{cost}</figure>"
+        f'<p class="note">Cost basis per model:</p><ul class="note">{bases}</ul>'
+    )
+
+
+def _decision_section(decision: Decision) -> str:
+    css = "ok" if decision.meets_policy else "bad"
+    title = f"Winner: {decision.winner}" if decision.winner else "No candidate meets the selection policy"
+    policy_rows = "".join(
+        f'<tr><th scope="row">{_e(key)}</th><td>{_e(_policy_value(value))}</td></tr>'
+        for key, value in decision.policy.items()
+    )
+    weights = ", ".join(f"{name} x {weight:g}" for name, weight in decision.weights.items())
+    return (
+        f'<div class="banner {css}"><strong>{_e(title)}</strong><p>{_e(decision.reason)}</p></div>'
+        '<table class="policy"><tbody>'
+        f'<tr><th scope="row">primary metric</th><td>{_e(decision.primary_metric)}</td></tr>'
+        f'<tr><th scope="row">weights used</th><td>{_e(weights)}</td></tr>{policy_rows}</tbody></table>'
+    )
+
+
+def _policy_value(value: Any) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} = {v}" for k, v in value.items()) or "not set"
+    return str(value)
+
+
+def _worst_records_section(model: ModelEvidence) -> str:
+    summary = model.summary
+    header = (
+        f'<h3 id="model-{_e(summary.model)}">{_e(summary.model)}</h3>'
+        f'<p class="note">{summary.records_succeeded} of {summary.records_total} records answered, '
+        f"{summary.records_failed} failed; {summary.model_calls} model calls, {summary.cache_hits} cache hits.</p>"
+    )
+    errors = "".join(
+        f'<p class="banner bad">{_e(a.eval_name)} failed: {_e(a.error)}</p>' for a in summary.algorithms if a.error
+    )
+    if not model.worst_records:
+        return header + errors + '<p class="note">No scored records to show.</p>'
+    rows = "".join(
+        "<tr>"
+        f"<td>{_e(record.eval_name)}</td><td>{_e(record.score_name)}</td>"
+        f'<td class="num">{_score(record.score)}</td>'
+        f"<td>{_e(_clip(record.prompt))}</td><td>{_e(_clip(record.reference))}</td>"
+        f"<td>{_e(_clip(record.output))}</td>"
+        "</tr>"
+        for record in model.worst_records
+    )
+    return (
+        header
+        + errors
+        + '<table class="records"><thead><tr><th>Evaluation</th><th>Score</th><th>Value</th><th>Prompt</th>'
+        f"<th>Reference</th><th>Model output</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:2rem auto;
+max-width:1200px;padding:0 1rem;color:#212121;line-height:1.4}
+h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+.meta{color:#616161;margin-top:0}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border:1px solid #e0e0e0;padding:.35rem .55rem;text-align:left;vertical-align:top}
+thead th{background:#f5f5f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.winner{background:#e8f5e9}
+.tag{display:inline-block;border-radius:3px;padding:0 .4rem;font-size:.8rem;font-weight:600}
+.tag.ok{background:#c8e6c9;color:#1b5e20}.tag.bad{background:#ffcdd2;color:#b71c1c}
+ul.reasons{margin:.2rem 0 0 1rem;padding:0;font-size:.85rem}
+.banner{border-radius:4px;padding:.6rem 1rem;margin:1rem 0}
+.banner.ok{background:#e8f5e9;border-left:5px solid #2e7d32}
+.banner.bad{background:#ffebee;border-left:5px solid #c62828}
+.banner p{margin:.3rem 0 0}
+figure{margin:1rem 0}figcaption{font-weight:600;margin-bottom:.3rem}
+svg.chart{max-width:100%;height:auto;font-size:12px}
+svg.chart text{fill:#212121}svg.chart text.value{fill:#424242}
+svg.chart .limit{stroke:#c62828;stroke-width:1.5;stroke-dasharray:4 3}svg.chart text.limit-label{fill:#c62828}
+.note{color:#616161;font-size:.9rem}
+table.records td{max-width:22rem;white-space:pre-wrap;word-break:break-word}
+"""
+
+
+def render_report(decision: Decision, models: Sequence[ModelEvidence], context: ReportContext) -> str:
+    """The whole comparison page. `models` are in config order; the decision must name each of them."""
+    candidates = {c.model for c in decision.candidates}
+    missing = [m.summary.model for m in models if m.summary.model not in candidates]
+    if missing:
+        raise ValueError(f"the decision has no verdict for {', '.join(missing)}")
+    metrics = _metric_names(decision, models)
+    sections = "".join(_worst_records_section(model) for model in models)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(context.pipeline_name)}: model comparison</title><style>{STYLE}</style></head><body>"
+        f"<h1>{_e(context.pipeline_name)}: model comparison</h1>"
+        f'<p class="meta">Execution {_e(context.execution_id)} · dataset {_e(context.dataset_name)} · '
+        f"{len(models)} candidate models</p>"
+        f"<h2>Decision</h2>{_decision_section(decision)}"
+        f"<h2>Leaderboard</h2>{_leaderboard(decision, models, metrics)}"
+        f"<h2>Scores</h2>{_metric_charts(decision, models, metrics, context)}"
+        f"<h2>Latency and cost</h2>{_operations_charts(decision, models)}"
+        f"<h2>Worst-scored records per model</h2>{sections}"
+        "</body></html>\n"
+    )

@@ -1,0 +1,116 @@
+"""The select step: apply the selection policy to every model's summary; write the decision and the comparison.
+
+    python -m step_code.select --config C --output-dir O --summaries-dir S
+
+`S/<model>/` is each model's evaluation output (summary.json, worst records). Writes `O/decision.json`
+(read by the pipeline's condition step) and `O/comparison.html`. A decision that no candidate meets the
+policy is a result, not an error: the step succeeds and the condition step fails the pipeline with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline_definitions import algorithms
+from pipeline_definitions.config import Config
+from pipeline_definitions.plan import COMPARISON_REPORT_FILE, DECISION_FILE
+from pipeline_definitions.results import Decision
+from step_code.aws_resources import ControlPlaneError
+from step_code.report import ModelEvidence, ReportContext, load_model_evidence, render_report
+from step_code.selection_policy import PolicyError, decide
+from step_code.step_io import load_config, run_step, write_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SelectArgs:
+    config: Path
+    output_dir: Path
+    summaries_dir: Path
+
+
+def parse_args(argv: Sequence[str] | None) -> SelectArgs:
+    parser = argparse.ArgumentParser(prog="step_code.select", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--summaries-dir", required=True, type=Path)
+    ns = parser.parse_args(argv)
+    return SelectArgs(config=ns.config, output_dir=ns.output_dir, summaries_dir=ns.summaries_dir)
+
+
+def metric_directions(config: Config) -> dict[str, bool]:
+    """Score name -> higher is better, also under the `<eval_name>.<score>` names of scores two algorithms share."""
+    directions = algorithms.higher_is_better(config.algorithms)
+    for item in config.algorithms:
+        spec = algorithms.lookup(item.algorithm)
+        for score in spec.scores_for(item.config_fields()):
+            directions.setdefault(f"{spec.eval_name}.{score.name}", score.higher_is_better)
+    return directions
+
+
+def primary_metric(config: Config) -> str:
+    """The configured primary metric, else the first algorithm's first score."""
+    if config.selection.primary_metric:
+        return config.selection.primary_metric
+    first = config.algorithms[0]
+    return algorithms.lookup(first.algorithm).scores_for(first.config_fields())[0].name
+
+
+def load_evidence(config: Config, summaries_dir: Path) -> list[ModelEvidence]:
+    """Every configured model's evaluation output, in config order."""
+    evidence: list[ModelEvidence] = []
+    for model in config.models:
+        folder = summaries_dir / model.name
+        if not folder.is_dir():
+            raise ControlPlaneError(
+                f"{folder}: no evaluation output for model {model.name} (did its evaluate step run?)"
+            )
+        evidence.append(load_model_evidence(folder, model.name))
+    return evidence
+
+
+def select(config: Config, evidence: Sequence[ModelEvidence]) -> Decision:
+    try:
+        return decide(
+            config.selection,
+            [item.summary for item in evidence],
+            primary_metric=primary_metric(config),
+            higher_is_better=metric_directions(config),
+        )
+    except PolicyError as exc:
+        raise ControlPlaneError(str(exc)) from None
+
+
+def comparison_html(config: Config, decision: Decision, evidence: Sequence[ModelEvidence]) -> str:
+    context = ReportContext(
+        pipeline_name=config.pipeline.name,
+        execution_id=evidence[0].summary.execution_id if evidence else "",
+        dataset_name=config.dataset.dataset_name,
+        higher_is_better=metric_directions(config),
+    )
+    return render_report(decision, evidence, context)
+
+
+def _run(args: SelectArgs) -> None:
+    config = load_config(args.config)
+    evidence = load_evidence(config, args.summaries_dir)
+    decision = select(config, evidence)
+    write_model(args.output_dir, DECISION_FILE, decision)
+    report = args.output_dir / COMPARISON_REPORT_FILE
+    report.write_text(comparison_html(config, decision, evidence), encoding="utf-8")
+    logger.info("decision: %s", decision.reason)
+    logger.info("comparison report: %s", report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_step("select", lambda: _run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""What each plan step renders to: the processing job, its inputs and outputs, and the policy check."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline_definitions import plan as p
+from pipeline_definitions.config import Config
+from pipeline_definitions.sagemaker_definition import render_definition
+from tests.definition.conftest import REPO_ROOT, all_steps, load_config, targets_for
+
+EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
+
+
+def joined(value: dict[str, Any], execution_id: str) -> str:
+    """Evaluate a Std:Join the way SageMaker does, with the execution id given."""
+    join = value["Std:Join"]
+    parts = [execution_id if part == EXECUTION_ID else part for part in join["Values"]]
+    assert all(isinstance(part, str) for part in parts)
+    return str(join["On"]).join(parts)
+
+
+def render(config: Config, **overrides: Any) -> dict[str, Any]:
+    return dict(json.loads(render_definition(p.build_plan(config), config, targets_for(config, **overrides))))
+
+
+def processing_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["Name"]: s for s in all_steps(definition) if s["Type"] == "Processing"}
+
+
+def test_every_planned_step_is_a_processing_job(rendered: tuple[Config, p.EvaluationPlan, str]) -> None:
+    config, plan, text = rendered
+    targets = targets_for(config)
+    steps = processing_steps(json.loads(text))
+    assert list(steps) == [s.name for s in plan.processing_steps]
+    for planned in plan.processing_steps:
+        args = steps[planned.name]["Arguments"]
+        assert args["AppSpecification"]["ImageUri"] == targets.image_uri
+        assert args["AppSpecification"]["ContainerEntrypoint"] == ["python3", "-m", f"step_code.{planned.kind}"]
+        assert args["RoleArn"] == targets.role_arn
+        assert args["ProcessingResources"]["ClusterConfig"] == {
+            "InstanceType": planned.instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+            "VolumeKmsKeyId": targets.kms_key_arn,
+        }
+        assert args["ProcessingOutputConfig"]["KmsKeyId"] == targets.kms_key_arn
+        assert args["Environment"] == {
+            "PYTHONPATH": "/opt/ml/processing/input/code/5d41402abc4b2a76b9719d911017c592.zip",
+            "EVALOPS_RESOURCE_PREFIX": "evalops-dev-",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "EVALOPS_KMS_KEY_ARN": targets.kms_key_arn,
+        }
+        assert "NetworkConfig" not in args
+
+
+def test_arguments_are_the_plans_step_arguments(rendered: tuple[Config, p.EvaluationPlan, str]) -> None:
+    config, plan, text = rendered
+    steps = processing_steps(json.loads(text))
+    for planned in plan.processing_steps:
+        expected = p.step_arguments(
+            planned,
+            "/opt/ml/processing/input",
+            "/opt/ml/processing/output",
+            execution_id=EXECUTION_ID,
+            approval_status={"Get": f"Parameters.{p.PARAM_MODEL_APPROVAL_STATUS}"},
+            cache_uri=f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}/response-cache",
+        )
+        assert steps[planned.name]["Arguments"]["AppSpecification"]["ContainerArguments"] == expected
+
+
+def test_inputs_land_where_the_arguments_point(rendered: tuple[Config, p.EvaluationPlan, str]) -> None:
+    config, plan, text = rendered
+    targets = targets_for(config)
+    steps = processing_steps(json.loads(text))
+    for planned in plan.processing_steps:
+        inputs = steps[planned.name]["Arguments"]["ProcessingInputs"]
+        by_path = {i["S3Input"]["LocalPath"]: i for i in inputs}
+        assert by_path["/opt/ml/processing/input/code"]["S3Input"]["S3Uri"] == targets.code_uri
+        assert by_path["/opt/ml/processing/input/config"]["S3Input"]["S3Uri"] == targets.config_uri
+        assert len(inputs) == len(planned.inputs) + 1
+        for item in planned.inputs:
+            rendered_input = by_path[f"/opt/ml/processing/input/{item.name}"]
+            assert rendered_input["InputName"] == item.name.replace("/", "_")
+            source = rendered_input["S3Input"]["S3Uri"]
+            if item.step is not None:
+                assert source == {
+                    "Get": f"Steps.{item.step}.ProcessingOutputConfig.Outputs['{item.output}'].S3Output.S3Uri"
+                }
+            elif item.parameter is not None:
+                assert source == {"Get": f"Parameters.{item.parameter}"}
+            else:
+                assert item.name == p.CONFIG_INPUT
+        for rendered_input in inputs:
+            assert rendered_input["S3Input"]["S3DataType"] == "S3Prefix"
+
+
+def test_outputs_are_run_scoped_s3_uris(rendered: tuple[Config, p.EvaluationPlan, str]) -> None:
+    config, plan, text = rendered
+    steps = processing_steps(json.loads(text))
+    for planned in plan.processing_steps:
+        outputs = steps[planned.name]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+        assert [o["OutputName"] for o in outputs] == list(planned.outputs)
+        for output in outputs:
+            name = output["OutputName"]
+            assert output["S3Output"]["LocalPath"] == f"/opt/ml/processing/output/{name}"
+            assert joined(output["S3Output"]["S3Uri"], "a1b2c3d4e5f6") == (
+                f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}"
+                f"/runs/a1b2c3d4e5f6/{planned.name}/{name}"
+            )
+
+
+def test_retries_caching_and_dependencies(rendered: tuple[Config, p.EvaluationPlan, str]) -> None:
+    _, plan, text = rendered
+    steps = processing_steps(json.loads(text))
+    for planned in plan.processing_steps:
+        step = steps[planned.name]
+        assert [r["ExceptionType"] for r in step["RetryPolicies"]] == [
+            ["Step.THROTTLING", "Step.SERVICE_FAULT"],
+            ["SageMaker.RESOURCE_LIMIT", "SageMaker.CAPACITY_ERROR"],
+        ]
+        assert all(r["MaxAttempts"] > 1 and r["BackoffRate"] > 1 for r in step["RetryPolicies"])
+        if planned.name == p.PREPROCESS_STEP:
+            assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+        else:
+            assert "CacheConfig" not in step
+        assert step.get("DependsOn", []) == list(planned.after)
+        assert ("PropertyFiles" in step) == (planned.name == p.SELECT_STEP)
+
+
+def test_register_runs_only_when_the_policy_is_met(definition: dict[str, Any]) -> None:
+    *_, check = definition["Steps"]
+    assert check["Name"] == p.CHECK_STEP
+    assert check["Arguments"]["Conditions"] == [
+        {
+            "Type": "Equals",
+            "LeftValue": {
+                "Std:JsonGet": {
+                    "PropertyFile": {"Get": f"Steps.{p.SELECT_STEP}.PropertyFiles.Decision"},
+                    "Path": p.DECISION_MEETS_POLICY,
+                }
+            },
+            "RightValue": True,
+        }
+    ]
+    assert [s["Name"] for s in check["Arguments"]["IfSteps"]] == [p.REGISTER_STEP]
+    (fail,) = check["Arguments"]["ElseSteps"]
+    assert fail["Name"] == p.FAIL_STEP
+    assert fail["Type"] == "Fail"
+    message = fail["Arguments"]["ErrorMessage"]["Std:Join"]
+    assert message["On"] == " "
+    assert message["Values"][0] == "Selection policy not met:"
+    assert message["Values"][1]["Std:JsonGet"]["Path"] == p.DECISION_REASON
+    assert p.REGISTER_STEP not in [s["Name"] for s in definition["Steps"]]
+
+
+def test_runtime_limits_follow_the_step_kind() -> None:
+    config = load_config("reference")
+    steps = processing_steps(render(config))
+    runtime = {name: s["Arguments"]["StoppingCondition"]["MaxRuntimeInSeconds"] for name, s in steps.items()}
+    training = config.model("llama2-7b-finetuned").finetuning
+    assert training is not None
+    assert runtime["Finetune-llama2-7b-finetuned"] == training.parameters.max_run_seconds + 2 * 3600
+    assert runtime["Evaluate-falcon-7b"] == 24 * 3600
+    assert runtime["Deploy-falcon-7b"] == 2 * 3600
+    assert runtime["Preprocess"] == runtime["Select"] == runtime[p.REGISTER_STEP] == 3600
+
+
+def _mixed_config() -> Config:
+    """The reference models plus the base variant of the fine-tuned one, an existing endpoint and Bedrock."""
+    raw = yaml.safe_load(Path(REPO_ROOT / "configs" / "reference.yaml").read_text())
+    finetuned = next(m for m in raw["models"] if m["name"] == "llama2-7b-finetuned")
+    base = copy.deepcopy(finetuned)
+    del base["finetuning"]
+    base.update(name="llama2-7b-base", endpoint_name="llm-eval-meta-textgeneration-llama-2-7b-base")
+    raw["models"] += [
+        base,
+        {
+            "name": "team-endpoint",
+            "model_provider": "endpoint",
+            "endpoint_name": "team-llm-prod",
+            "evaluation_config": {"output": "[0].generated_text", "content_template": "PROMPT_PLACEHOLDER"},
+        },
+        {"name": "claude-haiku", "model_provider": "bedrock", "model_id": "anthropic.claude-3-haiku-20240307-v1:0"},
+    ]
+    return Config.model_validate(raw)
+
+
+def test_each_model_gets_its_own_branch_in_order() -> None:
+    config = _mixed_config()
+    definition = render(config)
+    names = [s["Name"] for s in definition["Steps"]]
+    expected_branches = {
+        "llama2-7b-f": ["Deploy", "Evaluate", "Cleanup"],
+        "falcon-7b": ["Deploy", "Evaluate", "Cleanup"],
+        "llama2-7b-finetuned": ["Finetune", "Deploy", "Evaluate", "Cleanup"],
+        "llama2-7b-base": ["Deploy", "Evaluate", "Cleanup"],
+        "team-endpoint": ["Evaluate"],
+        "claude-haiku": ["Evaluate"],
+    }
+    for model, kinds in expected_branches.items():
+        assert [n for n in names if n.partition("-")[2] == model] == [f"{kind}-{model}" for kind in kinds]
+    steps = processing_steps(definition)
+    # Base and fine-tuned variants of one model_id deploy separately and read their own deployment.
+    for model in ("llama2-7b-finetuned", "llama2-7b-base"):
+        evaluate_inputs = steps[f"Evaluate-{model}"]["Arguments"]["ProcessingInputs"]
+        deployment = next(i for i in evaluate_inputs if i["InputName"] == p.DEPLOYMENT)
+        assert deployment["S3Input"]["S3Uri"]["Get"].startswith(f"Steps.Deploy-{model}.")
+    finetuned_deploy = steps["Deploy-llama2-7b-finetuned"]["Arguments"]["ProcessingInputs"]
+    assert [i["InputName"] for i in finetuned_deploy] == ["code", "config", p.FINETUNE]
+    assert [i["InputName"] for i in steps["Deploy-llama2-7b-base"]["Arguments"]["ProcessingInputs"]] == [
+        "code",
+        "config",
+    ]
+    select_inputs = [i["InputName"] for i in steps[p.SELECT_STEP]["Arguments"]["ProcessingInputs"]]
+    assert select_inputs == ["code", "config", *(f"summaries_{m}" for m in expected_branches)]
+
+
+def test_vpc_settings_become_the_network_config() -> None:
+    config = load_config("sample")
+    steps = processing_steps(render(config, security_group_ids=("sg-0a1b2c3d",), subnets=("subnet-1", "subnet-2")))
+    for step in steps.values():
+        assert step["Arguments"]["NetworkConfig"] == {
+            "EnableNetworkIsolation": False,
+            "VpcConfig": {"SecurityGroupIds": ["sg-0a1b2c3d"], "Subnets": ["subnet-1", "subnet-2"]},
+        }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"code_uri": "/tmp/code.zip"}, "code_uri '/tmp/code.zip' is not an s3://bucket/key URI"),
+        ({"code_uri": "s3://bucket/code/"}, "must name the code bundle object"),
+        ({"config_uri": "s3://bucket/settings.json"}, "must be an object named config.json or a prefix holding it"),
+        ({"prompt_catalog_uri": "s3://bucket"}, "prompt_catalog_uri 's3://bucket' is not an s3://bucket/key URI"),
+        ({"subnets": ("subnet-1",)}, "give both security_group_ids and subnets"),
+    ],
+)
+def test_bad_targets_are_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match="render targets: ") as error:
+        targets_for(load_config("sample"), **overrides)
+    assert message in str(error.value)
