@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
 from pipeline_definitions.loader import ConfigError
-from stacks.app_builder import AppOptions, add_nag_checks, build_app
+from stacks.app_builder import AppOptions, build_app
 
 REPO_ROOT = Path(__file__).resolve().parent
 
@@ -22,7 +23,8 @@ def main() -> int:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    add_nag_checks(app)
+    # Stacks outside Stages; each EvaluationStage checks its own (app aspects do not reach into Stages).
+    cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     app.synth()
     return 0
 

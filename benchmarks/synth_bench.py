@@ -42,9 +42,7 @@ def _config_with_models(count: int) -> dict[str, object]:
 
 
 def _cdk(args: list[str], cwd: Path) -> float:
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("AWS_") or key == "AWS_DEFAULT_REGION"
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_") or key == "AWS_DEFAULT_REGION"}
     env.update(
         AWS_EC2_METADATA_DISABLED="true",
         AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -82,7 +80,9 @@ def run(model_counts: tuple[int, ...] = (1, 10, 50)) -> None:
     with tempfile.TemporaryDirectory(prefix="evalops-synth-bench-") as tmp:
         work = Path(tmp)
         (work / "empty_app.py").write_text(EMPTY_APP)
-        baseline = _cdk(["synth", "--quiet", "--app", f"{sys.executable} empty_app.py", "-o", str(work / "empty")], work)
+        baseline = _cdk(
+            ["synth", "--quiet", "--app", f"{sys.executable} empty_app.py", "-o", str(work / "empty")], work
+        )
         timings = [("empty app (1 empty stack)", baseline, 1.0)]
         sizes: list[tuple[str, int, int, int | None]] = []
         for count in model_counts:

@@ -1,12 +1,273 @@
-"""Subcommands that run an evaluation, registered on the `evalops` command line by `cli.py`."""
+"""`evalops run CONFIG --local` and `evalops report RUN_DIR`, registered on the command line by `cli.py`.
+
+Exit codes of `run`: 0 the winner is registered; 1 a step failed (re-run the same command to resume);
+2 a user error (bad config, unusable run folder); 3 the run finished but no candidate meets the
+selection policy (the pipeline's FailStep).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline_definitions.loader import load_config
+from pipeline_definitions.local import (
+    PolicyNotMet,
+    RunError,
+    RunOptions,
+    RunOutcome,
+    StepsFailed,
+    default_output,
+    rebuild_report,
+    run_plan,
+)
+from pipeline_definitions.plan import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS, PlannedStep
+from pipeline_definitions.results import Decision
+
+EXIT_OK = 0
+EXIT_STEP_FAILED = 1
+EXIT_USER_ERROR = 2
+EXIT_POLICY_NOT_MET = 3
+# Our loggers whose warnings reach the terminal during a run (everything is in run.log).
+TERMINAL_LOGGERS = ("step_code", "evalops", "pipeline_definitions")
+PLAIN_PROGRESS_EVERY = 0.25
+
+
+class PlainEvents:
+    """Log lines for a terminal that is not interactive (CI, a pipe): one per step event and per quarter of
+    each model's prompts."""
+
+    def __init__(self, out: Any = None) -> None:
+        self._out = out or sys.stdout
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def _say(self, text: str) -> None:
+        with self._lock:
+            print(f"{time.strftime('%H:%M:%S')} {text}", file=self._out, flush=True)
+
+    def step_started(self, step: PlannedStep) -> None:
+        self._say(f"{step.name}: started")
+
+    def step_skipped(self, step: PlannedStep) -> None:
+        self._say(f"{step.name}: already done, skipped")
+
+    def step_finished(self, step: PlannedStep, seconds: float) -> None:
+        self._say(f"{step.name}: done in {seconds:.1f} s")
+
+    def step_failed(self, step: PlannedStep, reason: str) -> None:
+        self._say(f"{step.name}: FAILED: {reason}")
+
+    def on_progress(self, model: str, invoked: int, cache_hits: int, failed: int, total: int) -> None:
+        done = invoked + cache_hits
+        share = 1.0 if total == 0 else done / total
+        with self._lock:
+            due = self._next.get(model, 0.0)
+            if share < due:
+                return
+            self._next[model] = 2.0 if done >= total else (int(share / PLAIN_PROGRESS_EVERY) + 1) * PLAIN_PROGRESS_EVERY
+        self._say(
+            f"{model}: {done}/{total} prompts ({invoked} from the model, {cache_hits} from the cache, {failed} failed)"
+        )
+
+
+class RichEvents:
+    """Progress bars: one per model's prompts (model calls, cache hits, failures), then its scoring."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+        )
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def console(self) -> Any:
+        return self.progress.console
+
+    def _task(self, key: str, description: str) -> Any:
+        with self._lock:
+            task = self._tasks.get(key)
+            if task is None:
+                task = self.progress.add_task(description, total=None, detail="")
+                self._tasks[key] = task
+            return task
+
+    def step_started(self, step: PlannedStep) -> None:
+        label = f"{step.model}: invoking" if step.kind == "evaluate" else f"{step.name}"
+        self._task(step.model if step.kind == "evaluate" and step.model else step.name, label)
+
+    def step_skipped(self, step: PlannedStep) -> None:
+        self.console.print(f"[dim]{step.name}: already done, skipped[/dim]")
+
+    def step_finished(self, step: PlannedStep, seconds: float) -> None:
+        key = step.model if step.kind == "evaluate" and step.model else step.name
+        task = self._task(key, step.name)
+        self.progress.update(task, description=f"{step.name}", total=1, completed=1)
+        self.progress.stop_task(task)
+        self.console.print(f"[green]✓[/green] {step.name} [dim]{seconds:.1f} s[/dim]")
+
+    def step_failed(self, step: PlannedStep, reason: str) -> None:
+        self.console.print(f"[red]✗ {step.name}[/red]: {reason}", markup=True, highlight=False)
+
+    def on_progress(self, model: str, invoked: int, cache_hits: int, failed: int, total: int) -> None:
+        done = invoked + cache_hits
+        task = self._task(model, f"{model}: invoking")
+        stage = "scoring (fmeval)" if done >= total else "invoking"
+        self.progress.update(
+            task,
+            description=f"{model}: {stage}",
+            total=total,
+            completed=done,
+            detail=f"{invoked} calls, {cache_hits} cached, {failed} failed",
+        )
+
+
+@contextmanager
+def _terminal_warnings(handler: logging.Handler) -> Iterator[None]:
+    handler.setLevel(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in TERMINAL_LOGGERS]
+    for item in loggers:
+        item.addHandler(handler)
+    try:
+        yield
+    finally:
+        for item in loggers:
+            item.removeHandler(handler)
+
+
+def _print_outcome(decision: Decision, report: str) -> None:
+    print()
+    for verdict in sorted(decision.candidates, key=lambda c: (c.rank is None, c.rank or 0, c.model)):
+        score = "n/a" if verdict.weighted_score is None else f"{verdict.weighted_score:.4f}"
+        place = f"#{verdict.rank}" if verdict.rank else "excluded"
+        print(f"  {place:<9} {verdict.model:<40} {score:>8}  {'; '.join(verdict.reasons)}")
+    print()
+    print(f"Decision: {decision.reason}")
+    print(f"Comparison report: {report}")
+
+
+def _execute(args: argparse.Namespace, events: PlainEvents | RichEvents) -> RunOutcome:
+    loaded = load_config(args.config, catalog_dir=args.catalog_dir)
+    options = RunOptions(
+        output=args.output or default_output(loaded.config.pipeline.name),
+        registry=args.registry,
+        approval_status=args.approval_status,
+        fresh=args.fresh,
+    )
+    print(f"Running {loaded.config.pipeline.name} locally in {options.output}")
+    return run_plan(loaded, options, events)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.local:
+        print(
+            "evalops run: only --local is supported here; on SageMaker, deploy the stacks (cdk deploy) and start "
+            "the pipeline they create",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    try:
+        if sys.stdout.isatty():
+            from rich.logging import RichHandler
+
+            rich_events = RichEvents()
+            with rich_events.progress, _terminal_warnings(RichHandler(console=rich_events.console)):
+                outcome = _execute(args, rich_events)
+        else:
+            with _terminal_warnings(logging.StreamHandler(sys.stderr)):
+                outcome = _execute(args, PlainEvents())
+    except StepsFailed as exc:
+        for step, reason in exc.failures:
+            print(f"evalops run: step {step} failed: {reason}", file=sys.stderr)
+        print("evalops run: re-run the same command to resume (finished steps are skipped)", file=sys.stderr)
+        return EXIT_STEP_FAILED
+    except PolicyNotMet as exc:
+        _print_outcome(exc.decision, exc.report)
+        print(f"evalops run: selection policy not met: {exc.decision.reason}", file=sys.stderr)
+        return EXIT_POLICY_NOT_MET
+    except RunError as exc:
+        print(f"evalops run: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        # Worker threads may be inside a model call; answers already received are in the response cache.
+        print("\nevalops run: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
+        os._exit(130)
+    _print_outcome(outcome.decision, outcome.report)
+    if outcome.registration is not None:
+        registration = outcome.registration
+        print(
+            f"Registered {registration.get('winner')} as {registration.get('model_package_arn')} "
+            f"({registration.get('approval_status')})"
+        )
+    print(f"Run folder: {outcome.location} (execution {outcome.execution_id})")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        path, computed = rebuild_report(Path(args.run_dir), args.output)
+    except RunError as exc:
+        print(f"evalops report: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if computed:
+        print("The run has no decision.json: the decision was computed from the evaluation summaries.")
+    print(f"Comparison report: {path}")
+    return EXIT_OK
 
 
 def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the run subcommands; each one sets `handler` (a function of the parsed args returning the exit code).
+    """Add `run` and `report`; each sets `handler` (a function of the parsed args returning the exit code)."""
+    run = subparsers.add_parser(
+        "run",
+        help="Run the evaluation on this machine (same steps as the SageMaker pipeline).",
+        description="Run the evaluation on this machine, resuming a previous run in the same output folder.",
+    )
+    run.add_argument("config", metavar="CONFIG", help="evaluation config, e.g. configs/sample.yaml")
+    run.add_argument("--local", action="store_true", help="run every step in this process (required)")
+    run.add_argument(
+        "--catalog-dir",
+        type=Path,
+        default=None,
+        help="prompt catalog folder (default: prompt_catalog/ at the repository root)",
+    )
+    run.add_argument(
+        "--output", default=None, help="run folder or s3:// prefix (default: runs/<pipeline name>)", metavar="DIR"
+    )
+    run.add_argument(
+        "--registry",
+        choices=("local", "sagemaker"),
+        default="local",
+        help="where the winner is registered: files in <run>/registry/ (default) or SageMaker",
+    )
+    run.add_argument("--approval-status", choices=APPROVAL_STATUSES, default=DEFAULT_APPROVAL_STATUS)
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over with a new execution id (cached model responses and the registry are kept)",
+    )
+    run.set_defaults(handler=cmd_run)
 
-    No run subcommand exists yet, so nothing is added.
-    """
+    report = subparsers.add_parser(
+        "report",
+        help="Rebuild the comparison report of a local run.",
+        description="Rebuild the comparison report (HTML) of a local run folder from its evaluation outputs.",
+    )
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a local run folder, e.g. runs/evalops-sample")
+    report.add_argument("--output", type=Path, default=None, help="where to write the HTML (default: in the run)")
+    report.set_defaults(handler=cmd_report)

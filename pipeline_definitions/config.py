@@ -304,7 +304,7 @@ class ModelConfig(StrictModel):
         parts = [self.model_provider, self.model_id or "", self.model_version]
         if self.finetuning is not None:
             parts.append("finetuned:" + self.name)
-        parts.append(self.endpoint_name if self.model_provider == "endpoint" else "")
+        parts.append((self.endpoint_name or "") if self.model_provider == "endpoint" else "")
         parts.append(self.endpoint_url or "")
         parts.append(self.responses_location or "")
         return "|".join(parts)

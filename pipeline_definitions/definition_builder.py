@@ -186,6 +186,10 @@ class DefinitionBuilder:
                 "EVALOPS_RESOURCE_PREFIX": targets.resource_prefix,
                 "AWS_DEFAULT_REGION": targets.region,
                 "EVALOPS_KMS_KEY_ARN": targets.kms_key_arn,
+                # The control-plane steps name, tag and store what they create with these.
+                "EVALOPS_ARTIFACTS_URI": f"s3://{targets.artifacts_bucket}",
+                "EVALOPS_ROLE_ARN": targets.role_arn,
+                "EVALOPS_EXECUTION_ARN": ExecutionVariables.PIPELINE_EXECUTION_ARN,
             },
             network_config=self.network_config,
         )

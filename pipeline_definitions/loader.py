@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pipeline_definitions.config import Config
-from pipeline_definitions.validation import Finding, Loc, validate
+from pipeline_definitions.validation import Finding, Loc, Sections, validate, validate_sections
 
 S3_SCHEME = "s3://"
 REPO_MARKER = "cdk.json"
@@ -113,6 +113,7 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
         config = Config.model_validate(data)
     except ValidationError as exc:
         findings += [_finding_from_error(error) for error in exc.errors(include_url=False)]
+        findings += validate_sections(_valid_sections(data))
         raise ConfigError(index.problems(display, findings)) from None
 
     findings += validate(config)
@@ -134,6 +135,18 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
         dataset_location=files.dataset_location,
         config_sha256=hashlib.sha256(normalized.encode()).hexdigest(),
     )
+
+
+def _valid_sections(data: dict[str, Any]) -> Sections:
+    """Each top-level section that validates on its own, for the checks that need only those."""
+    valid: dict[str, Any] = {}
+    for name in ("pipeline", "models", "algorithms", "selection", "pricing"):
+        if name in data:
+            try:
+                valid[name] = TypeAdapter(Config.model_fields[name].annotation).validate_python(data[name])
+            except ValidationError:
+                continue
+    return Sections(**valid)
 
 
 def _normalized_json(config: Config) -> str:
@@ -162,7 +175,7 @@ def _search_places(location: str, catalog: Path | None, config_dir: Path) -> lis
 def _not_found_message(location: str, places: list[Path], missing_catalog: Path | None = None) -> str:
     looked = [str(place.parent) + os.sep for place in places]
     if missing_catalog is not None and not Path(location).is_absolute():
-        looked.insert(0, f"{missing_catalog}{os.sep} (no such folder)")
+        looked.insert(0, f"{(missing_catalog / location).parent}{os.sep} (no such folder)")
     return f"{location!r} not found (looked in {' and '.join(looked)})"
 
 
@@ -270,7 +283,11 @@ class _YamlIndex:
                 key = str(key_node.value)
                 if key in first_line:
                     findings.append(
-                        Finding((*loc, key), f"duplicate key {key!r} (first given on line {first_line[key]})")
+                        Finding(
+                            (*loc, key),
+                            f"duplicate key {key!r} (first given on line {first_line[key]})",
+                            line=key_node.start_mark.line + 1,
+                        )
                     )
                 else:
                     first_line[key] = key_node.start_mark.line + 1
@@ -284,27 +301,10 @@ class _YamlIndex:
         for finding in findings:
             loc, message = _relocate(finding)
             line, spelled = self.locate(loc)
-            # A duplicate key is reported where it repeats, not where the last spelling is.
-            if message.startswith("duplicate key "):
-                line = _duplicate_line(self.root, loc) or line
-            problem = Problem(file, line if loc else None, key_path(spelled), message)
+            problem = Problem(file, (finding.line or line) if loc else None, key_path(spelled), message)
             if problem not in problems:
                 problems.append(problem)
         return sorted(problems, key=lambda p: p.line or 0)
-
-
-def _duplicate_line(root: yaml.Node, loc: Loc) -> int | None:
-    """The line of the second occurrence of the last key of `loc`."""
-    node: yaml.Node | None = root
-    for part in loc[:-1]:
-        found = _YamlIndex._child(node, part)
-        if found is None:
-            return None
-        node = found[1]
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    lines = [k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value == loc[-1]]
-    return lines[1] if len(lines) > 1 else None
 
 
 def key_path(loc: Loc) -> str:

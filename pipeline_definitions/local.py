@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
+from pipeline_definitions.config import Config
 from pipeline_definitions.loader import LoadedConfig
 from pipeline_definitions.plan import (
     CATALOG_INPUT,
@@ -50,6 +51,7 @@ from pipeline_definitions.plan import (
     PARAM_PROMPT_CATALOG_URI,
     REGISTRATION,
     REGISTRATION_FILE,
+    SUMMARIES,
     EvaluationPlan,
     PlannedStep,
     build_plan,
@@ -57,6 +59,9 @@ from pipeline_definitions.plan import (
 )
 from pipeline_definitions.results import Decision
 from step_code import storage
+from step_code.aws_resources import ControlPlaneError
+from step_code.report import ModelEvidence, load_model_evidence
+from step_code.select import comparison_html, select
 
 RUN_FILE = "run.json"
 LOG_FILE = "run.log"
@@ -157,8 +162,9 @@ def default_output(plan_name: str) -> str:
 
 # -- stderr per step ------------------------------------------------------------------------------
 class _StepStderr:
-    """sys.stderr while steps run: writes go through, and each step thread's lines are also kept, so a
-    step that prints its error and returns 1 (step_io.run_step) fails with that line as the reason."""
+    """sys.stderr while steps run: what a step's own thread writes is kept (and goes to run.log), so a step
+    that prints its error and returns 1 (step_io.run_step) fails with that line as the reason, shown once.
+    Other threads write through."""
 
     def __init__(self, target: TextIO) -> None:
         self._target = target
@@ -171,6 +177,7 @@ class _StepStderr:
         buffer: list[str] | None = getattr(self._local, "buffer", None)
         if buffer is not None:
             buffer.append(text)
+            return len(text)
         return self._target.write(text)
 
     def flush(self) -> None:
@@ -290,7 +297,9 @@ class _Runner:
 
     def fingerprint(self, step: PlannedStep, argv: Sequence[str]) -> str:
         upstream = {name: self.fingerprints.get(name, "") for name in step.depends_on}
-        payload = json.dumps([self.base_fingerprint, list(argv), upstream], sort_keys=True)
+        # Paths count relative to the run folder, so a run downloaded into another folder still resumes.
+        relative = [arg.replace(str(self.layout.root), "<run>") for arg in argv]
+        payload = json.dumps([self.base_fingerprint, relative, upstream], sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def link_inputs(self, step: PlannedStep) -> None:
@@ -351,6 +360,8 @@ class _Runner:
             return 1, f"{exc.__class__.__name__}: {exc}"
         finally:
             self.stderr.capture(None)
+            if lines:
+                logger.info("%s wrote to stderr:\n%s", step.name, "".join(lines).rstrip())
         if status == 0:
             return 0, ""
         said = [line.strip() for line in "".join(lines).splitlines() if line.strip()]
@@ -507,3 +518,37 @@ def _delete_stale(prefix: str, root: Path) -> None:
             client.delete_objects(
                 Bucket=bucket, Delete={"Objects": [{"Key": f"{key}/{name}" if key else name} for name in batch]}
             )
+
+
+# -- evalops report --------------------------------------------------------------------------------
+def rebuild_report(run_dir: Path, output: Path | None = None) -> tuple[Path, bool]:
+    """Write the comparison report of a local run again; returns its path and whether the decision had to
+    be computed (a run that stopped before its select step)."""
+    layout = RunLayout(run_dir.resolve())
+    config_file = layout.config_dir / CONFIG_FILE
+    if not config_file.is_file():
+        raise RunError(f"{run_dir} is not a local run folder (it has no {CONFIG_INPUT}/{CONFIG_FILE})")
+    try:
+        config = Config.model_validate_json(config_file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RunError(f"{config_file}: not a config this version reads ({exc.__class__.__name__})") from None
+    plan = build_plan(config)
+    try:
+        evidence: list[ModelEvidence] = []
+        for item in plan.select.inputs:
+            if item.step is None or item.output is None or not item.name.startswith(f"{SUMMARIES}/"):
+                continue
+            folder = layout.output(item.step, item.output)
+            if not folder.is_dir():
+                raise RunError(f"{folder}: step {item.step} has not run; run `evalops run` first")
+            evidence.append(load_model_evidence(folder, item.name.split("/", 1)[1]))
+        decision_file = layout.output(plan.select.name, DECISION) / DECISION_FILE
+        computed = not decision_file.is_file()
+        decision = select(config, evidence) if computed else _read_decision(decision_file)
+        html = comparison_html(config, decision, evidence)
+    except ControlPlaneError as exc:
+        raise RunError(str(exc)) from None
+    default = layout.root / COMPARISON_REPORT_FILE if computed else decision_file.parent / COMPARISON_REPORT_FILE
+    path = output or default
+    path.write_text(html, encoding="utf-8")
+    return path, computed

@@ -15,7 +15,15 @@ import re
 from dataclasses import dataclass
 
 from pipeline_definitions import algorithms
-from pipeline_definitions.config import INSTANCE_TYPE_RE, Config, ModelConfig
+from pipeline_definitions.config import (
+    INSTANCE_TYPE_RE,
+    AlgorithmConfig,
+    Config,
+    ModelConfig,
+    PipelineSettings,
+    PricingConfig,
+    SelectionPolicy,
+)
 from pipeline_definitions.naming import run_scoped_name
 from pipeline_definitions.plan import EvaluationPlan, build_plan
 
@@ -30,31 +38,58 @@ MAX_STEP_NAME_LENGTH = 64
 
 def resource_base(config: Config, model: ModelConfig) -> str:
     """What the deploy and finetune steps name a model's resources after (step_code/aws_resources.py)."""
-    return model.endpoint_name or f"{config.pipeline.name}-{model.name}"
+    return _resource_base(config.pipeline.name, model)
+
+
+def _resource_base(pipeline_name: str, model: ModelConfig) -> str:
+    return model.endpoint_name or f"{pipeline_name}-{model.name}"
 
 
 @dataclass(frozen=True)
 class Finding:
     loc: Loc
     message: str
+    # Set when the line is not that of the key at `loc` (a repeated key: where it repeats).
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The top-level sections that validated on their own (None: invalid or absent)."""
+
+    pipeline: PipelineSettings | None = None
+    models: list[ModelConfig] | None = None
+    algorithms: list[AlgorithmConfig] | None = None
+    selection: SelectionPolicy | None = None
+    pricing: PricingConfig | None = None
 
 
 def validate(config: Config) -> list[Finding]:
-    findings = _algorithm_findings(config)
-    # With an unknown algorithm the score list is incomplete, and every selection metric would look wrong.
-    if all(item.algorithm in algorithms.algorithm_names() for item in config.algorithms):
-        findings += _selection_findings(config)
-    findings += _endpoint_findings(config)
-    findings += _pricing_findings(config)
-    findings += step_name_findings(config, build_plan(config))
+    sections = Sections(config.pipeline, config.models, config.algorithms, config.selection, config.pricing)
+    return validate_sections(sections) + step_name_findings(config, build_plan(config))
+
+
+def validate_sections(sections: Sections) -> list[Finding]:
+    """The checks each needing only some sections, so a config with errors elsewhere still gets them."""
+    findings: list[Finding] = []
+    if sections.algorithms is not None:
+        findings += _algorithm_findings(sections.algorithms, sections.models)
+        # With an unknown algorithm the score list is incomplete, and every selection metric would look wrong.
+        known = all(item.algorithm in algorithms.algorithm_names() for item in sections.algorithms)
+        if known and sections.selection is not None:
+            findings += _selection_findings(sections.algorithms, sections.selection)
+    if sections.pipeline is not None and sections.models is not None:
+        findings += _endpoint_findings(sections.pipeline.name, sections.models)
+    if sections.pricing is not None:
+        findings += _pricing_findings(sections.pricing)
     return findings
 
 
-def _algorithm_findings(config: Config) -> list[Finding]:
+def _algorithm_findings(configured: list[AlgorithmConfig], models: list[ModelConfig] | None) -> list[Finding]:
     findings: list[Finding] = []
-    recorded = [(i, m.name) for i, m in enumerate(config.models) if m.model_provider == "recorded"]
+    recorded = [(i, m.name) for i, m in enumerate(models or []) if m.model_provider == "recorded"]
     reported_by: dict[str, int] = {}
-    for index, item in enumerate(config.algorithms):
+    for index, item in enumerate(configured):
         loc: Loc = ("algorithms", index)
         try:
             spec = algorithms.lookup(item.algorithm)
@@ -106,17 +141,16 @@ def _algorithm_findings(config: Config) -> list[Finding]:
             findings.append(
                 Finding(
                     (*loc, "algorithm"),
-                    f"algorithms[{other}] ({config.algorithms[other].algorithm}) reports {', '.join(clashing)} too; "
+                    f"algorithms[{other}] ({configured[other].algorithm}) reports {', '.join(clashing)} too; "
                     "scores are keyed by name, so keep only one of them",
                 )
             )
     return findings
 
 
-def _selection_findings(config: Config) -> list[Finding]:
-    known = algorithms.score_names(config.algorithms)
+def _selection_findings(configured: list[AlgorithmConfig], policy: SelectionPolicy) -> list[Finding]:
+    known = algorithms.score_names(configured)
     expected = ", ".join(known)
-    policy = config.selection
     findings: list[Finding] = []
     if policy.primary_metric is not None and policy.primary_metric not in known:
         findings.append(
@@ -145,13 +179,13 @@ def _selection_findings(config: Config) -> list[Finding]:
     return findings
 
 
-def _endpoint_findings(config: Config) -> list[Finding]:
+def _endpoint_findings(pipeline_name: str, models: list[ModelConfig]) -> list[Finding]:
     findings: list[Finding] = []
     created: dict[str, int] = {}
-    for index, model in enumerate(config.models):
+    for index, model in enumerate(models):
         if not model.deploys_endpoint:
             continue
-        base = resource_base(config, model)
+        base = _resource_base(pipeline_name, model)
         name = run_scoped_name(WORST_CASE_RESOURCE_PREFIX, base, WORST_CASE_EXECUTION_ID)
         if name in created:
             other = created[name]
@@ -160,7 +194,7 @@ def _endpoint_findings(config: Config) -> list[Finding]:
                 Finding(
                     ("models", index, key),
                     f"endpoint name {base!r} is also the endpoint of models[{other}] "
-                    f"({config.models[other].name}); every deployed model needs its own endpoint name",
+                    f"({models[other].name}); every deployed model needs its own endpoint name",
                 )
             )
         else:
@@ -168,15 +202,15 @@ def _endpoint_findings(config: Config) -> list[Finding]:
     return findings
 
 
-def _pricing_findings(config: Config) -> list[Finding]:
+def _pricing_findings(pricing: PricingConfig) -> list[Finding]:
     findings: list[Finding] = []
-    for instance_type, price in config.pricing.instance_usd_per_hour.items():
+    for instance_type, price in pricing.instance_usd_per_hour.items():
         loc: Loc = ("pricing", "instance_usd_per_hour", instance_type)
         if not INSTANCE_TYPE_RE.match(instance_type):
             findings.append(Finding(loc, f"{instance_type!r} is not a SageMaker instance type (expected ml.*)"))
         elif price < 0:
             findings.append(Finding(loc, f"price {price:g} USD per hour is negative"))
-    for model_id, prices in config.pricing.bedrock_usd_per_1k_tokens.items():
+    for model_id, prices in pricing.bedrock_usd_per_1k_tokens.items():
         missing = [kind for kind in ("input", "output") if kind not in prices]
         if missing:
             findings.append(

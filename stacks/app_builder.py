@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import yaml
-from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 from pydantic import ValidationError
 
 from pipeline_definitions.environments import Environment, EnvironmentsFile
 from pipeline_definitions.loader import ConfigError, LoadedConfig, Problem, key_path, load_config
 from stacks import model_access
-from stacks.evaluation_pipeline_stack import STEP_IMAGE_DIRECTORY, STEP_IMAGE_DOCKERFILE
+from stacks.constructs.step_image import DOCKERFILE
+from stacks.evaluation_pipeline_stack import STEP_IMAGE_DIRECTORY
 from stacks.stage import EvaluationStage, stage_id
 
 CONTEXT_ENVIRONMENTS = "environments"
@@ -52,7 +51,9 @@ class AppOptions:
 
         only = scope.node.try_get_context(CONTEXT_ENV)
         if only is not None and not isinstance(only, str):
-            raise ConfigError([Problem("cdk context", None, CONTEXT_ENV, f"expected an environment name, got {only!r}")])
+            raise ConfigError(
+                [Problem("cdk context", None, CONTEXT_ENV, f"expected an environment name, got {only!r}")]
+            )
         return cls(
             environments_file=path(CONTEXT_ENVIRONMENTS) or repo_root / DEFAULT_ENVIRONMENTS_FILE,
             config_override=path(CONTEXT_CONFIG),
@@ -74,7 +75,9 @@ def load_environments(path: Path) -> EnvironmentsFile:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError([Problem(display, line, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}")]) from None
+        raise ConfigError(
+            [Problem(display, line, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}")]
+        ) from None
     try:
         return EnvironmentsFile.model_validate(data)
     except ValidationError as exc:
@@ -167,7 +170,7 @@ def check_environments(environments: list[Environment], factory: StageFactory, p
 
 
 def check_repository(repo_root: Path) -> None:
-    dockerfile = repo_root / STEP_IMAGE_DIRECTORY / STEP_IMAGE_DOCKERFILE
+    dockerfile = repo_root / STEP_IMAGE_DIRECTORY / DOCKERFILE
     if not dockerfile.is_file():
         raise ConfigError([Problem(str(dockerfile), None, "", "missing: the step image is built from this file")])
 
@@ -180,10 +183,3 @@ def build_app(scope: Construct, options: AppOptions, repo_root: Path) -> list[Ev
     factory = StageFactory(repo_root, options.config_override)
     check_environments(selected, factory, options.environments_file)
     return [factory(scope, environment) for environment in selected]
-
-
-def add_nag_checks(app: cdk.App) -> None:
-    """cdk-nag AwsSolutions on every stack; aspects of the app do not reach into Stages, so each gets its own."""
-    stages = [child for child in app.node.find_all() if isinstance(child, cdk.Stage) and child is not app]
-    for scope in (app, *stages):
-        cdk.Aspects.of(scope).add(AwsSolutionsChecks(verbose=True))

@@ -8,27 +8,35 @@ pipeline, so a prompt-only change still produces a new evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
 
-from aws_cdk import CfnResource, Stack, Stage, pipelines
+from aws_cdk import Aspects, CfnResource, Stack, Stage, pipelines
+from aws_cdk import Environment as CdkEnvironment
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as codepipeline_actions
 from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
 from constructs import Construct, IConstruct
 
-from pipeline_definitions.environments import CONNECTION_ARN_RE, DeliverySettings, Environment
+from pipeline_definitions.environments import CONNECTION_ARN_RE, DeliverySettings, Environment, EnvironmentsFile
+from pipeline_definitions.loader import ConfigError, Problem
 from stacks.constructs.delivery_evaluation_start import add_evaluation_start
 from stacks.constructs.delivery_nag import acknowledge_delivery_findings
 
 CONNECTION_ARN_CONTEXT_KEY = "delivery_connection_arn"
-# Amazon Linux 2023 standard:5.0 ships Python 3.11 and Node.js 22 (the Node the CDK CLI and jsii support).
+# Amazon Linux 2023 standard:5.0 ships Python 3.11 and Node.js 22 (a Node the CDK CLI and jsii support).
 BUILD_IMAGE = codebuild.LinuxBuildImage.AMAZON_LINUX_2023_5
 RUNTIME_VERSIONS = {"python": "3.11", "nodejs": "22"}
 # CDK Pipelines links an extra input into a directory that must not exist yet; the files are copied over
-# prompt_catalog/ from there, so objects in S3 replace same-named files from git.
+# prompt_catalog/ from there, so objects from S3 replace same-named files from git.
 S3_CATALOG_DIRECTORY = ".prompt_catalog_s3"
+S3_CATALOG_OVERLAY_COMMAND = f"cp -R {S3_CATALOG_DIRECTORY}/. prompt_catalog/"
 SETUP_COMMAND = "bash scripts/setup.sh"
 FAST_TESTS_COMMAND = '.venv/bin/python -m pytest -m "not slow"'
 CONNECTION_SOURCE_PROVIDER = "CodeStarSourceConnection"
@@ -36,32 +44,18 @@ CONNECTION_SOURCE_PROVIDER = "CodeStarSourceConnection"
 StageFactory = Callable[[Construct, Environment], Stage]
 
 
-def resolve_connection_arn(delivery: DeliverySettings, context_value: Any) -> str:
-    """The CodeConnections ARN: the CDK context value if given, else the environments file's."""
-    if context_value is not None:
-        if not isinstance(context_value, str) or not CONNECTION_ARN_RE.match(context_value):
-            raise ValueError(
-                f"context {CONNECTION_ARN_CONTEXT_KEY}: {context_value!r} is not a connection ARN "
-                "(expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID)"
-            )
-        return context_value
-    if delivery.connection_arn is None:
-        raise ValueError(
-            "delivery.connection_arn is not set: add it to the delivery section of the environments file "
-            f"or pass -c {CONNECTION_ARN_CONTEXT_KEY}=ARN"
-        )
-    return delivery.connection_arn
-
-
-def synth_commands(connection_arn: str, *, with_s3_catalog: bool) -> list[str]:
-    overlay = [f"cp -R {S3_CATALOG_DIRECTORY}/. prompt_catalog/"] if with_s3_catalog else []
-    # The ARN is passed on so a value that came from the command line survives the pipeline's own synth.
-    synth = f'PATH="$PWD/.venv/bin:$PATH" npx cdk synth -c {CONNECTION_ARN_CONTEXT_KEY}={connection_arn}'
-    return [*overlay, FAST_TESTS_COMMAND, synth]
+def synth_command(context: Mapping[str, str]) -> str:
+    """`cdk synth` with the context the app was synthesized with, so the pipeline's own synth matches it."""
+    options = "".join(f" -c {key}={shlex.quote(value)}" for key, value in sorted(context.items()))
+    return f'PATH="$PWD/.venv/bin:$PATH" npx cdk synth{options}'
 
 
 class DeliveryStack(Stack):
-    """The delivery pipeline; `stage_factory` builds the evaluation Stage of one environment."""
+    """The delivery pipeline; `stage_factory` builds the evaluation Stage of one environment.
+
+    `synth_context` holds CDK context values (besides the connection ARN) that the pipeline's synth step
+    passes to `cdk synth`.
+    """
 
     def __init__(
         self,
@@ -72,6 +66,7 @@ class DeliveryStack(Stack):
         environments: Sequence[Environment],
         stage_factory: StageFactory,
         connection_arn: str,
+        synth_context: Mapping[str, str] | None = None,
         cli_version: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -82,10 +77,14 @@ class DeliveryStack(Stack):
             delivery.repository,
             delivery.branch,
             connection_arn=connection_arn,
-            # The V2 trigger below decides when to run; with filters CodePipeline expects DetectChanges off.
+            # The V2 trigger below decides when to run; with trigger filters CodePipeline expects DetectChanges off.
             trigger_on_push=False,
         )
         additional_inputs: dict[str, pipelines.IFileSetProducer] = {}
+        commands = [
+            FAST_TESTS_COMMAND,
+            synth_command({**(synth_context or {}), CONNECTION_ARN_CONTEXT_KEY: connection_arn}),
+        ]
         if delivery.prompt_catalog_source is not None:
             bucket = s3.Bucket.from_bucket_name(self, "PromptCatalogBucket", delivery.prompt_catalog_source.bucket)
             additional_inputs[S3_CATALOG_DIRECTORY] = pipelines.CodePipelineSource.s3(
@@ -94,14 +93,15 @@ class DeliveryStack(Stack):
                 action_name="PromptCatalog",
                 trigger=codepipeline_actions.S3Trigger.EVENTS,
             )
+            commands.insert(0, S3_CATALOG_OVERLAY_COMMAND)
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=source,
             additional_inputs=additional_inputs or None,
             install_commands=[SETUP_COMMAND],
-            commands=synth_commands(connection_arn, with_s3_catalog=bool(additional_inputs)),
+            commands=commands,
             primary_output_directory="cdk.out",
-            # The set-up installs PyTorch and the test suite imports fmeval: SMALL (3 GB) is too tight.
+            # The set-up installs PyTorch and the tests import fmeval: SMALL (3 GB) is too tight.
             build_environment=codebuild.BuildEnvironment(compute_type=codebuild.ComputeType.MEDIUM),
         )
         self.pipeline = pipelines.CodePipeline(
@@ -158,9 +158,77 @@ class DeliveryStack(Stack):
         )
 
     def _acknowledge_lint_findings(self) -> None:
-        pipeline = self.pipeline.pipeline.node.default_child
-        assert isinstance(pipeline, CfnResource)
-        # E3703: cfn-lint re-labels its informational "prefer Fn::Sub" hint as this error for the deploy actions'
-        # RoleArn, which CDK renders as Fn::Join over AWS::Partition. W3005: CDK makes the pipeline depend on its
-        # role construct, so the role is listed in DependsOn next to the policy that really must come first.
-        pipeline.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E3703", "W3005"]}})
+        pipeline = cast(CfnResource, self.pipeline.pipeline.node.default_child)
+        # W3005: CDK makes the pipeline depend on its role construct, so the role is listed in DependsOn next to
+        # the role's policy, which really must come first; the role alone is already implied by GetAtt.
+        pipeline.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+
+
+def resolve_connection_arn(delivery: DeliverySettings, context_value: Any, *, source: str) -> str:
+    """The CodeConnections ARN: the CDK context value if given, else the one in the environments file `source`."""
+    if context_value is not None:
+        if not isinstance(context_value, str) or not CONNECTION_ARN_RE.match(context_value):
+            expected = "arn:aws:codeconnections:REGION:ACCOUNT:connection/ID"
+            message = f"{context_value!r} is not a connection ARN (expected {expected})"
+            raise ConfigError([Problem("cdk context", None, CONNECTION_ARN_CONTEXT_KEY, message)])
+        return context_value
+    if delivery.connection_arn is None:
+        message = f"not set: add the CodeConnections ARN here or pass -c {CONNECTION_ARN_CONTEXT_KEY}=ARN"
+        raise ConfigError([Problem(source, None, "delivery.connection_arn", message)])
+    return delivery.connection_arn
+
+
+def pinned_cli_version(repo_root: Path) -> str | None:
+    """The CDK CLI version package.json pins, so self-mutation uses the CLI the project was tested with."""
+    package = repo_root / "package.json"
+    if not package.is_file():
+        return None
+    version = json.loads(package.read_text(encoding="utf-8")).get("devDependencies", {}).get("aws-cdk")
+    return version if isinstance(version, str) and re.fullmatch(r"\d+\.\d+\.\d+", version) else None
+
+
+def add_delivery(
+    scope: Construct,
+    environments_file: EnvironmentsFile,
+    stage_factory: StageFactory,
+    *,
+    repo_root: Path,
+    source: Path,
+    synth_context: Mapping[str, Path],
+) -> DeliveryStack | None:
+    """The delivery pipeline, when the environments file `source` has a `delivery:` section.
+
+    `synth_context` names the files the app was synthesized with (context key to path); they must be
+    inside the repository, which is all the pipeline sees. Stages are synthesized as they are added to the
+    pipeline, before app-level aspects run, so each gets its own cdk-nag checks here.
+    """
+    delivery = environments_file.delivery
+    if delivery is None:
+        return None
+    connection_arn = resolve_connection_arn(
+        delivery, scope.node.try_get_context(CONNECTION_ARN_CONTEXT_KEY), source=str(source)
+    )
+    context: dict[str, str] = {}
+    for key, path in synth_context.items():
+        if not path.resolve().is_relative_to(repo_root.resolve()):
+            message = f"{path} is outside the repository, so the delivery pipeline cannot read it"
+            raise ConfigError([Problem("cdk context", None, key, message)])
+        context[key] = path.resolve().relative_to(repo_root.resolve()).as_posix()
+
+    def checked_stage(stage_scope: Construct, environment: Environment) -> Stage:
+        stage = stage_factory(stage_scope, environment)
+        Aspects.of(stage).add(AwsSolutionsChecks(verbose=True))
+        return stage
+
+    return DeliveryStack(
+        scope,
+        delivery.name,
+        delivery=delivery,
+        environments=environments_file.delivery_environments(),
+        stage_factory=checked_stage,
+        connection_arn=connection_arn,
+        synth_context=context,
+        cli_version=pinned_cli_version(repo_root),
+        env=CdkEnvironment(account=delivery.account, region=delivery.region),
+        description=f"evalops delivery: {delivery.name} deploys every environment and starts its evaluation",
+    )

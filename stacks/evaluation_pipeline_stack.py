@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Stack
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -18,6 +17,7 @@ from pipeline_definitions.plan import CONFIG_FILE
 from stacks.constructs.evaluation_pipeline import EvaluationPipeline
 from stacks.constructs.execution_role import EvaluationExecutionRole, StepCodeObject
 from stacks.constructs.step_code_bundle import StepCodeBundle
+from stacks.constructs.step_image import step_image
 from stacks.constructs.uploads import (
     CATALOG_PREFIX,
     PromptCatalogUpload,
@@ -27,9 +27,6 @@ from stacks.constructs.uploads import (
 
 S3_SCHEME = "s3://"
 STEP_IMAGE_DIRECTORY = "step_code"
-STEP_IMAGE_DOCKERFILE = "Dockerfile"
-# Caches and tests never belong in the image's build context (and would change its hash).
-STEP_IMAGE_EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/.ruff_cache", "tests"]
 
 
 def uses_local_catalog_files(config: Config) -> bool:
@@ -61,15 +58,7 @@ class EvaluationPipelineStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         config = loaded.config
-        self.step_image = ecr_assets.DockerImageAsset(
-            self,
-            "StepImage",
-            directory=str(repo_root / STEP_IMAGE_DIRECTORY),
-            file=STEP_IMAGE_DOCKERFILE,
-            exclude=STEP_IMAGE_EXCLUDE,
-            # Processing instances (ml.m5 and friends) are x86_64, whatever machine runs `cdk deploy`.
-            platform=ecr_assets.Platform.LINUX_AMD64,
-        )
+        self.step_image = step_image(self, "StepImage", directory=repo_root / STEP_IMAGE_DIRECTORY)
         self.step_code = StepCodeBundle(self, "StepCode", repo_root=repo_root)
         self.config_upload = TextObjectUpload(
             self,

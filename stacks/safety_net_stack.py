@@ -26,5 +26,9 @@ class SafetyNetStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.safety_net = EndpointSafetyNet(
-            self, "EndpointSafetyNet", handler_dir=handler_dir, resource_prefix=resource_prefix, pipeline_arn=pipeline_arn
+            self,
+            "EndpointSafetyNet",
+            handler_dir=handler_dir,
+            resource_prefix=resource_prefix,
+            pipeline_arn=pipeline_arn,
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from pipeline_definitions.environments import Environment
@@ -44,6 +45,8 @@ class EvaluationStage(cdk.Stage):
         super().__init__(
             scope, construct_id, env=cdk.Environment(account=environment.account, region=environment.region), **kwargs
         )
+        self.environment = environment
+        self.loaded = loaded
         prefix = environment.resource_prefix
         pipeline_name = sagemaker_pipeline_name(environment, loaded)
         groups = loaded.config.model_package_groups()
@@ -86,5 +89,8 @@ class EvaluationStage(cdk.Stage):
             resource_prefix=prefix,
             pipeline_arn=self.evaluation.pipeline_arn,
         )
+        # Aspects of the app do not reach into a Stage, and a delivery pipeline synthesizes its Stages
+        # on its own: the Stage carries its checks wherever it is used.
+        cdk.Aspects.of(self).add(AwsSolutionsChecks(verbose=True))
         cdk.Tags.of(self).add(TAG_ENVIRONMENT, environment.name)
         cdk.Tags.of(self).add(TAG_PIPELINE, pipeline_name)

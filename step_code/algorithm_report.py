@@ -47,6 +47,18 @@ def worst_records_table(worst: Sequence[dict[str, Any]], score_name: str) -> str
     return f"<table>{header}{''.join(rows)}</table>"
 
 
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{PAGE_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>\n"
+    )
+
+
+def render_failure_page(*, model: str, algorithm: str, error: str) -> str:
+    return _page(f"{algorithm} — {model}", f'<p class="note">This algorithm failed: {escape(error)}</p>')
+
+
 def render_algorithm_page(
     *,
     eval_output: Any,
@@ -66,15 +78,8 @@ def render_algorithm_page(
     body = markdown.markdown(str(EvalOutputCell(eval_output, dataset=None)), extensions=MARKDOWN_EXTENSIONS)
     failed = f"; {records_failed} record(s) without a model output were excluded from scoring" if records_failed else ""
     note_html = "".join(f'<p class="note">{escape(note)}</p>' for note in notes)
-    title = f"{algorithm} — {model}"
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{PAGE_STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1>"
-        f'<p class="meta">{records_scored} record(s) scored{escape(failed)}.</p>'
-        f"{note_html}{body}"
-        f"<h2>Worst records by {escape(worst_score_name)}</h2>"
-        f"{worst_records_table(worst, worst_score_name)}"
-        "</body></html>\n"
+    return _page(
+        f"{algorithm} — {model}",
+        f'<p class="meta">{records_scored} record(s) scored{escape(failed)}.</p>{note_html}{body}'
+        f"<h2>Worst records by {escape(worst_score_name)}</h2>{worst_records_table(worst, worst_score_name)}",
     )

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from pipeline_definitions.config import Config, ModelConfig
 from pipeline_definitions.naming import run_scoped_name
+from pipeline_definitions.validation import resource_base
 
 RESOURCE_PREFIX_ENV = "EVALOPS_RESOURCE_PREFIX"
 DEFAULT_RESOURCE_PREFIX = "evalops-local-"
@@ -27,7 +28,6 @@ EXECUTION_ARN_ENV = "EVALOPS_EXECUTION_ARN"
 ROLE_ARN_ENV = "EVALOPS_ROLE_ARN"
 ARTIFACTS_URI_ENV = "EVALOPS_ARTIFACTS_URI"
 DATA_URI_ENV = "EVALOPS_DATA_URI"
-KMS_KEY_ENV = "EVALOPS_KMS_KEY_ARN"
 
 TAG_EXECUTION_ID = "evalops:execution-id"
 TAG_EXECUTION_ARN = "evalops:execution-arn"
@@ -60,8 +60,7 @@ def resource_name(config: Config, model: ModelConfig, execution_id: str) -> str:
     SageMaker keeps a namespace per resource type, so one name serves all four; the execution suffix makes
     it unique per run, which is what lets a re-run start while an earlier run's endpoint still exists.
     """
-    base = model.endpoint_name or f"{config.pipeline.name}-{model.name}"
-    return run_scoped_name(resource_prefix(), base, execution_id)
+    return run_scoped_name(resource_prefix(), resource_base(config, model), execution_id)
 
 
 def _tag_value(value: str) -> str:
@@ -124,11 +123,13 @@ def resource_tags_of(client: Any, arn: str) -> dict[str, str]:
 
 
 def is_missing(error: ClientError) -> bool:
-    """SageMaker answers a describe/delete of an absent resource with ValidationException 'Could not find'."""
+    """SageMaker answers a describe/delete of an absent resource with a ValidationException ('Could not find
+    endpoint ...', 'ModelPackageGroup ... does not exist'), a few APIs with ResourceNotFound."""
     details = error.response.get("Error", {})
     code = details.get("Code", "")
     message = details.get("Message", "")
-    return code == "ResourceNotFound" or (code == "ValidationException" and "Could not find" in message)
+    absent = "Could not find" in message or "does not exist" in message
+    return code == "ResourceNotFound" or (code == "ValidationException" and absent)
 
 
 def describe_or_none(describe: Callable[..., dict[str, Any]], **params: Any) -> dict[str, Any] | None:
@@ -170,7 +171,7 @@ ENDPOINT_WAIT = WaitSpec(
     what="endpoint",
     status_key="EndpointStatus",
     done=frozenset({"InService"}),
-    failed=frozenset({"Failed", "OutOfService", "Deleting"}),
+    failed=frozenset({"Failed", "OutOfService", "Deleting", "UpdateRollbackFailed"}),
     poll_seconds=30.0,
     timeout_seconds=2 * 3600.0,
 )

@@ -160,7 +160,10 @@ def huggingface_definition(
     if gpus:
         # TGI shards the model over SM_NUM_GPUS GPUs; unset, it uses one of them.
         environment["SM_NUM_GPUS"] = str(gpus)
-    image = get_huggingface_llm_image_uri("huggingface", session=session)
+    try:
+        image = get_huggingface_llm_image_uri("huggingface", session=session)
+    except ValueError as exc:
+        raise ControlPlaneError(f"no Hugging Face TGI image for {session.boto_region_name}: {exc}") from None
     sdk_model = HuggingFaceModel(
         image_uri=image, env=environment, role=role, sagemaker_session=session, code_location=code_location
     )

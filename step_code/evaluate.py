@@ -213,11 +213,8 @@ def _local_output(output_dir: str) -> Iterator[Path]:
 def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) -> EvaluationSummary:
     config: Config = load_config(args.config)
     model = config_model(config, args.model, args.config)
-    provided_judges = fmeval_runtime.install_judge_models()
     try:
-        planned = scoring.plan_scoring(
-            config.algorithms, provided_judges, skip_missing_judges=scoring.skip_missing_judges_requested()
-        )
+        planned = scoring.plan_scoring(config.algorithms, skip_missing_judges=scoring.skip_missing_judges_requested())
     except scoring.ScoringError as exc:
         raise ControlPlaneError(f"{args.config}: {exc}") from None
 
@@ -275,6 +272,7 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
                 dataset_name=config.dataset.dataset_name,
                 with_category=categories is not None,
                 records_failed=result.failed,
+                prompt_template=model.evaluation_config.prompt_template,
                 records=scored_rows,
             )
             with fmeval_runtime.ray_session(), fmeval_runtime.scoring_turn():
@@ -320,14 +318,15 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, progress: ProgressListener | None = None) -> int:
+    """`progress`: the local runner's display; a SageMaker job logs progress lines instead."""
     args = parse_args(argv)
-    return run_step("evaluate", lambda: _run(args))
+    return run_step("evaluate", lambda: _run(args, progress))
 
 
-def _run(args: EvaluateArgs) -> None:
+def _run(args: EvaluateArgs, progress: ProgressListener | None) -> None:
     try:
-        evaluate(args)
+        evaluate(args, progress=progress)
     except fmeval_runtime.JudgeHookError as exc:
         raise ControlPlaneError(str(exc)) from None
 

@@ -9,6 +9,7 @@ adopts the job its earlier attempt started instead of failing on the name.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -22,7 +23,6 @@ from pipeline_definitions.plan import FINETUNE_FILE
 from pipeline_definitions.results import FinetuneResult
 from step_code.aws_resources import (
     DATA_URI_ENV,
-    KMS_KEY_ENV,
     TRAINING_JOB_WAIT,
     ControlPlaneError,
     WaitSpec,
@@ -39,6 +39,7 @@ from step_code.aws_resources import (
     wait_for,
 )
 from step_code.step_io import config_model, load_config, run_step, write_model
+from step_code.storage import KMS_KEY_ENV
 
 logger = logging.getLogger("evalops.finetune")
 
@@ -87,7 +88,6 @@ def jumpstart_launcher(
     from sagemaker.jumpstart.estimator import JumpStartEstimator
 
     parameters = finetuning.parameters
-    eula = accepts_eula(model)
     try:
         estimator = JumpStartEstimator(
             model_id=model.model_id,
@@ -96,7 +96,7 @@ def jumpstart_launcher(
             instance_type=parameters.instance_type,
             instance_count=parameters.num_instances,
             hyperparameters=parameters.hyperparameters() or None,
-            environment={"accept_eula": "true"} if eula else None,
+            environment={"accept_eula": "true"} if accepts_eula(model) else None,
             output_path=output_path,
             output_kms_key=os.environ.get(KMS_KEY_ENV) or None,
             max_run=parameters.max_run_seconds,
@@ -110,7 +110,8 @@ def jumpstart_launcher(
         ) from None
 
     def launch(channels: dict[str, str], job_name: str) -> None:
-        estimator.fit(channels, wait=False, logs=False, job_name=job_name, accept_eula=True if eula else None)
+        # The EULA travels in `environment`; the SDK refuses it given a second time as fit(accept_eula=...).
+        estimator.fit(channels, wait=False, logs=False, job_name=job_name)
 
     return launch
 
@@ -137,7 +138,18 @@ def run_training(
     return dict(wait_for(job_name, lambda: client.describe_training_job(TrainingJobName=job_name), wait))
 
 
+def _plain(value: str) -> str:
+    """The SDK sends script-mode hyperparameters JSON-encoded (`"1"` for 1); record the value itself."""
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value
+    return decoded if isinstance(decoded, str) else value
+
+
 def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]) -> FinetuneResult:
+    if not model.model_id:
+        raise ControlPlaneError(f"model {model.name!r} has no model_id")
     artifacts = str(description["ModelArtifacts"]["S3ModelArtifacts"])
     # Uncompressed output is a prefix; SageMaker hosting wants it to end with "/", and the "/" is how
     # deploy and register tell an S3 prefix from a model.tar.gz.
@@ -145,7 +157,7 @@ def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]
         artifacts += "/"
     tags = resource_tags_of(client, description["TrainingJobArn"])
     hyperparameters = {
-        key: str(value)
+        key: _plain(str(value))
         for key, value in sorted(description.get("HyperParameters", {}).items())
         if not key.startswith(SDK_HYPERPARAMETER_PREFIX)
     }
@@ -153,7 +165,7 @@ def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]
         model=model.name,
         training_job_name=description["TrainingJobName"],
         model_data_url=artifacts,
-        base_model_id=model.model_id or "",
+        base_model_id=model.model_id,
         base_model_version=tags.get(JUMPSTART_VERSION_TAG, model.model_version),
         hyperparameters=hyperparameters,
     )

@@ -243,16 +243,16 @@ class _Caller:
             latency = (time.perf_counter() - started) * 1000.0 if self._runner.sends_requests else None
             answer = _answer(item.prompt, response, latency)
             if self._cache is not None:
-                self._store(item.prompt, answer)
+                _store(self._cache, item.prompt, answer)
             return _Outcome(answer, None, attempt * counts)
 
-    def _store(self, prompt: str, answer: CachedResponse) -> None:
-        assert self._cache is not None
-        try:
-            self._cache.store(prompt, answer)
-        except Exception as exc:
-            # The answer stands; only the chance to reuse it after a restart is lost.
-            logger.warning("could not store a response in the cache %s: %s", self._cache.prefix, exc)
+
+def _store(cache: ModelResponseCache, prompt: str, answer: CachedResponse) -> None:
+    try:
+        cache.store(prompt, answer)
+    except Exception as exc:
+        # The answer stands; only the chance to reuse it after a restart is lost.
+        logger.warning("could not store a response in the cache %s: %s", cache.prefix, exc)
 
 
 def _record(item: PromptItem, index: int, outcome: _Outcome, *, cached: bool, attempts: int) -> InvocationRecord:

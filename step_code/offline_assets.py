@@ -25,7 +25,12 @@ TOXIGEN_REPO = "tomh/toxigen_roberta"
 DETOXIFY_CHECKPOINT = "toxic_debiased-c7548aa0.ckpt"
 DETOXIFY_BASE_REPO = "roberta-base"
 # MeteorScore calls nltk.download for these at construction time.
-NLTK_PACKAGES = {"wordnet": "corpora/wordnet", "omw-1.4": "corpora/omw-1.4", "punkt_tab": "tokenizers/punkt_tab"}
+NLTK_PACKAGES = {
+    "wordnet": "corpora/wordnet",
+    "omw-1.4": "corpora/omw-1.4",
+    "punkt": "tokenizers/punkt",
+    "punkt_tab": "tokenizers/punkt_tab",
+}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 

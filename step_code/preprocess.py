@@ -205,6 +205,8 @@ def preprocess(config: Config, catalog_dir: str, output_dir: str) -> CatalogMani
             f"dataset.input_data_location: {dataset.input_data_location!r} not found in the prompt catalog "
             f"{catalog_dir}"
         ) from None
+    except OSError as exc:
+        raise CatalogError(f"{source}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise CatalogError(f"{source}: not UTF-8 text") from None
     clean = clean_catalog(text, dataset, source=source)

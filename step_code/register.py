@@ -259,12 +259,14 @@ def _store_metrics(
     return metrics_source(statistics_uri, summary_bytes), metrics_source(constraints_uri, decision_bytes)
 
 
-def register_in_sagemaker(client: Any, request: dict[str, Any]) -> tuple[str, int]:
-    group = request["ModelPackageGroupName"]
+def require_group(client: Any, group: str) -> None:
     if describe_or_none(client.describe_model_package_group, ModelPackageGroupName=group) is None:
         raise ControlPlaneError(
             f"model package group {group} does not exist; the registry stack creates the groups the config names"
         )
+
+
+def register_in_sagemaker(client: Any, request: dict[str, Any]) -> tuple[str, int]:
     arn = client.create_model_package(**request)["ModelPackageArn"]
     version = int(client.describe_model_package(ModelPackageName=arn)["ModelPackageVersion"])
     return arn, version
@@ -325,6 +327,9 @@ def register(
     if summary.model != decision.winner:
         raise ControlPlaneError(f"{summary_path}: model is {summary.model!r}, expected the winner {decision.winner!r}")
     group = _group_name(config, model)
+    if registry_dir is None:
+        # Checked before anything is written, so a missing group leaves no metric copies behind.
+        require_group(sagemaker_client(), group)
     if os.environ.get(ARTIFACTS_URI_ENV) or registry_dir is None:
         metrics_root = run_artifacts_uri(config, execution_id, "registration")
     else:
@@ -341,10 +346,10 @@ def register(
         statistics=statistics,
         constraints=constraints,
     )
-    if registry_dir is None:
-        arn, version = register_in_sagemaker(sagemaker_client(), request)
-    else:
+    if registry_dir is not None:
         arn, version = register_in_directory(registry_dir, request)
+    else:
+        arn, version = register_in_sagemaker(sagemaker_client(), request)
     container = request.get("InferenceSpecification", {}).get("Containers", [{}])[0]
     data_source = container.get("ModelDataSource", {}).get("S3DataSource", {})
     logger.info("registered %s as version %d of %s (%s)", decision.winner, version, group, approval_status)

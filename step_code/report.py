@@ -231,23 +231,24 @@ def _verdict_cell(verdict: CandidateVerdict) -> str:
 def _leaderboard(decision: Decision, models: Sequence[ModelEvidence], metrics: Sequence[str]) -> str:
     by_name = {m.summary.model: m.summary for m in models}
     ordered = sorted(decision.candidates, key=lambda c: (c.rank is None, c.rank or 0, c.model))
-    head = "".join(f"<th>{_e(name)}</th>" for name in metrics)
+    head = "".join(f"<th>{_e(name).replace('_', '_<wbr>')}</th>" for name in metrics)
     rows = []
     for verdict in ordered:
         summary = by_name[verdict.model]
         cells = "".join(f'<td class="num">{_score(summary.metrics.get(name))}</td>' for name in metrics)
         winner = ' class="winner"' if verdict.model == decision.winner else ""
         rows.append(
-            f'<tr{winner}><td>{_e(verdict.rank or "-")}</td><th scope="row">{_e(verdict.model)}</th>'
+            f'<tr{winner}><th scope="row">{_e(verdict.model)}</th>'
             f'<td>{_e(summary.provider)}</td><td class="num">{_score(verdict.weighted_score)}</td>{cells}'
             f'<td class="num">{_ms(summary.latency.p50_ms)}</td><td class="num">{_ms(summary.latency.p95_ms)}</td>'
             f'<td class="num">{_usd(summary.cost.cost_per_1k_prompts_usd)}</td>'
             f'<td class="num">{verdict.failed_fraction:.1%}</td><td>{_verdict_cell(verdict)}</td></tr>'
         )
     return (
-        '<table class="leaderboard"><thead><tr><th>Rank</th><th>Model</th><th>Provider</th><th>Weighted score</th>'
+        '<div class="scroll"><table class="leaderboard"><thead><tr>'
+        "<th>Model</th><th>Provider</th><th>Weighted score</th>"
         f"{head}<th>p50 latency</th><th>p95 latency</th><th>Cost / 1k prompts</th><th>Failed</th>"
-        f"<th>Verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<th>Verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -267,9 +268,10 @@ def _metric_charts(
             limit = (float(min_primary), f"policy {'min' if direction is not False else 'max'} {min_primary:g}")
         chart = bar_chart(name, groups, [_Series(name, SERIES_COLORS[0])], fmt=_score, scale_max=1.0, limit=limit)
         charts.append(f"<figure><figcaption>{_e(name)}{_e(note)}</figcaption>{chart}</figure>")
+    verdicts = {c.model: c for c in decision.candidates}
     weighted = [
-        _Group(c.model, [c.weighted_score], c.model == decision.winner)
-        for c in sorted(decision.candidates, key=lambda c: c.model)
+        _Group(m.summary.model, [verdicts[m.summary.model].weighted_score], m.summary.model == decision.winner)
+        for m in models
     ]
     chart = bar_chart(
         "weighted score", weighted, [_Series("weighted score", SERIES_COLORS[0])], fmt=_score, scale_max=1.0
@@ -278,19 +280,25 @@ def _metric_charts(
     return "".join(charts)
 
 
+def _measured(chart: str, values: Sequence[float | None], missing: str) -> str:
+    return chart if any(v is not None for v in values) else f'<p class="note">{_e(missing)}</p>'
+
+
 def _operations_charts(decision: Decision, models: Sequence[ModelEvidence]) -> str:
     latency_limit = decision.policy.get("max_p95_latency_ms")
     cost_limit = decision.policy.get("max_cost_per_1k_prompts_usd")
+    latencies = [(m.summary.latency.p50_ms, m.summary.latency.p95_ms) for m in models]
     latency = bar_chart(
         "latency",
-        [_Group(m.summary.model, [m.summary.latency.p50_ms, m.summary.latency.p95_ms], False) for m in models],
+        [_Group(m.summary.model, list(pair), False) for m, pair in zip(models, latencies, strict=True)],
         [_Series("p50", SERIES_COLORS[0]), _Series("p95", SERIES_COLORS[1])],
         fmt=_ms,
         limit=(float(latency_limit), f"p95 limit {latency_limit:g} ms") if latency_limit else None,
     )
+    costs = [m.summary.cost.cost_per_1k_prompts_usd for m in models]
     cost = bar_chart(
         "cost per 1k prompts",
-        [_Group(m.summary.model, [m.summary.cost.cost_per_1k_prompts_usd], False) for m in models],
+        [_Group(m.summary.model, [value], False) for m, value in zip(models, costs, strict=True)],
         [_Series("USD per 1k prompts", SERIES_COLORS[2])],
         fmt=_usd,
         limit=(float(cost_limit), f"limit ${cost_limit:g}") if cost_limit else None,
@@ -306,64 +314,88 @@ def _operations_charts(decision: Decision, models: Sequence[ModelEvidence]) -> s
         + "</li>"
         for m in models
     )
+    no_latency = "No model call was timed (recorded responses carry no latency)."
+    no_cost = "No cost could be estimated (recorded responses and local endpoints have no price)."
     return (
-        f"<figure><figcaption>Latency per request (p50, p95)</figcaption>{latency}</figure>"
-        f"<figure><figcaption>Cost per 1,000 prompts</figcaption>{cost}</figure>"
+        "<figure><figcaption>Latency per request (p50, p95)</figcaption>"
+        f"{_measured(latency, [v for pair in latencies for v in pair], no_latency)}</figure>"
+        f"<figure><figcaption>Cost per 1,000 prompts</figcaption>{_measured(cost, costs, no_cost)}</figure>"
         f'<p class="note">Cost basis per model:</p><ul class="note">{bases}</ul>'
     )
+
+
+# Policy entries shown as resolved (defaults filled in) at the top of the policy table instead.
+_RESOLVED_POLICY_KEYS = ("primary_metric", "weights")
+_POLICY_LABELS = {
+    "min_primary_score": "minimum primary score",
+    "max_p95_latency_ms": "maximum p95 latency (ms)",
+    "max_cost_per_1k_prompts_usd": "maximum cost per 1k prompts (USD)",
+    "max_failed_fraction": "maximum failed fraction",
+    "tie_break": "tie-break",
+}
 
 
 def _decision_section(decision: Decision) -> str:
     css = "ok" if decision.meets_policy else "bad"
     title = f"Winner: {decision.winner}" if decision.winner else "No candidate meets the selection policy"
     policy_rows = "".join(
-        f'<tr><th scope="row">{_e(key)}</th><td>{_e(_policy_value(value))}</td></tr>'
+        f'<tr><th scope="row">{_e(_POLICY_LABELS.get(key, key))}</th><td>{_e(_policy_value(value))}</td></tr>'
         for key, value in decision.policy.items()
+        if key not in _RESOLVED_POLICY_KEYS
     )
     weights = ", ".join(f"{name} x {weight:g}" for name, weight in decision.weights.items())
     return (
         f'<div class="banner {css}"><strong>{_e(title)}</strong><p>{_e(decision.reason)}</p></div>'
         '<table class="policy"><tbody>'
         f'<tr><th scope="row">primary metric</th><td>{_e(decision.primary_metric)}</td></tr>'
-        f'<tr><th scope="row">weights used</th><td>{_e(weights)}</td></tr>{policy_rows}</tbody></table>'
+        f'<tr><th scope="row">weights</th><td>{_e(weights)}</td></tr>{policy_rows}</tbody></table>'
     )
 
 
 def _policy_value(value: Any) -> str:
-    if value is None:
-        return "not set"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} = {v}" for k, v in value.items()) or "not set"
-    return str(value)
+    return "not set" if value is None else str(value)
 
 
-def _worst_records_section(model: ModelEvidence) -> str:
+def _is_perfect(record: WorstRecord, higher_is_better: Mapping[str, bool]) -> bool:
+    """fmeval scores lie in [0, 1]; a record at the best end of that range is no example of a weakness."""
+    direction = higher_is_better.get(record.score_name)
+    if record.score is None or direction is None:
+        return False
+    return record.score >= 1.0 if direction else record.score <= 0.0
+
+
+def _worst_records_section(model: ModelEvidence, higher_is_better: Mapping[str, bool]) -> str:
     summary = model.summary
     header = (
-        f'<h3 id="model-{_e(summary.model)}">{_e(summary.model)}</h3>'
+        f"<h3>{_e(summary.model)}</h3>"
         f'<p class="note">{summary.records_succeeded} of {summary.records_total} records answered, '
         f"{summary.records_failed} failed; {summary.model_calls} model calls, {summary.cache_hits} cache hits.</p>"
     )
     errors = "".join(
         f'<p class="banner bad">{_e(a.eval_name)} failed: {_e(a.error)}</p>' for a in summary.algorithms if a.error
     )
-    if not model.worst_records:
-        return header + errors + '<p class="note">No scored records to show.</p>'
-    rows = "".join(
-        "<tr>"
-        f"<td>{_e(record.eval_name)}</td><td>{_e(record.score_name)}</td>"
-        f'<td class="num">{_score(record.score)}</td>'
-        f"<td>{_e(_clip(record.prompt))}</td><td>{_e(_clip(record.reference))}</td>"
-        f"<td>{_e(_clip(record.output))}</td>"
-        "</tr>"
-        for record in model.worst_records
-    )
-    return (
-        header
-        + errors
-        + '<table class="records"><thead><tr><th>Evaluation</th><th>Score</th><th>Value</th><th>Prompt</th>'
-        f"<th>Reference</th><th>Model output</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+    tables = []
+    for eval_name in dict.fromkeys(record.eval_name for record in model.worst_records):
+        listed = [r for r in model.worst_records if r.eval_name == eval_name]
+        shown = [r for r in listed if not _is_perfect(r, higher_is_better)]
+        rows = "".join(
+            f'<tr><td class="num">{_score(r.score)}</td><td>{_e(_clip(r.prompt))}</td>'
+            f"<td>{_e(_clip(r.reference))}</td><td>{_e(_clip(r.output))}</td></tr>"
+            for r in shown
+        )
+        omitted = len(listed) - len(shown)
+        note = f'<p class="note">{omitted} more of the listed records have a perfect score.</p>' if omitted else ""
+        if not shown:
+            tables.append(f'<h4>{_e(eval_name)}</h4><p class="note">Every listed record has a perfect score.</p>')
+            continue
+        tables.append(
+            f"<h4>{_e(eval_name)}: lowest {_e(listed[0].score_name)}</h4>"
+            f'<table class="records"><thead><tr><th>{_e(listed[0].score_name)}</th><th>Prompt</th>'
+            f"<th>Reference</th><th>Model output</th></tr></thead><tbody>{rows}</tbody></table>{note}"
+        )
+    if not tables and not errors:
+        tables.append('<p class="note">No scored records to show.</p>')
+    return header + errors + "".join(tables)
 
 
 STYLE = """
@@ -376,6 +408,8 @@ th,td{border:1px solid #e0e0e0;padding:.35rem .55rem;text-align:left;vertical-al
 thead th{background:#f5f5f5}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.winner{background:#e8f5e9}
+table.leaderboard th[scope=row]{white-space:nowrap}table.leaderboard td:last-child{min-width:14rem}
+.scroll{overflow-x:auto}table.records{width:100%}
 .tag{display:inline-block;border-radius:3px;padding:0 .4rem;font-size:.8rem;font-weight:600}
 .tag.ok{background:#c8e6c9;color:#1b5e20}.tag.bad{background:#ffcdd2;color:#b71c1c}
 ul.reasons{margin:.2rem 0 0 1rem;padding:0;font-size:.85rem}
@@ -399,7 +433,7 @@ def render_report(decision: Decision, models: Sequence[ModelEvidence], context: 
     if missing:
         raise ValueError(f"the decision has no verdict for {', '.join(missing)}")
     metrics = _metric_names(decision, models)
-    sections = "".join(_worst_records_section(model) for model in models)
+    sections = "".join(_worst_records_section(model, context.higher_is_better) for model in models)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

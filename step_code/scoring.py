@@ -30,8 +30,8 @@ from typing import Any
 from pipeline_definitions import algorithms as algorithm_table
 from pipeline_definitions.config import AlgorithmConfig
 from pipeline_definitions.results import AlgorithmResult
-from step_code import offline_assets
-from step_code.algorithm_report import render_algorithm_page
+from step_code import fmeval_runtime, offline_assets
+from step_code.algorithm_report import render_algorithm_page, render_failure_page
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class ScoringData:
     dataset_name: str
     with_category: bool
     records_failed: int
+    # The model's prompt template; fmeval reports none when it did not invoke the model itself.
+    prompt_template: str
     # Rendered prompt and record id of each stored output, keyed like fmeval's per-record output rows.
     records: Sequence[Mapping[str, Any]]
 
@@ -113,10 +115,12 @@ def _missing_message(label: str, missing: Sequence[offline_assets.Asset], *, can
     return f"{label} needs {what}, which is not in the local caches (HF_HOME, NLTK_DATA, TORCH_HOME): {hint}"
 
 
-def plan_scoring(
-    algorithms: Sequence[AlgorithmConfig], provided_judges: frozenset[str], *, skip_missing_judges: bool
-) -> list[PlannedAlgorithm]:
-    """Check every configured algorithm before the model is called; raises ScoringError (one line)."""
+def plan_scoring(algorithms: Sequence[AlgorithmConfig], *, skip_missing_judges: bool) -> list[PlannedAlgorithm]:
+    """Check every configured algorithm before the model is called; raises ScoringError (one line).
+
+    Installs the judge models first (fmeval's modules must not be imported before that).
+    """
+    provided_judges = fmeval_runtime.install_judge_models()
     planned: list[PlannedAlgorithm] = []
     for index, entry in enumerate(algorithms):
         label = _label(index, entry.algorithm)
@@ -308,7 +312,7 @@ def score_algorithm(
     relative = lambda path: path.relative_to(output_dir).as_posix()  # noqa: E731
     label = _label(planned.index, planned.name)
 
-    eval_output = _run_fmeval(planned, data, saved_path)
+    eval_output = dataclasses.replace(_run_fmeval(planned, data, saved_path), prompt_template=data.prompt_template)
     if eval_output.error:
         raise ScoringError(f"{label}: fmeval reported {eval_output.error}")
     saved_rows = _read_jsonl(saved_path)
@@ -367,18 +371,28 @@ def score_all(
             results.append(score_algorithm(item, data, output_dir, model=model, file_stem=stem))
         except Exception as exc:
             message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            logger.error("%s failed: %s", _label(item.index, item.name), message)
-            results.append(
-                AlgorithmResult(
-                    algorithm=item.name,
-                    eval_name=stem,
-                    scores={},
-                    output_path=f"{ALGORITHMS_DIR}/{stem}.json",
-                    report_path=f"{ALGORITHMS_DIR}/{stem}.html",
-                    error=f"{exc.__class__.__name__}: {message}",
-                )
-            )
+            logger.exception("%s failed: %s", _label(item.index, item.name), message)
+            results.append(_failed_result(item, stem, output_dir, f"{exc.__class__.__name__}: {message}", model=model))
     return results
+
+
+def _failed_result(
+    planned: PlannedAlgorithm, stem: str, output_dir: Path, error: str, *, model: str
+) -> AlgorithmResult:
+    """The result of an algorithm that raised, with an EvalOutput-shaped JSON and a page saying why."""
+    folder = output_dir / ALGORITHMS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"eval_name": planned.spec.eval_name, "dataset_scores": None, "error": error}
+    (folder / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (folder / f"{stem}.html").write_text(render_failure_page(model=model, algorithm=planned.name, error=error))
+    return AlgorithmResult(
+        algorithm=planned.name,
+        eval_name=stem,
+        scores={},
+        output_path=f"{ALGORITHMS_DIR}/{stem}.json",
+        report_path=f"{ALGORITHMS_DIR}/{stem}.html",
+        error=error,
+    )
 
 
 def flat_metrics(results: Sequence[AlgorithmResult]) -> dict[str, float | None]:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 ACCESS_LOG_RETENTION = Duration.days(365)
@@ -21,7 +20,7 @@ def access_log_bucket(scope: Construct, construct_id: str) -> s3.Bucket:
     S3 server access logging delivers only to buckets whose default encryption is SSE-S3 (a target
     with SSE-KMS default encryption receives no logs), so this bucket alone is S3-managed.
     """
-    bucket = s3.Bucket(
+    return s3.Bucket(
         scope,
         construct_id,
         encryption=s3.BucketEncryption.S3_MANAGED,
@@ -39,16 +38,6 @@ def access_log_bucket(scope: Construct, construct_id: str) -> s3.Bucket:
             )
         ],
     )
-    NagSuppressions.add_resource_suppressions(
-        bucket,
-        [
-            NagPackSuppression(
-                id="AwsSolutions-S1",
-                reason="This is the access-log destination; logging its own accesses into itself would loop.",
-            )
-        ],
-    )
-    return bucket
 
 
 def encrypted_bucket(

@@ -22,18 +22,21 @@ from pipeline_definitions.environments import DeliverySettings, Environment
 EXECUTION_ARN_VARIABLE = "EVALUATION_EXECUTION_ARN"
 PIPELINE_NAME_VARIABLE = "EVALUATION_PIPELINE_NAME"
 
-# One shell: CodeBuild (buildspec 0.2) keeps variables between the commands of a phase.
+# CodeBuild runs a phase's commands in one shell (buildspec 0.2) and fails on the first failing one. The
+# assignment stands alone because `export X=$(...)` would hide a failed call; `--region` is explicit because
+# CodeBuild sets AWS_DEFAULT_REGION to the tooling region, which would win over the profile's region.
 START_COMMANDS = (
     'aws configure set profile.evaluation.role_arn "$START_ROLE_ARN"',
     "aws configure set profile.evaluation.credential_source EcsContainer",
     'aws configure set profile.evaluation.role_session_name "$DELIVERY_NAME-$ENVIRONMENT_NAME"',
-    'aws configure set profile.evaluation.region "$TARGET_REGION"',
-    f"export {EXECUTION_ARN_VARIABLE}=$(aws sagemaker start-pipeline-execution --profile evaluation"
+    f"{EXECUTION_ARN_VARIABLE}=$(aws sagemaker start-pipeline-execution"
+    ' --profile evaluation --region "$TARGET_REGION"'
     f' --pipeline-name "${PIPELINE_NAME_VARIABLE}"'
     ' --pipeline-execution-display-name "delivery-$CODEPIPELINE_EXECUTION_ID"'
     ' --pipeline-execution-description "Started by $DELIVERY_NAME (CodePipeline execution $CODEPIPELINE_EXECUTION_ID)"'
     ' --client-request-token "$CODEPIPELINE_EXECUTION_ID-$ENVIRONMENT_NAME"'
     " --query PipelineExecutionArn --output text)",
+    f"export {EXECUTION_ARN_VARIABLE}",
     f'echo "Started SageMaker pipeline execution ${EXECUTION_ARN_VARIABLE}"',
 )
 

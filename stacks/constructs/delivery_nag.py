@@ -25,7 +25,7 @@ ARTIFACT_GRANTS = NagPackSuppression(
         "Action::kms:ReEncrypt*",
         "Action::kms:GenerateDataKey*",
         RegexAppliesTo(regex=r"/^Resource::<PipelineArtifactsBucket[A-Za-z0-9]+\.Arn>\/\*$/"),
-        RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:s3:::[a-z0-9-]*-support-[a-z0-9-]+\/\*$/"),
+        RegexAppliesTo(regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):s3:::[a-z0-9-]*-support-[a-z0-9-]+\/\*$/"),
     ],
 )
 CODEBUILD_GRANTS = NagPackSuppression(
@@ -33,8 +33,12 @@ CODEBUILD_GRANTS = NagPackSuppression(
     reason="CodeBuild's standard grants let a project write its own log streams and test reports, whose names "
     "CodeBuild generates per build under the project's log group and report-group prefix.",
     applies_to=[
-        RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:logs:[a-z0-9-]+:\d{12}:log-group:\/aws\/codebuild\/.*$/"),
-        RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:codebuild:[a-z0-9-]+:\d{12}:report-group\/.*$/"),
+        RegexAppliesTo(
+            regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):logs:[a-z0-9-]+:\d{12}:log-group:\/aws\/codebuild\/.*$/"
+        ),
+        RegexAppliesTo(
+            regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):codebuild:[a-z0-9-]+:\d{12}:report-group\/.*$/"
+        ),
     ],
 )
 PIPELINE_ROLE_KMS = NagPackSuppression(

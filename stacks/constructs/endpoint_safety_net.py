@@ -107,7 +107,9 @@ class EndpointSafetyNet(Construct):
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
                     reason="Leftovers carry run-scoped names; only the environment prefix of those names is fixed.",
-                    applies_to=[RegexAppliesTo(regex=rf"/:(endpoint|endpoint-config|model|training-job)\/{resource_prefix}\*$/")],
+                    applies_to=[
+                        RegexAppliesTo(regex=rf"/:(endpoint|endpoint-config|model|training-job)\/{resource_prefix}\*$/")
+                    ],
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
@@ -148,13 +150,4 @@ class EndpointSafetyNet(Construct):
                 retry_attempts=EVENT_RETRY_ATTEMPTS,
                 max_event_age=EVENT_MAX_AGE,
             )
-        )
-        NagSuppressions.add_resource_suppressions(
-            self.dead_letters,
-            [
-                NagPackSuppression(
-                    id="AwsSolutions-SQS3",
-                    reason="This queue is itself the dead-letter queue of the rule target and the function.",
-                )
-            ],
         )

@@ -32,6 +32,11 @@ DEFINITION_FILE = "definition.json"
 _FN_SUB_REFERENCE = re.compile(r"\$\{(?:(!)|([A-Za-z0-9_]+)\})")
 
 
+def compact(body: str) -> str:
+    """The definition without indentation: the same JSON (and the same `${...}` references), fewer bytes."""
+    return json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False)
+
+
 def substitute(template: str, values: Mapping[str, str]) -> str:
     """What `Fn::Sub` makes of `template`, for a template only ever handed to Python (values may be tokens)."""
 
@@ -67,22 +72,23 @@ class EvaluationPipeline(Construct):
         definition = render_for_cloudformation(
             plan, config, code_object_key=code_object_key, pipeline_name=pipeline_name, resource_prefix=resource_prefix
         )
+        body = compact(definition.body)
         missing = sorted(set(definition.variables) - set(values))
         if missing:
             raise KeyError(f"the pipeline definition needs values for {', '.join(missing)}")
         used = {name: values[name] for name in definition.variables}
         self.definition_upload: TextObjectUpload | None = None
-        if len(definition.body.encode()) <= max_inline_bytes:
-            pipeline_definition: dict[str, object] = {"PipelineDefinitionBody": Fn.sub(definition.body, used)}
+        if len(body.encode()) <= max_inline_bytes:
+            pipeline_definition: dict[str, object] = {"PipelineDefinitionBody": Fn.sub(body, used)}
         else:
             # The object key must change whenever the substituted text would, or CloudFormation would
             # see no change to the pipeline: hash the template together with how each value resolves.
             resolved = json.dumps(Stack.of(self).resolve(used), sort_keys=True)
-            content_id = hashlib.sha256((definition.body + resolved).encode()).hexdigest()[:HASH_LENGTH]
+            content_id = hashlib.sha256((body + resolved).encode()).hexdigest()[:HASH_LENGTH]
             self.definition_upload = TextObjectUpload(
                 self,
                 "Definition",
-                text=substitute(definition.body, used),
+                text=substitute(body, used),
                 file_name=DEFINITION_FILE,
                 prefix=f"{pipeline_name}/definition/",
                 bucket=artifacts_bucket,

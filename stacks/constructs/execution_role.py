@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Stack
+from aws_cdk import CfnElement, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -22,6 +22,7 @@ from constructs import Construct
 
 from pipeline_definitions.config import Config
 from stacks import model_access
+from stacks.model_access import jumpstart_buckets
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 # SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
@@ -40,10 +41,22 @@ class StepCodeObject:
 
 @dataclass(frozen=True)
 class Finding:
-    """A cdk-nag IAM5 wildcard finding acknowledged for one policy, with why the wildcard is needed."""
+    """cdk-nag IAM5 wildcard findings acknowledged for one policy, with why the wildcard is needed."""
 
     reason: str
-    applies_to: str
+    applies_to: list[str | RegexAppliesTo]
+
+
+def _regex(pattern: str) -> RegexAppliesTo:
+    return RegexAppliesTo(regex=f"/{pattern}/")
+
+
+def _nag_arn(bucket: s3.IBucket) -> str:
+    """How cdk-nag writes the ARN of a bucket defined in another stack: `<LogicalId.Arn>`."""
+    resource = bucket.node.default_child
+    if not isinstance(resource, CfnElement):
+        raise TypeError(f"{bucket.node.path} is not a bucket defined in this app")
+    return f"<{Stack.of(resource).get_logical_id(resource)}.Arn>"
 
 
 class EvaluationExecutionRole(Construct):
@@ -83,20 +96,45 @@ class EvaluationExecutionRole(Construct):
                 self._log_statement(),
             ],
             [
-                Finding("Object actions are limited to the prompt catalog prefix of the data bucket.", r"\/prompt-catalog\/\*$"),
-                Finding("The environment's artifacts bucket is dedicated to this pipeline's runs and caches.", r"Artifacts.*\/\*$"),
-                Finding("SageMaker names one log stream per job instance inside these fixed log groups.", r"log-group:\/aws\/sagemaker\/"),
-                Finding("Configured s3:// inputs are read below the prefixes the config names.", r"^Resource::arn:[^:]*:s3:::.*\*$"),
+                Finding(
+                    "Object reads are limited to the prompt catalog prefix of the environment's data bucket.",
+                    [f"Resource::{_nag_arn(data_bucket)}/{catalog_prefix}*"],
+                ),
+                Finding(
+                    "The environment's artifacts bucket holds only this pipeline's configs, runs and caches.",
+                    [f"Resource::{_nag_arn(artifacts_bucket)}/*"],
+                ),
+                Finding(
+                    "SageMaker names one log stream per job instance inside these fixed log groups.",
+                    [_regex(r"^Resource::arn:[^:]+:logs:[^:]+:.+:log-group:\/aws\/sagemaker\/[A-Za-z]+:\*$")],
+                ),
+                Finding(
+                    "s3:// inputs named by the config are read below the prefixes it gives.",
+                    [f"Resource::{arn}" for arn in self._external_object_arns(config)],
+                ),
             ],
         )
         self._attach(
             "Orchestration",
             "Lets the pipeline start its processing jobs and pass this role to SageMaker",
-            [self._processing_job_statement(), self._pass_role_statement(), *self._image_pull_statements(config, image_repository)],
             [
-                Finding("Pipeline job names carry the execution id and a random token; only the pipelines- prefix is fixed.", r":processing-job\/pipelines-\*$"),
-                Finding("ecr:GetAuthorizationToken has no resource-level permissions; the pulls themselves name repositories.", r"^Resource::\*$"),
-                Finding("AWS deep learning containers are pulled from the AWS-owned registries of this region only.", r":repository\/\*$"),
+                self._processing_job_statement(),
+                self._pass_role_statement(),
+                *self._image_pull_statements(config, image_repository),
+            ],
+            [
+                Finding(
+                    "Pipeline job names carry the execution id and a random token; the pipelines- prefix is fixed.",
+                    [_regex(r":processing-job\/pipelines-\*$")],
+                ),
+                Finding(
+                    "ecr:GetAuthorizationToken has no resource-level permissions; image pulls name repositories.",
+                    ["Resource::*"],
+                ),
+                Finding(
+                    "AWS deep learning containers are pulled from the AWS-owned registries of this region only.",
+                    [_regex(r"^Resource::arn:[^:]+:ecr:[^:]+:\d{12}:repository\/\*$")],
+                ),
             ],
         )
         self._attach(
@@ -108,9 +146,15 @@ class EvaluationExecutionRole(Construct):
                 self._list_statement(),
             ],
             [
-                Finding("Run-scoped names are unique per execution; the environment prefix is the fixed part.", rf"\/{resource_prefix}\*$"),
-                Finding("Model package versions are numbered by SageMaker inside the configured groups.", r":model-package\/[^/]+\/\*$"),
-                Finding("sagemaker:ListEndpoints has no resource-level permissions.", r"^Resource::\*$"),
+                Finding(
+                    "Run-scoped names are unique per execution; the environment prefix is their fixed part.",
+                    [_regex(rf":(model|endpoint-config|endpoint|training-job)\/{resource_prefix}\*$")],
+                ),
+                Finding(
+                    "SageMaker numbers the model package versions inside the configured groups.",
+                    [_regex(r":model-package\/[^/]+\/\*$")],
+                ),
+                Finding("sagemaker:ListEndpoints has no resource-level permissions.", ["Resource::*"]),
             ],
         )
         model_statements = self._model_access_statements(config)
@@ -120,8 +164,14 @@ class EvaluationExecutionRole(Construct):
                 "Invokes the configured Bedrock models and existing endpoints; reads JumpStart artifacts",
                 model_statements,
                 [
-                    Finding("JumpStart model artifacts and scripts are spread over keys of these AWS-owned buckets.", r"jumpstart-(private-)?cache-prod-[a-z0-9-]+\/\*$"),
-                    Finding("A cross-region inference profile routes to its base model in any region of its geography.", r"bedrock:\*::foundation-model\/"),
+                    Finding(
+                        "JumpStart model artifacts and scripts are spread over keys of these AWS-owned buckets.",
+                        [f"Resource::arn:{self._partition}:s3:::{name}/*" for name in jumpstart_buckets(self._region)],
+                    ),
+                    Finding(
+                        "A cross-region inference profile routes to its base model in any region of its geography.",
+                        [_regex(r"^Resource::arn:[^:]+:bedrock:\*::foundation-model\/")],
+                    ),
                 ],
             )
 
@@ -136,15 +186,18 @@ class EvaluationExecutionRole(Construct):
         # SageMaker puts names into ARNs in lower case; IAM compares ARNs case-sensitively.
         return self._arn("sagemaker", f"{resource_type}/{name.lower()}")
 
-    def _attach(self, policy_id: str, description: str, statements: list[iam.PolicyStatement], findings: list[Finding]) -> None:
+    def _attach(
+        self, policy_id: str, description: str, statements: list[iam.PolicyStatement], findings: list[Finding]
+    ) -> None:
         # Managed policies (6,144 characters each) rather than inline ones (10,240 for the whole role):
         # a config with many Bedrock models or endpoints must still fit.
         policy = iam.ManagedPolicy(self, policy_id, description=description, statements=statements, roles=[self.role])
         NagSuppressions.add_resource_suppressions(
             policy,
             [
-                NagPackSuppression(id="AwsSolutions-IAM5", reason=finding.reason, applies_to=[RegexAppliesTo(regex=f"/{finding.applies_to}/")])
+                NagPackSuppression(id="AwsSolutions-IAM5", reason=finding.reason, applies_to=finding.applies_to)
                 for finding in findings
+                if finding.applies_to
             ],
         )
 
@@ -189,25 +242,37 @@ class EvaluationExecutionRole(Construct):
             ),
         ]
 
-    def _external_read_statements(self, config: Config) -> list[iam.PolicyStatement]:
-        """Read access to s3:// inputs the config names outside the environment's buckets."""
-        objects: list[str] = []
-        listings: dict[str, list[str]] = {}
+    def _external_locations(self, config: Config) -> dict[str, list[str]]:
+        """Bucket -> key prefixes of the s3:// inputs the config names."""
+        locations: dict[str, list[str]] = {}
         for uri in model_access.external_s3_uris(config):
             bucket, _, key = uri.removeprefix("s3://").partition("/")
-            objects.append(f"arn:{self._partition}:s3:::{bucket}/{key}*")
-            listings.setdefault(bucket, []).append(f"{key}*")
-        if not objects:
+            locations.setdefault(bucket, []).append(key)
+        return locations
+
+    def _external_object_arns(self, config: Config) -> list[str]:
+        return [
+            f"arn:{self._partition}:s3:::{bucket}/{key}*"
+            for bucket, keys in self._external_locations(config).items()
+            for key in keys
+        ]
+
+    def _external_read_statements(self, config: Config) -> list[iam.PolicyStatement]:
+        """Read access to s3:// inputs the config names outside the environment's buckets."""
+        locations = self._external_locations(config)
+        if not locations:
             return []
         return [
-            iam.PolicyStatement(sid="ReadConfiguredInputs", actions=["s3:GetObject"], resources=objects),
+            iam.PolicyStatement(
+                sid="ReadConfiguredInputs", actions=["s3:GetObject"], resources=self._external_object_arns(config)
+            ),
             *(
                 iam.PolicyStatement(
                     actions=["s3:ListBucket"],
                     resources=[f"arn:{self._partition}:s3:::{bucket}"],
-                    conditions={"StringLike": {"s3:prefix": prefixes}},
+                    conditions={"StringLike": {"s3:prefix": [f"{key}*" for key in keys]}},
                 )
-                for bucket, prefixes in listings.items()
+                for bucket, keys in locations.items()
             ),
         ]
 
@@ -303,7 +368,10 @@ class EvaluationExecutionRole(Construct):
     def _registry_statement(self, groups: Sequence[str]) -> iam.PolicyStatement:
         resources: list[str] = []
         for group in groups:
-            resources += [self._sagemaker_arn("model-package-group", group), self._sagemaker_arn("model-package", f"{group}/*")]
+            resources += [
+                self._sagemaker_arn("model-package-group", group),
+                self._sagemaker_arn("model-package", f"{group}/*"),
+            ]
         return iam.PolicyStatement(
             sid="RegisterWinners",
             actions=[
@@ -330,7 +398,9 @@ class EvaluationExecutionRole(Construct):
             )
         ]
         if bedrock:
-            statements.append(iam.PolicyStatement(sid="InvokeBedrockModels", actions=["bedrock:InvokeModel"], resources=bedrock))
+            statements.append(
+                iam.PolicyStatement(sid="InvokeBedrockModels", actions=["bedrock:InvokeModel"], resources=bedrock)
+            )
         endpoints = model_access.existing_endpoint_names(config)
         if endpoints:
             statements.append(
@@ -341,9 +411,11 @@ class EvaluationExecutionRole(Construct):
                 )
             )
         if model_access.deploys_jumpstart(config):
-            buckets = [f"arn:{self._partition}:s3:::{name}" for name in model_access.jumpstart_buckets(self._region)]
+            buckets = [f"arn:{self._partition}:s3:::{name}" for name in jumpstart_buckets(self._region)]
             statements += [
-                iam.PolicyStatement(sid="ReadJumpStartArtifacts", actions=["s3:GetObject"], resources=[f"{b}/*" for b in buckets]),
+                iam.PolicyStatement(
+                    sid="ReadJumpStartArtifacts", actions=["s3:GetObject"], resources=[f"{b}/*" for b in buckets]
+                ),
                 iam.PolicyStatement(sid="ListJumpStartArtifacts", actions=["s3:ListBucket"], resources=buckets),
             ]
         return statements

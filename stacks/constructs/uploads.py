@@ -15,7 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_deployment as s3_deployment
-from cdk_nag import NagPackSuppression, NagSuppressions
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 CATALOG_PREFIX = "prompt-catalog/"
@@ -24,6 +24,16 @@ HASH_LENGTH = 16
 CATALOG_EXCLUDE = [".*", "**/.*", "**/__pycache__"]
 DEPLOYMENT_LOG_GROUP_ID = "BucketDeploymentLogs"
 DEPLOYMENT_HANDLER_ID_PREFIX = "Custom::CDKBucketDeployment"
+# What `grantRead`/`grantReadWrite` give BucketDeployment's function on the asset and destination buckets.
+DEPLOYMENT_HANDLER_WILDCARD_ACTIONS = (
+    "s3:GetBucket*",
+    "s3:GetObject*",
+    "s3:List*",
+    "s3:Abort*",
+    "s3:DeleteObject*",
+    "kms:GenerateDataKey*",
+    "kms:ReEncrypt*",
+)
 
 
 def content_hash(text: str) -> str:
@@ -123,13 +133,17 @@ def acknowledge_deployment_handler(stack: Stack) -> None:
             NagPackSuppression(
                 id="AwsSolutions-IAM4",
                 reason="CDK's deployment function logs through AWSLambdaBasicExecutionRole, which only writes logs.",
-                applies_to=[
-                    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-                ],
+                applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
-                reason="CDK grants the deployment function object access under the asset and destination buckets.",
+                reason="CDK's BucketDeployment grants its function these S3 and KMS action groups to sync objects.",
+                applies_to=[f"Action::{action}" for action in DEPLOYMENT_HANDLER_WILDCARD_ACTIONS],
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="The function reads whole asset archives and writes the objects of an upload below its prefix.",
+                applies_to=[RegexAppliesTo(regex=r"/^Resource::.*\/\*$/")],
             ),
             NagPackSuppression(
                 id="AwsSolutions-L1",

@@ -205,7 +205,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         log("ignoring event", status=status, execution_arn=execution_arn)
         return {"action": "ignored", "status": status, "execution_arn": execution_arn}
     execution_id = execution_arn.rstrip("/").rsplit("/", 1)[-1]
-    prefix = os.environ[PREFIX_ENV]
+    prefix = os.environ.get(PREFIX_ENV, "")
+    if not prefix:
+        # An empty prefix would make every tagged resource in the account a candidate.
+        raise RuntimeError(f"environment variable {PREFIX_ENV} is not set; refusing to look for resources")
     log("cleaning up after execution", status=status, execution_id=execution_id, prefix=prefix)
     sweep = _Sweep(boto3.client("sagemaker"), prefix, execution_id, execution_arn)
     sweep.run()

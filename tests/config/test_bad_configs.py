@@ -124,10 +124,7 @@ dataset:
     (
         "dataset-file-missing",
         HEAD.replace("trivia.jsonl", "nope.jsonl") + RECORDED + TAIL,
-        [
-            "2: dataset.input_data_location: 'nope.jsonl' not found "
-            "(looked in {ws}/prompt_catalog/ and {ws}/configs/)"
-        ],
+        ["2: dataset.input_data_location: 'nope.jsonl' not found (looked in {ws}/prompt_catalog/ and {ws}/configs/)"],
     ),
     (
         "dataset-outside-catalog",
@@ -228,12 +225,16 @@ models:
     ),
     (
         "unknown-algorithm",
-        HEAD + RECORDED + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: FactualKnowledgee\n",
+        HEAD
+        + RECORDED
+        + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: FactualKnowledgee\n",
         [f"7: algorithms[0].algorithm: unknown algorithm 'FactualKnowledgee' (expected one of: {ALGORITHM_NAMES})"],
     ),
     (
         "unsupported-algorithm",
-        HEAD + RECORDED + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: PromptStereotyping\n",
+        HEAD
+        + RECORDED
+        + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: PromptStereotyping\n",
         [
             "7: algorithms[0].algorithm: PromptStereotyping is not supported: it compares the model's log "
             "probabilities of sentence pairs (sent_more/sent_less columns), which the dataset config does not map"
@@ -310,8 +311,10 @@ algorithms:
     converter_fn: my_module.to_label
 """
         + "",
-        ["8: algorithms[0].converter_fn: converter_fn of ClassificationAccuracyConfig is a Python function; "
-         "a config cannot set it"],
+        [
+            "8: algorithms[0].converter_fn: converter_fn of ClassificationAccuracyConfig is a Python function; "
+            "a config cannot set it"
+        ],
     ),
     (
         "semantic-robustness-on-recorded",
@@ -410,13 +413,19 @@ models:
   - {name: m_1, model_provider: recorded, responses_location: recorded/m1.jsonl}
 model_registry: {model_package_group_name: g}
 algorithms:
-  - {algorithm: FactualKnowledge}
+  - {algorithm: FactualKnowledge, logical_operator: xor}
+selection: {primary_metric: exact_inclusion}
+pricing: {instance_usd_per_hour: {m5.large: 0.1}}
 """,
         [
             "1: pipeline.parallelism: expected greater than or equal to 1, got 0",
             "2: dataset.model_input_key: 'question[' is not a valid JMESPath expression (IncompleteExpressionError)",
             "4: models[0].name: 'm_1' is not a valid model name (expected letters, digits and single hyphens, "
             "at most 40 characters)",
+            "7: algorithms[0].logical_operator: 'xor' is not one of: OR, AND",
+            "8: selection.primary_metric: 'exact_inclusion' is not a score of the configured algorithms "
+            "(expected one of: factual_knowledge, factual_knowledge_quasi_exact)",
+            "9: pricing.instance_usd_per_hour['m5.large']: 'm5.large' is not a SageMaker instance type (expected ml.*)",
         ],
     ),
 ]

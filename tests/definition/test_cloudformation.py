@@ -124,3 +124,9 @@ def test_a_config_that_contains_a_placeholder_is_refused() -> None:
     config = config.model_copy(update={"models": models})
     with pytest.raises(ValueError, match=r"config.models\[0\].name 'evalops-placeholder-region' must not contain"):
         for_stack(config, build_plan(config))
+
+
+def test_a_placeholder_changed_by_rendering_is_an_error() -> None:
+    text = json.dumps({"Bucket": ph.ARTIFACTS_BUCKET.value, "Image": ph.IMAGE_URI.value.removesuffix(":latest")})
+    with pytest.raises(ValueError, match="a placeholder was altered while rendering"):
+        ph.to_fn_sub_template(text)

@@ -56,6 +56,9 @@ def test_every_planned_step_is_a_processing_job(rendered: tuple[Config, p.Evalua
             "EVALOPS_RESOURCE_PREFIX": "evalops-dev-",
             "AWS_DEFAULT_REGION": "eu-west-1",
             "EVALOPS_KMS_KEY_ARN": targets.kms_key_arn,
+            "EVALOPS_ARTIFACTS_URI": f"s3://{targets.artifacts_bucket}",
+            "EVALOPS_ROLE_ARN": targets.role_arn,
+            "EVALOPS_EXECUTION_ARN": {"Get": "Execution.PipelineExecutionArn"},
         }
         assert "NetworkConfig" not in args
 

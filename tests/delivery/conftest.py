@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from pipeline_definitions.environments import EnvironmentsFile, Environment
+from pipeline_definitions.environments import Environment, EnvironmentsFile
 from stacks.delivery_stack import DeliveryStack
 
 TOOLING_ACCOUNT = "333333333333"
@@ -82,7 +83,13 @@ def asset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def build_delivery(asset_dir: Path) -> Callable[..., tuple[App, DeliveryStack]]:
+def project_context(repo_root: Path) -> dict[str, Any]:
+    """The feature flags of cdk.json, which `cdk synth` applies to the real app."""
+    return dict(json.loads((repo_root / "cdk.json").read_text())["context"])
+
+
+@pytest.fixture(scope="session")
+def build_delivery(asset_dir: Path, project_context: dict[str, Any]) -> Callable[..., tuple[App, DeliveryStack]]:
     def build(
         envs: EnvironmentsFile,
         *,
@@ -92,7 +99,7 @@ def build_delivery(asset_dir: Path) -> Callable[..., tuple[App, DeliveryStack]]:
         stage_factory: StageFactory | None = None,
     ) -> tuple[App, DeliveryStack]:
         assert envs.delivery is not None
-        app = App(outdir=str(outdir))
+        app = App(outdir=str(outdir), context=project_context)
         if nag:
             Aspects.of(app).add(AwsSolutionsChecks())
         stack = DeliveryStack(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
-from aws_cdk import App, Stage
+import pytest
+from aws_cdk import App, Stack, Stage, cx_api
 from aws_cdk import aws_iam as iam
-from aws_cdk import cx_api
-
 from constructs import Construct
 
 from pipeline_definitions.environments import Environment
@@ -45,7 +46,8 @@ def test_no_unacknowledged_nag_findings(build_delivery: Build, tmp_path: Path) -
 def test_a_new_wildcard_is_still_reported(build_delivery: Build, asset_dir: Path, tmp_path: Path) -> None:
     def stage_with_wildcard(scope: Construct, environment: Environment) -> Stage:
         stage = SmallEvaluationStage(scope, environment, asset_dir, nag=True)
-        role = iam.Role(stage.node.find_child("Evaluation"), "Loose", assumed_by=iam.AccountRootPrincipal())
+        stack = cast(Stack, stage.node.find_child("Evaluation"))
+        role = iam.Role(stack, "Loose", assumed_by=iam.AccountRootPrincipal())
         role.add_to_principal_policy(iam.PolicyStatement(actions=["sqs:*"], resources=["*"]))
         return stage
 
@@ -53,13 +55,21 @@ def test_a_new_wildcard_is_still_reported(build_delivery: Build, asset_dir: Path
         environments_file(stages=["dev"]), outdir=tmp_path, nag=True, stage_factory=stage_with_wildcard
     )
     stack.pipeline.pipeline.role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:*"], resources=["*"]))
-    findings = nag_findings(app.synth())
-    assert [finding.split(":")[0] for finding in findings] == [
-        "/Delivery/Pipeline/Pipeline/Role/DefaultPolicy/Resource",
-        "/Delivery/dev/Evaluation/Loose/DefaultPolicy/Resource",
+    # With cdk.json's annotationsInValidationReport, nag errors fail the synthesis and land in this report.
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    findings = sorted(
+        f"{construct['constructPath']}: {violation['description'].split(']')[0]}]"
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for construct in violation["violatingConstructs"]
+    )
+    assert findings == [
+        "Delivery/Pipeline/Pipeline/Role/DefaultPolicy/Resource: AwsSolutions-IAM5[Action::s3:*]",
+        "Delivery/dev/Evaluation/Loose/DefaultPolicy/Resource: AwsSolutions-IAM5[Action::sqs:*]",
+        "Delivery/dev/Evaluation/Loose/DefaultPolicy/Resource: AwsSolutions-IAM5[Resource::*]",
     ]
-    assert "AwsSolutions-IAM5[Action::s3:*]" in findings[0]
-    assert "AwsSolutions-IAM5[Action::sqs:*]" in findings[1]
 
 
 def test_templates_are_cfn_lint_clean(build_delivery: Build, tmp_path: Path) -> None:

@@ -242,5 +242,5 @@ def test_stage_without_a_sagemaker_pipeline_is_refused(build_delivery: Build, tm
         Stack(built, "Nothing")
         return built
 
-    with pytest.raises(ValueError, match="stage 'dev' must define exactly one SageMaker pipeline.*found 0"):
+    with pytest.raises(ValueError, match=r"stage 'dev' must define exactly one SageMaker pipeline.*found 0"):
         build_delivery(environments_file(), outdir=tmp_path, stage_factory=empty_stage)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline_definitions.environments import DEFAULT_TRIGGER_PATHS, MAX_TRIGGER_PATHS, EnvironmentsFile
+from pipeline_definitions.loader import ConfigError
 from stacks.delivery_stack import CONNECTION_ARN_CONTEXT_KEY, resolve_connection_arn
 from tests.delivery.conftest import CONNECTION_ARN, TOOLING_ACCOUNT, environments_file
 
@@ -96,14 +97,19 @@ def test_context_connection_arn_wins_over_the_file() -> None:
     delivery = environments_file().delivery
     assert delivery is not None
     other = CONNECTION_ARN.replace("12345678-", "87654321-")
-    assert resolve_connection_arn(delivery, None) == CONNECTION_ARN
-    assert resolve_connection_arn(delivery, other) == other
+    assert resolve_connection_arn(delivery, None, source="envs.yaml") == CONNECTION_ARN
+    assert resolve_connection_arn(delivery, other, source="envs.yaml") == other
 
 
-def test_missing_or_malformed_connection_arn_says_where_to_set_it() -> None:
+def test_missing_or_malformed_connection_arn_is_one_line_naming_where_to_set_it() -> None:
     delivery = environments_file(connection_arn=None).delivery
     assert delivery is not None
-    with pytest.raises(ValueError, match=rf"delivery\.connection_arn is not set.*-c {CONNECTION_ARN_CONTEXT_KEY}=ARN"):
-        resolve_connection_arn(delivery, None)
-    with pytest.raises(ValueError, match=rf"context {CONNECTION_ARN_CONTEXT_KEY}: 'nope' is not a connection ARN"):
-        resolve_connection_arn(delivery, "nope")
+    with pytest.raises(ConfigError) as missing:
+        resolve_connection_arn(delivery, None, source="configs/environments.yaml")
+    assert str(missing.value) == (
+        "configs/environments.yaml: delivery.connection_arn: not set: add the CodeConnections ARN here "
+        f"or pass -c {CONNECTION_ARN_CONTEXT_KEY}=ARN"
+    )
+    with pytest.raises(ConfigError) as malformed:
+        resolve_connection_arn(delivery, "nope", source="configs/environments.yaml")
+    assert str(malformed.value).startswith(f"cdk context: {CONNECTION_ARN_CONTEXT_KEY}: 'nope' is not a connection ARN")

@@ -15,10 +15,17 @@ from typing import Any
 import pytest
 
 from pipeline_definitions.config import Config, ModelConfig
-from step_code.invocation import InvocationResult, PromptItem, estimate_tokens, invoke_all, render_prompt
+from step_code.invocation import (
+    InvocationResult,
+    PromptItem,
+    estimate_tokens,
+    invoke_all,
+    prompt_items,
+    render_prompt,
+)
 from step_code.progress import LoggingProgress
 from step_code.response_cache import ResponseCache
-from step_code.runners.base import ModelRunner
+from step_code.runners.base import ModelResponse, ModelRunner
 from step_code.runners.factory import build_runner
 from tests.step_code.prompts import numbered_prompts
 from tests.support.model_server import FaultKind, ModelServer
@@ -63,6 +70,19 @@ def test_render_prompt_matches_fmeval(template: str) -> None:
 def test_render_prompt_rejects_what_fmeval_rejects(template: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render_prompt(template, "x")
+
+
+def test_prompt_items_from_processed_rows() -> None:
+    rows = [{"record_id": "a1", "model_input": "Capital of Peru?", "target_output": "Lima", "source_line": 3}]
+
+    assert prompt_items(rows, "Answer briefly. $model_input") == [
+        PromptItem(
+            record_id="a1",
+            model_input="Capital of Peru?",
+            target_output="Lima",
+            prompt="Answer briefly. Capital of Peru?",
+        )
+    ]
 
 
 # -- faults -----------------------------------------------------------------------------------------------
@@ -112,12 +132,44 @@ def test_sagemaker_endpoint_retries_through_botocore(reference_config: Config, m
     assert result.model_calls == model_server.requests_total == 12 + 3
 
 
+class BrokenRunner:
+    """A runner with a bug for one prompt."""
+
+    name = "broken"
+    identity = "test|broken"
+    request_settings: dict[str, Any] = {}
+    sends_requests = True
+
+    def invoke(self, prompt: str, *, model_input: str, timeout_seconds: float) -> ModelResponse:
+        if prompt == "question 1":
+            raise KeyError("choices")
+        return ModelResponse(text=prompt.upper())
+
+
+def test_runner_bug_costs_one_record(caplog: pytest.LogCaptureFixture) -> None:
+    result = run(numbered_prompts(3), BrokenRunner(), None)
+
+    assert [r.model_output for r in result.records] == ["QUESTION 0", None, "QUESTION 2"]
+    assert result.records[1].error == "unexpected KeyError: 'choices'"
+    assert any("unexpected error calling broken" in r.getMessage() for r in caplog.records)
+
+
+def test_cache_write_failure_keeps_the_answer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+
+    result = run(numbered_prompts(2), BrokenRunner(), ResponseCache(str(blocker)))
+
+    assert result.records[0].model_output == "QUESTION 0"
+    assert any("could not store a response in the cache" in r.getMessage() for r in caplog.records)
+
+
 # -- concurrency ---------------------------------------------------------------------------------------------
 
 
 def test_concurrency_never_exceeds_the_bound() -> None:
     with ModelServer(latency_seconds=0.05) as server:
-        server.inject(*["throttle"] * 10)
+        server.inject(*("throttle",) * 10)
         started = time.perf_counter()
         result = run(numbered_prompts(40), tgi_runner(server), None, concurrency=4)
         elapsed = time.perf_counter() - started

@@ -10,7 +10,6 @@ import pytest
 
 from step_code import storage
 from step_code.response_cache import CachedResponse, ResponseCache, cache_key
-from tests.support.moto_server import MotoServer
 
 ANSWER = CachedResponse(
     model_output="Canberra",
@@ -60,8 +59,17 @@ def test_load_lists_once_and_fetches_only_wanted_entries(tmp_path: Path, monkeyp
     reads: list[str] = []
     listings: list[str] = []
     read_bytes, list_names = storage.read_bytes, storage.list_names
-    monkeypatch.setattr(storage, "read_bytes", lambda uri: reads.append(uri) or read_bytes(uri))
-    monkeypatch.setattr(storage, "list_names", lambda uri: listings.append(uri) or list_names(uri))
+
+    def counted_read(uri: str) -> bytes:
+        reads.append(uri)
+        return read_bytes(uri)
+
+    def counted_list(uri: str) -> list[str]:
+        listings.append(uri)
+        return list_names(uri)
+
+    monkeypatch.setattr(storage, "read_bytes", counted_read)
+    monkeypatch.setattr(storage, "list_names", counted_list)
 
     found = view.load([f"p{i}" for i in range(0, 120, 4)])
 

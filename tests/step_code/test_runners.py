@@ -88,8 +88,13 @@ def test_endpoint_provider_reads_log_probability(model_server: ModelServer) -> N
 
 @pytest.mark.parametrize(
     ("fault", "error"),
-    [("throttle", RetryableError), ("error", RetryableError), ("timeout", RetryableError)]
-    + [("bad_request", PermanentError), ("malformed", PermanentError)],
+    [
+        ("throttle", RetryableError),
+        ("error", RetryableError),
+        ("timeout", RetryableError),
+        ("bad_request", PermanentError),
+        ("malformed", PermanentError),
+    ],
 )
 def test_sagemaker_failures_are_classified(
     reference_config: Config, model_server: ModelServer, fault: FaultKind, error: type[Exception]
@@ -107,7 +112,7 @@ def test_output_path_that_finds_nothing_is_permanent(model_server: ModelServer) 
 
 
 def test_deployed_model_needs_the_endpoint_from_deployment(reference_config: Config) -> None:
-    with pytest.raises(ValueError, match="deployment.json's endpoint_name"):
+    with pytest.raises(ValueError, match=r"deployment\.json's endpoint_name"):
         build_runner(reference_config.model("falcon-7b"))
 
 

@@ -23,6 +23,7 @@ from pipeline_definitions.results import (
     ModelArtifact,
     TokenStats,
 )
+from tests.step_code.aws.jumpstart_specs import write_catalogue
 from tests.support.moto_server import MotoServer
 
 PREFIX = "evalops-test-"
@@ -92,6 +93,34 @@ def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("EVALOPS_KMS_KEY_ARN", raising=False)
     boto3.client("s3").create_bucket(Bucket=ARTIFACTS_BUCKET)
     yield boto3.client("sagemaker")
+
+
+JUMPSTART_OVERRIDES = ("AWS_JUMPSTART_MANIFEST_LOCAL_ROOT_DIR_OVERRIDE", "AWS_JUMPSTART_SPECS_LOCAL_ROOT_DIR_OVERRIDE")
+
+
+def _reset_jumpstart_cache() -> None:
+    from sagemaker.jumpstart.accessors import JumpStartModelsAccessor
+
+    JumpStartModelsAccessor.reset_cache()
+
+
+@pytest.fixture
+def jumpstart_catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The SDK resolves JumpStart models from a local one-model catalogue (see jumpstart_specs.py)."""
+    for variable, folder in zip(JUMPSTART_OVERRIDES, write_catalogue(tmp_path / "jumpstart"), strict=True):
+        monkeypatch.setenv(variable, str(folder))
+    # The SDK caches specs per process; no other test may see this catalogue.
+    _reset_jumpstart_cache()
+    yield
+    _reset_jumpstart_cache()
+
+
+@pytest.fixture
+def no_jumpstart_catalogue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JumpStart specs are unreachable (moto has no JumpStart bucket), as in an account without access."""
+    for variable in JUMPSTART_OVERRIDES:
+        monkeypatch.delenv(variable, raising=False)
+    _reset_jumpstart_cache()
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,8 @@ def test_waiter_fails_with_sagemakers_reason() -> None:
         {"EndpointStatus": "Creating"},
         {
             "EndpointStatus": "Failed",
-            "FailureReason": "The primary container for production variant\nAllTraffic did not pass the ping health check.",
+            "FailureReason": "The primary container for production variant\n"
+            "AllTraffic did not pass the ping health check.",
         },
     )
     with pytest.raises(ResourceFailed) as raised:

@@ -11,8 +11,9 @@ from pipeline_definitions.config import Config
 from pipeline_definitions.plan import DEPLOYMENT, DEPLOYMENT_FILE, FINETUNE, FINETUNE_FILE
 from pipeline_definitions.results import Deployment, FinetuneResult
 from step_code import deploy
-from step_code.aws_resources import ControlPlaneError, resource_tags, tags_by_key
-from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request, find_endpoint
+from step_code.aws_resources import ControlPlaneError, resource_tags, sdk_session, tags_by_key
+from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request, find_endpoint, huggingface_definition
+from tests.step_code.aws import jumpstart_specs
 from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RunDirs, planned_step
 
 EXECUTION = "a1b2c3d4e5f6"
@@ -136,39 +137,45 @@ def test_adopts_the_model_of_an_earlier_attempt_and_refuses_a_foreign_one(aws: A
         deploy_endpoint(aws, other, lambda: definition)
 
 
-def test_records_the_fine_tuned_artifact(aws: Any, config: Config) -> None:
-    tuned = config.model("llama-tuned")
+def test_deploys_a_jumpstart_model_and_its_fine_tuned_artifact(
+    aws: Any, config: Config, run_dirs: RunDirs, jumpstart_catalogue: None
+) -> None:
+    assert deploy.main(run_dirs.argv(planned_step(config, "Deploy-llama-base"), EXECUTION)) == 0
+    base = Deployment.model_validate(run_dirs.output(DEPLOYMENT, DEPLOYMENT_FILE))
+    base_weights = f"s3://{jumpstart_specs.GATED_BUCKET}/{jumpstart_specs.HOSTING_PREFIX}"
+    container = aws.describe_model(ModelName=base.model_name)["PrimaryContainer"]
+    assert container["Image"] == jumpstart_specs.SERVING_IMAGE
+    assert container["ModelDataSource"]["S3DataSource"] == {
+        "S3Uri": base_weights,
+        "S3DataType": "S3Prefix",
+        "CompressionType": "None",
+        "ModelAccessConfig": {"AcceptEula": True},
+    }
+    variant = aws.describe_endpoint_config(EndpointConfigName=base.endpoint_config_name)["ProductionVariants"][0]
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == jumpstart_specs.STARTUP_TIMEOUT_SECONDS
+    assert variant["ModelDataDownloadTimeoutInSeconds"] == jumpstart_specs.STARTUP_TIMEOUT_SECONDS
+    assert (base.artifact.model_data_url, base.artifact.model_version) == (base_weights, jumpstart_specs.VERSION)
+    assert base.artifact.environment["HF_MODEL_ID"] == "/opt/ml/model" and not base.artifact.finetuned
+
     finetuned = FinetuneResult(
         model="llama-tuned",
         training_job_name=f"{PREFIX}llama-tuned-eval-{EXECUTION}",
-        model_data_url=f"s3://evalops-test-artifacts/runs/x/{EXECUTION}/output/model/",
-        base_model_id="meta-textgeneration-llama-2-7b",
-        base_model_version="4.1.0",
+        model_data_url=f"s3://evalops-test-artifacts/runs/evalops-aws-test/{EXECUTION}/job/output/model/",
+        base_model_id=jumpstart_specs.MODEL_ID,
+        base_model_version=jumpstart_specs.VERSION,
         hyperparameters={"epoch": "1"},
     )
-    request = endpoint_request(config, tuned, EXECUTION, finetuned)
-    # The container JumpStart builds for a fine-tuned artifact: its inference image, the uncompressed prefix.
-    container = {
-        "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.1-gpu",
-        "Environment": {"HF_MODEL_ID": "/opt/ml/model", "SM_NUM_GPUS": "1"},
-        "ModelDataSource": {
-            "S3DataSource": {
-                "S3Uri": finetuned.model_data_url,
-                "S3DataType": "S3Prefix",
-                "CompressionType": "None",
-                "ModelAccessConfig": {"AcceptEula": True},
-            }
-        },
-    }
-    deployment = deploy_endpoint(aws, request, lambda: ModelDefinition(container=container, resolved_version="4.1.0"))
-    assert deployment.endpoint_name == f"{PREFIX}llama-tuned-eval-{EXECUTION}"
-    assert deployment.instance_count == 2
-    artifact = deployment.artifact
+    run_dirs.put_input(FINETUNE, FINETUNE_FILE, finetuned.model_dump_json())
+    assert deploy.main(run_dirs.argv(planned_step(config, "Deploy-llama-tuned"), EXECUTION)) == 0
+    tuned = Deployment.model_validate(run_dirs.output(DEPLOYMENT, DEPLOYMENT_FILE))
+    assert tuned.endpoint_name == f"{PREFIX}llama-tuned-eval-{EXECUTION}" and tuned.instance_count == 2
+    container = aws.describe_model(ModelName=tuned.model_name)["PrimaryContainer"]
+    # The same serving image, the fine-tuned weights.
+    assert container["Image"] == jumpstart_specs.SERVING_IMAGE
+    assert container["ModelDataSource"]["S3DataSource"]["S3Uri"] == finetuned.model_data_url
+    artifact = tuned.artifact
     assert artifact.finetuned and artifact.training_job_name == finetuned.training_job_name
-    assert artifact.model_data_url == finetuned.model_data_url
-    assert (artifact.model_id, artifact.model_version) == ("meta-textgeneration-llama-2-7b", "4.1.0")
-    stored = aws.describe_model(ModelName=deployment.model_name)["PrimaryContainer"]
-    assert stored["ModelDataSource"]["S3DataSource"]["S3Uri"] == finetuned.model_data_url
+    assert (artifact.model_data_url, artifact.model_id) == (finetuned.model_data_url, jumpstart_specs.MODEL_ID)
 
 
 def test_refuses_models_it_does_not_deploy(
@@ -198,9 +205,8 @@ def test_a_fine_tuned_model_needs_its_finetune_output(
 
 
 def test_jumpstart_resolution_failure_is_one_clear_line(
-    aws: Any, config: Config, run_dirs: RunDirs, capsys: pytest.CaptureFixture[str]
+    aws: Any, config: Config, run_dirs: RunDirs, no_jumpstart_catalogue: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # moto holds no JumpStart specs, as an account without access to them would not.
     assert deploy.main(run_dirs.argv(planned_step(config, "Deploy-llama-base"), EXECUTION)) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith(
@@ -208,3 +214,14 @@ def test_jumpstart_resolution_failure_is_one_clear_line(
     )
     assert "\n" not in error
     assert aws.list_models()["Models"] == []
+
+
+def test_tgi_shards_over_the_gpus_of_the_instance_and_pins_the_revision(config: Config) -> None:
+    model = config.model("falcon-hf").model_copy(update={"model_version": "refs-pr-7"})
+    definition = huggingface_definition(
+        model, instance_type="ml.g5.12xlarge", role=ROLE_ARN, session=sdk_session(), code_location="s3://b/code"
+    )
+    environment = definition.container["Environment"]
+    assert environment["SM_NUM_GPUS"] == "4"
+    assert environment["HF_MODEL_REVISION"] == "refs-pr-7"
+    assert "ModelDataUrl" not in definition.container and "ModelDataSource" not in definition.container

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from pipeline_definitions.results import (
     AlgorithmResult,
     CostEstimate,
@@ -49,3 +53,27 @@ def make_summary(
         artifact=ModelArtifact(provider="http"),
         execution_id="test-execution",
     )
+
+
+def worst_record(prompt: str, reference: str, output: str, score: float) -> dict[str, Any]:
+    """One entry of algorithms/<eval_name>_worst_records.json, as the evaluate step writes it."""
+    return {
+        "record_id": prompt,
+        "index": 0,
+        "prompt": prompt,
+        "model_input": prompt,
+        "reference": reference,
+        "output": output,
+        "category": None,
+        "score": score,
+        "scores": {"factual_knowledge": score},
+    }
+
+
+def write_evaluation_output(folder: Path, summary: EvaluationSummary, worst: list[dict[str, Any]]) -> Path:
+    """A model's evaluation output folder: summary.json and the worst records of its one algorithm."""
+    (folder / "algorithms").mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    payload = {"score": "factual_knowledge", "records": worst}
+    (folder / "algorithms" / "factual_knowledge_worst_records.json").write_text(json.dumps(payload), encoding="utf-8")
+    return folder

@@ -131,10 +131,14 @@ def test_missing_metric_excludes_instead_of_counting_as_zero() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tie_break", "expected"),
-    [("lower_cost", "cheap-slow"), ("lower_latency", "pricey-fast"), ("name", "a-named")],
+    ("tie_break", "expected", "explanation"),
+    [
+        ("lower_cost", "cheap-slow", "tie-break lower_cost: cheap-slow $0.5000 per 1k prompts vs a-named $1.0000"),
+        ("lower_latency", "pricey-fast", "tie-break lower_latency: pricey-fast p95 300 ms vs a-named p95 600 ms"),
+        ("name", "a-named", "tie-break by name: a-named before cheap-slow"),
+    ],
 )
-def test_tie_break_decides_equal_weighted_scores(tie_break: str, expected: str) -> None:
+def test_tie_break_decides_equal_weighted_scores(tie_break: str, expected: str, explanation: str) -> None:
     summaries = [
         make_summary("pricey-fast", {FK: 0.8}, cost=2.0, p95_ms=300.0),
         make_summary("cheap-slow", {FK: 0.8}, cost=0.5, p95_ms=900.0),
@@ -144,7 +148,7 @@ def test_tie_break_decides_equal_weighted_scores(tie_break: str, expected: str) 
     decision = run(summaries, tie_break=tie_break)
 
     assert decision.winner == expected
-    assert f"tie-break {tie_break}" in decision.reason or f"tie-break by {tie_break}" in decision.reason
+    assert explanation in decision.reason
     assert all("tied with" in c.reasons[0] for c in decision.candidates)
 
 

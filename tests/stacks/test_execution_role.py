@@ -1,0 +1,144 @@
+"""Least privilege: every IAM statement of every stack, and what the execution role may touch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from tests.stacks.conftest import DEV_ACCOUNT, PROD_ACCOUNT, SynthesizedApp, as_list, policy_statements
+
+# The only actions allowed on Resource "*": IAM offers no resource-level permissions for them.
+UNSCOPABLE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "sagemaker:ListEndpoints",
+    "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListModels",
+    "sagemaker:ListTrainingJobs",
+}
+
+
+def execution_role_statements(app: SynthesizedApp, stage_index: int = 0) -> dict[str, dict[str, Any]]:
+    """Statements of the execution role's policies by Sid."""
+    template = app.template(app.stages[stage_index].evaluation)
+    statements = {}
+    for logical_id, statement in policy_statements(template):
+        if logical_id.startswith("ExecutionRole") and "Sid" in statement:
+            statements[statement["Sid"]] = statement
+    return statements
+
+
+@pytest.mark.parametrize("app_name", ["reference_app", "mixed_app"])
+def test_no_statement_grants_everything(app_name: str, request: pytest.FixtureRequest) -> None:
+    app: SynthesizedApp = request.getfixturevalue(app_name)
+    for stack in app.stacks():
+        for logical_id, statement in policy_statements(Template.from_stack(stack)):
+            actions = as_list(statement["Action"])
+            assert not any(action == "*" or action.endswith(":*") for action in actions), (logical_id, statement)
+            if "*" in as_list(statement["Resource"]):
+                assert set(actions) <= UNSCOPABLE_ACTIONS, (stack.stack_name, logical_id, statement)
+
+
+def test_the_role_is_assumed_by_sagemaker_and_passes_only_itself(reference_app: SynthesizedApp) -> None:
+    template = reference_app.template(reference_app.stage.evaluation)
+    ((role_id, role),) = template.find_resources(
+        "AWS::IAM::Role", {"Properties": {"RoleName": "evalops-dev-sagemaker-execution"}}
+    ).items()
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+    ]
+    pass_role = execution_role_statements(reference_app)["PassSelfToSageMaker"]
+    assert pass_role["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_run_resources_are_matched_by_the_environment_prefix(mixed_app: SynthesizedApp) -> None:
+    prod = execution_role_statements(mixed_app, stage_index=1)
+    base = f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}"
+    assert prod["ManageRunEndpoints"]["Resource"] == [
+        f"{base}:model/acme-prod-*",
+        f"{base}:endpoint-config/acme-prod-*",
+        f"{base}:endpoint/acme-prod-*",
+    ]
+    assert prod["ManageRunTrainingJobs"]["Resource"] == f"{base}:training-job/acme-prod-*"
+    assert prod["RunPipelineJobs"]["Resource"] == f"{base}:processing-job/pipelines-*"
+
+
+def test_registration_is_limited_to_the_configured_groups_in_lower_case(reference_app: SynthesizedApp) -> None:
+    statement = execution_role_statements(reference_app)["RegisterWinners"]
+    assert statement["Resource"] == [
+        {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:aws:sagemaker:us-east-1:",
+                    {"Ref": "AWS::AccountId"},
+                    ":model-package-group/llmevaluationpipeline",
+                ],
+            ]
+        },
+        {
+            "Fn::Join": [
+                "",
+                ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":model-package/llmevaluationpipeline/*"],
+            ]
+        },
+    ]
+
+
+def test_models_are_reached_only_where_the_config_points(mixed_app: SynthesizedApp) -> None:
+    dev = execution_role_statements(mixed_app)
+    assert dev["InvokeBedrockModels"]["Resource"] == [
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+        f"arn:aws:bedrock:us-east-1:{DEV_ACCOUNT}:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "arn:aws:bedrock:*::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
+    ]
+    assert dev["InvokeBedrockModels"]["Action"] == "bedrock:InvokeModel"
+    assert (
+        dev["InvokeExistingEndpoints"]["Resource"]
+        == f"arn:aws:sagemaker:us-east-1:{DEV_ACCOUNT}:endpoint/team-llama-endpoint"
+    )
+    assert dev["ReadJumpStartArtifacts"]["Resource"] == [
+        "arn:aws:s3:::jumpstart-cache-prod-us-east-1/*",
+        "arn:aws:s3:::jumpstart-private-cache-prod-us-east-1/*",
+    ]
+    prod = execution_role_statements(mixed_app, stage_index=1)
+    assert prod["ReadJumpStartArtifacts"]["Resource"][0] == "arn:aws:s3:::jumpstart-cache-prod-eu-west-1/*"
+
+
+def test_the_reference_config_needs_no_bedrock_or_existing_endpoint(reference_app: SynthesizedApp) -> None:
+    statements = execution_role_statements(reference_app)
+    assert "InvokeBedrockModels" not in statements
+    assert "InvokeExistingEndpoints" not in statements
+
+
+def test_images_come_from_the_step_repository_and_aws_owned_registries(reference_app: SynthesizedApp) -> None:
+    resources = as_list(execution_role_statements(reference_app)["PullImages"]["Resource"])
+    rendered = [json.dumps(resource) for resource in resources]
+    assert "cdk-hnb659fds-container-assets-" in rendered[0]
+    assert "arn:aws:ecr:us-east-1:763104351884:repository/*" in resources
+    assert all(r.startswith("arn:aws:ecr:us-east-1:") for r in resources[1:])
+
+
+def test_data_reads_stay_in_the_catalog_prefix_and_configured_inputs(mixed_app: SynthesizedApp) -> None:
+    dev = execution_role_statements(mixed_app)
+    (catalog,) = as_list(dev["ReadPromptCatalog"]["Resource"])
+    assert joined_tail(catalog) == "/prompt-catalog/*"
+    assert dev["ListPromptCatalog"]["Condition"] == {"StringLike": {"s3:prefix": ["prompt-catalog/*"]}}
+    assert dev["ReadConfiguredInputs"]["Resource"] == [
+        "arn:aws:s3:::team-datasets/trivia/evaluation.jsonl*",
+        "arn:aws:s3:::team-datasets/trivia/train/*",
+    ]
+
+
+def joined_tail(value: dict[str, Any]) -> str:
+    parts = value["Fn::Join"][1]
+    return str(parts[-1])
+
+
+def test_the_role_may_use_the_key_for_sagemaker_volumes_only_through_grants(reference_app: SynthesizedApp) -> None:
+    statement = execution_role_statements(reference_app)["GrantKeyToSageMakerVolumes"]
+    assert statement["Action"] == "kms:CreateGrant"
+    assert statement["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}

@@ -1,0 +1,140 @@
+"""The safety-net Lambda against moto: it deletes the failed execution's tagged resources and nothing else."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from pipeline_definitions.config import Config
+from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request
+from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN
+
+FAILED = "fa11ed000001"
+HEALTHY = "0k0000000002"
+IMAGE = "111.dkr.ecr.us-east-1.amazonaws.com/llm:1"
+
+
+def event(execution_id: str, status: str = "Failed") -> dict[str, Any]:
+    return {
+        "version": "0",
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Building Pipeline Execution Status Change",
+        "detail": {
+            "pipelineArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/evalops-test-trivia",
+            "pipelineExecutionArn": (
+                f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/evalops-test-trivia/execution/{execution_id}"
+            ),
+            "currentPipelineExecutionStatus": status,
+            "previousPipelineExecutionStatus": "Executing",
+        },
+    }
+
+
+def deploy_for(aws: Any, config: Config, model: str, execution_id: str) -> str:
+    request = endpoint_request(config, config.model(model), execution_id, None)
+    return deploy_endpoint(aws, request, lambda: ModelDefinition(container={"Image": IMAGE})).endpoint_name
+
+
+def create_all(aws: Any, name: str, tags: list[dict[str, str]]) -> None:
+    aws.create_model(ModelName=name, PrimaryContainer={"Image": IMAGE}, ExecutionRoleArn=ROLE_ARN, Tags=tags)
+    aws.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": INSTANCE, "InitialInstanceCount": 1}
+        ],
+        Tags=tags,
+    )
+    aws.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
+
+
+def names(aws: Any) -> dict[str, list[str]]:
+    return {
+        "endpoint": sorted(e["EndpointName"] for e in aws.list_endpoints()["Endpoints"]),
+        "endpoint-config": sorted(c["EndpointConfigName"] for c in aws.list_endpoint_configs()["EndpointConfigs"]),
+        "model": sorted(m["ModelName"] for m in aws.list_models()["Models"]),
+    }
+
+
+@pytest.fixture
+def lambda_env(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("RESOURCE_PREFIX", PREFIX)
+    return aws
+
+
+def test_deletes_only_the_failed_executions_resources(
+    lambda_env: Any, config: Config, safety_net: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws = lambda_env
+    failed = [deploy_for(aws, config, model, FAILED) for model in ("falcon-hf", "llama-base")]
+    healthy = deploy_for(aws, config, "falcon-hf", HEALTHY)
+    failed_tags = endpoint_request(config, config.model("falcon-hf"), FAILED, None).tags
+    # The failed execution's id on a resource outside the prefix, and one tagged as a user's endpoint.
+    create_all(aws, "other-team-endpoint", failed_tags)
+    user_owned = f"{PREFIX}user-endpoint"
+    user_tags = [
+        {"Key": tag["Key"], "Value": "endpoint" if tag["Key"] == "evalops:provider" else tag["Value"]}
+        for tag in failed_tags
+    ]
+    create_all(aws, user_owned, user_tags)
+    # A finished training job of the failed execution: only jobs still in progress are stopped.
+    aws.create_training_job(
+        TrainingJobName=f"{PREFIX}finished-training",
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        OutputDataConfig={"S3OutputPath": "s3://evalops-test-artifacts/runs"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        Tags=failed_tags,
+    )
+    # Under the prefix but not tagged at all.
+    untagged = f"{PREFIX}untagged"
+    create_all(aws, untagged, [])
+
+    summary = safety_net.handler(event(FAILED), None)
+    assert summary["action"] == "cleaned" and summary["execution_id"] == FAILED
+    assert summary["deleted"] == {"endpoint": failed, "endpoint-config": failed, "model": failed}
+    assert summary["errors"] == [] and summary["stopped_training_jobs"] == []
+    assert summary["kept"] == [f"endpoint/{user_owned}", f"endpoint-config/{user_owned}", f"model/{user_owned}"]
+    remaining = sorted([healthy, "other-team-endpoint", user_owned, untagged])
+    assert names(aws) == {"endpoint": remaining, "endpoint-config": remaining, "model": remaining}
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["message"] == "cleaning up after execution" and lines[-1]["message"] == "clean-up finished"
+    assert {line["name"] for line in lines if line["message"] == "deleted"} == set(failed)
+
+    again = safety_net.handler(event(FAILED), None)
+    assert again["deleted"] == {"endpoint": [], "endpoint-config": [], "model": []}
+    assert names(aws)["endpoint"] == remaining
+
+
+def test_ignores_executions_that_did_not_fail(lambda_env: Any, config: Config, safety_net: Any) -> None:
+    name = deploy_for(lambda_env, config, "falcon-hf", HEALTHY)
+    for status in ("Succeeded", "Executing"):
+        assert safety_net.handler(event(HEALTHY, status), None)["action"] == "ignored"
+    assert names(lambda_env)["endpoint"] == [name]
+    assert safety_net.handler(event(HEALTHY, "Stopped"), None)["deleted"]["endpoint"] == [name]
+
+
+def test_a_recorded_execution_arn_must_match_the_event(
+    lambda_env: Any, config: Config, safety_net: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "EVALOPS_EXECUTION_ARN",
+        f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/another-pipeline/execution/{FAILED}",
+    )
+    name = deploy_for(lambda_env, config, "falcon-hf", FAILED)
+    summary = safety_net.handler(event(FAILED), None)
+    assert summary["deleted"]["endpoint"] == []
+    assert names(lambda_env)["endpoint"] == [name]
+
+
+def test_refuses_to_run_without_a_prefix(
+    aws: Any, config: Config, safety_net: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RESOURCE_PREFIX", raising=False)
+    name = deploy_for(aws, config, "falcon-hf", FAILED)
+    with pytest.raises(RuntimeError, match="RESOURCE_PREFIX is not set"):
+        safety_net.handler(event(FAILED), None)
+    assert names(aws)["endpoint"] == [name]
