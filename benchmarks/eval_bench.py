@@ -215,10 +215,18 @@ def print_result(result: EvalBenchResult) -> None:
         (
             "(b) ours: invocation phase alone",
             f"{result.ours_calls:,}",
-            f"{invocation:.1f}" if invocation else "-",
+            f"{invocation:.2f}" if invocation else "-",
             f"{invocation / limit:.2f}" if invocation else "-",
             _effective_concurrency(result.ours_calls, latency, invocation),
             result.ours_peak_in_flight,
+        ),
+        (
+            "(b) ours: the rest (Ray, scoring, files)",
+            "0",
+            f"{result.ours_seconds - (invocation or 0.0):.1f}",
+            "",
+            "",
+            "",
         ),
     ]
     print()

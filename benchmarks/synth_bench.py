@@ -92,7 +92,7 @@ def run(model_counts: tuple[int, ...] = (1, 10, 50)) -> None:
             outdir = work / f"out-{count}"
             seconds = _cdk(["synth", "--quiet", "-c", f"config={config_path}", "-o", str(outdir)], REPO_ROOT)
             timings.append((f"{count} models", seconds, seconds / baseline))
-            sizes += [(f"{count} models: {name}", *rest) for name, *rest in _template_sizes(outdir)]
+            sizes += [(f"{count} models: {name}", size, res, d) for name, size, res, d in _template_sizes(outdir)]
         print_table(["app", "seconds", "x empty app"], [(n, f"{s:.1f}", f"{r:.2f}") for n, s, r in timings])
         print()
         print_table(

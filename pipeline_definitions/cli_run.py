@@ -83,8 +83,11 @@ class RichEvents:
     """Progress bars: one per model's prompts (model calls, cache hits, failures), then its scoring."""
 
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        # A console of our own: sagemaker_core (imported by the evaluate step) reconfigures rich's global one
+        # in place, which would reset a live display drawn on it.
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -92,6 +95,7 @@ class RichEvents:
             MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
+            console=Console(),
         )
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -151,7 +155,7 @@ def _terminal_warnings(handler: logging.Handler) -> Iterator[None]:
             item.removeHandler(handler)
 
 
-def _print_outcome(decision: Decision, report: str) -> None:
+def _print_decision(decision: Decision) -> None:
     print()
     for verdict in sorted(decision.candidates, key=lambda c: (c.rank is None, c.rank or 0, c.model)):
         score = "n/a" if verdict.weighted_score is None else f"{verdict.weighted_score:.4f}"
@@ -159,7 +163,6 @@ def _print_outcome(decision: Decision, report: str) -> None:
         print(f"  {place:<9} {verdict.model:<40} {score:>8}  {'; '.join(verdict.reasons)}")
     print()
     print(f"Decision: {decision.reason}")
-    print(f"Comparison report: {report}")
 
 
 def _execute(args: argparse.Namespace, events: PlainEvents | RichEvents) -> RunOutcome:
@@ -198,7 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("evalops run: re-run the same command to resume (finished steps are skipped)", file=sys.stderr)
         return EXIT_STEP_FAILED
     except PolicyNotMet as exc:
-        _print_outcome(exc.decision, exc.report)
+        _print_decision(exc.decision)
+        print(f"Comparison report: {exc.report}")
         print(f"evalops run: selection policy not met: {exc.decision.reason}", file=sys.stderr)
         return EXIT_POLICY_NOT_MET
     except RunError as exc:
@@ -208,7 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Worker threads may be inside a model call; answers already received are in the response cache.
         print("\nevalops run: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
         os._exit(130)
-    _print_outcome(outcome.decision, outcome.report)
+    _print_decision(outcome.decision)
     if outcome.registration is not None:
         registration = outcome.registration
         print(
@@ -216,6 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"({registration.get('approval_status')})"
         )
     print(f"Run folder: {outcome.location} (execution {outcome.execution_id})")
+    print(f"Comparison report: {outcome.report}")
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from pipeline_definitions.environments import Environment, EnvironmentsFile
 from pipeline_definitions.loader import ConfigError, LoadedConfig, Problem, key_path, load_config
 from stacks import model_access
 from stacks.constructs.step_image import DOCKERFILE
+from stacks.delivery_stack import add_delivery
 from stacks.evaluation_pipeline_stack import STEP_IMAGE_DIRECTORY
 from stacks.stage import EvaluationStage, stage_id
 
@@ -182,4 +183,11 @@ def build_app(scope: Construct, options: AppOptions, repo_root: Path) -> list[Ev
     selected = select_environments(environments_file, options.only, options.environments_file)
     factory = StageFactory(repo_root, options.config_override)
     check_environments(selected, factory, options.environments_file)
-    return [factory(scope, environment) for environment in selected]
+    stages = [factory(scope, environment) for environment in selected]
+    if options.only is None:
+        files = {CONTEXT_ENVIRONMENTS: options.environments_file}
+        if options.config_override is not None:
+            files[CONTEXT_CONFIG] = options.config_override
+        source = options.environments_file
+        add_delivery(scope, environments_file, factory, repo_root=repo_root, source=source, synth_context=files)
+    return stages

@@ -15,18 +15,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from aws_cdk import Aspects, CfnResource, Stack, Stage, pipelines
+from aws_cdk import CfnResource, Stack, Stage, pipelines
 from aws_cdk import Environment as CdkEnvironment
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as codepipeline_actions
 from aws_cdk import aws_s3 as s3
-from cdk_nag import AwsSolutionsChecks
 from constructs import Construct, IConstruct
 
 from pipeline_definitions.environments import CONNECTION_ARN_RE, DeliverySettings, Environment, EnvironmentsFile
 from pipeline_definitions.loader import ConfigError, Problem
-from stacks.constructs.delivery_evaluation_start import add_evaluation_start
+from stacks.constructs.delivery_evaluation_start import START_ACTION_NAME, add_evaluation_start, start_namespace
 from stacks.constructs.delivery_nag import acknowledge_delivery_findings
 
 CONNECTION_ARN_CONTEXT_KEY = "delivery_connection_arn"
@@ -134,6 +133,7 @@ class DeliveryStack(Stack):
             self.pipeline.add_stage(stage, pre=[approval] if target.manual_approval else None, post=[start])
         self.pipeline.build_pipeline()
         self._add_push_trigger(delivery)
+        self._name_start_outputs()
         self._acknowledge_lint_findings()
         acknowledge_delivery_findings(self.pipeline, start_roles)
 
@@ -157,11 +157,23 @@ class DeliveryStack(Stack):
             ),
         )
 
+    def _name_start_outputs(self) -> None:
+        # CDK Pipelines gives an action a variables namespace only when a later step consumes one of its
+        # variables; with a namespace the execution ARN shows among the pipeline execution's variables.
+        pipeline = cast(CfnResource, self.pipeline.pipeline.node.default_child)
+        for stage_index, stage in enumerate(self.pipeline.pipeline.stages):
+            for action_index, action in enumerate(stage.actions):
+                if action.action_properties.action_name == START_ACTION_NAME:
+                    pipeline.add_property_override(
+                        f"Stages.{stage_index}.Actions.{action_index}.Namespace", start_namespace(stage.stage_name)
+                    )
+
     def _acknowledge_lint_findings(self) -> None:
         pipeline = cast(CfnResource, self.pipeline.pipeline.node.default_child)
-        # W3005: CDK makes the pipeline depend on its role construct, so the role is listed in DependsOn next to
-        # the role's policy, which really must come first; the role alone is already implied by GetAtt.
-        pipeline.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        # E3703: cfn-lint re-labels its informational "prefer Fn::Sub" hint as this error for the deploy actions'
+        # RoleArn, which CDK Pipelines renders as Fn::Join over AWS::Partition. W3005: CDK makes the pipeline depend
+        # on its role construct, so the role is listed in DependsOn next to the role's policy, which must come first.
+        pipeline.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E3703", "W3005"]}})
 
 
 def resolve_connection_arn(delivery: DeliverySettings, context_value: Any, *, source: str) -> str:
@@ -199,8 +211,8 @@ def add_delivery(
     """The delivery pipeline, when the environments file `source` has a `delivery:` section.
 
     `synth_context` names the files the app was synthesized with (context key to path); they must be
-    inside the repository, which is all the pipeline sees. Stages are synthesized as they are added to the
-    pipeline, before app-level aspects run, so each gets its own cdk-nag checks here.
+    inside the repository, which is all the pipeline sees. The pipeline synthesizes each Stage as it is
+    added, before app-level aspects run, so Stages must bring their own cdk-nag checks (EvaluationStage does).
     """
     delivery = environments_file.delivery
     if delivery is None:
@@ -215,17 +227,12 @@ def add_delivery(
             raise ConfigError([Problem("cdk context", None, key, message)])
         context[key] = path.resolve().relative_to(repo_root.resolve()).as_posix()
 
-    def checked_stage(stage_scope: Construct, environment: Environment) -> Stage:
-        stage = stage_factory(stage_scope, environment)
-        Aspects.of(stage).add(AwsSolutionsChecks(verbose=True))
-        return stage
-
     return DeliveryStack(
         scope,
         delivery.name,
         delivery=delivery,
         environments=environments_file.delivery_environments(),
-        stage_factory=checked_stage,
+        stage_factory=stage_factory,
         connection_arn=connection_arn,
         synth_context=context,
         cli_version=pinned_cli_version(repo_root),

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 SCORED_RECORDS_FILE = "scored_records.jsonl"
 UNCATEGORIZED = "uncategorized"
+CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/jsonlines", ".html": "text/html; charset=utf-8"}
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def _throughput(result: InvocationResult) -> float | None:
 
 
 @contextmanager
-def _local_output(output_dir: str) -> Iterator[Path]:
+def staged_output(output_dir: str) -> Iterator[Path]:
     """fmeval writes local files; an s3:// output dir is staged locally and uploaded at the end."""
     if not storage.is_s3(output_dir):
         folder = Path(output_dir)
@@ -205,7 +206,9 @@ def _local_output(output_dir: str) -> Iterator[Path]:
     try:
         yield staging
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-            storage.write_bytes(storage.join(output_dir, path.relative_to(staging).as_posix()), path.read_bytes())
+            content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+            target = storage.join(output_dir, path.relative_to(staging).as_posix())
+            storage.write_bytes(target, path.read_bytes(), content_type=content_type)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -263,7 +266,7 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
         )
 
     categories = {str(r["record_id"]): _category(r) for r in rows} if config.dataset.category_key else None
-    with _local_output(args.output_dir) as folder:
+    with staged_output(args.output_dir) as folder:
         scored_path, scored_rows = write_records(folder, result, categories)
         if scored_rows:
             data = scoring.ScoringData(

@@ -35,8 +35,7 @@ JUDGE_NAMES = frozenset({"bertscore", "detoxify", "toxigen"})
 _state_lock = threading.Lock()
 _scoring_lock = threading.Lock()
 _users = 0
-# The judge hooks Ray's workers were started with, while we own a running Ray.
-_ray_hooks: str | None = None
+_owner: _RayOwner | None = None
 # Hooks installed in this process, and the judges they provide.
 _installed: tuple[str, frozenset[str]] | None = None
 
@@ -127,27 +126,15 @@ def ray_cpus() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def _start_ray() -> None:
-    global _ray_hooks
+def _init_ray(num_cpus: int, hooks: str) -> None:
     import ray
     import ray.data
 
-    num_cpus = ray_cpus()
-    # One actor per CPU but one, leaving a CPU for a judge-model actor.
-    os.environ.setdefault(PARALLELIZATION_FACTOR_ENV, str(max(1, num_cpus - 1)))
-    hooks = ",".join(_hook_specs())
-    if ray.is_initialized():
-        if _ray_hooks is None:
-            logger.warning("Ray was started elsewhere in this process; its workers may lack %s", JUDGE_MODELS_ENV)
-            return
-        if _ray_hooks == hooks:
-            return
-        # Only reached with no other user: workers must be restarted to install other judge hooks.
-        ray.shutdown()
     code_root = str(Path(__file__).resolve().parent.parent)
-    worker_path = os.pathsep.join(dict.fromkeys([code_root, *sys.path]))
+    worker_path = os.pathsep.join(dict.fromkeys([code_root, *(entry for entry in sys.path if entry)]))
     env_vars = {"PYTHONPATH": worker_path, PARALLELIZATION_FACTOR_ENV: os.environ[PARALLELIZATION_FACTOR_ENV]}
-    for name in (JUDGE_MODELS_ENV, "HF_HOME", "NLTK_DATA", "TORCH_HOME", "HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE"):
+    forwarded = (JUDGE_MODELS_ENV, "HF_HOME", "NLTK_DATA", "TORCH_HOME", "HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE")
+    for name in (*forwarded, "TRANSFORMERS_OFFLINE"):
         if name in os.environ:
             env_vars[name] = os.environ[name]
     ray.init(
@@ -160,17 +147,78 @@ def _start_ray() -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    _ray_hooks = hooks
-    logger.info("started Ray with %d CPUs, PARALLELIZATION_FACTOR=%s", num_cpus, env_vars[PARALLELIZATION_FACTOR_ENV])
+    logger.info(
+        "started Ray with %d CPUs, %s=%s", num_cpus, PARALLELIZATION_FACTOR_ENV, env_vars[PARALLELIZATION_FACTOR_ENV]
+    )
+
+
+class _RayOwner:
+    """The thread that starts Ray and lives until it has shut Ray down.
+
+    Ray starts its GCS and raylet with PR_SET_PDEATHSIG, and Linux sends that signal when the *thread*
+    that spawned them exits, not the process. Started from an evaluate step running in a worker thread
+    of the local runner, Ray would be killed as soon as that step returned, under the feet of the
+    steps still scoring. A dedicated thread outlives every user.
+    """
+
+    def __init__(self, num_cpus: int, hooks: str) -> None:
+        self.hooks = hooks
+        self._num_cpus = num_cpus
+        self._started = threading.Event()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="evalops-ray-owner", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import ray
+
+        try:
+            _init_ray(self._num_cpus, self.hooks)
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._stop.wait()
+        ray.shutdown()
+
+
+def _start_ray() -> None:
+    global _owner
+    import ray
+
+    num_cpus = ray_cpus()
+    # One actor per CPU but one, leaving a CPU for a judge-model actor.
+    os.environ.setdefault(PARALLELIZATION_FACTOR_ENV, str(max(1, num_cpus - 1)))
+    hooks = ",".join(_hook_specs())
+    if _owner is not None:
+        if _owner.hooks == hooks:
+            return
+        # Only reached with no other user: workers must be restarted to install other judge hooks.
+        _stop_ray()
+    if ray.is_initialized():
+        logger.warning("Ray was started elsewhere in this process; its workers may lack %s", JUDGE_MODELS_ENV)
+        return
+    owner = _RayOwner(num_cpus, hooks)
+    owner.start()
+    _owner = owner
 
 
 def _stop_ray() -> None:
-    global _ray_hooks
-    import ray
-
-    if _ray_hooks is not None and ray.is_initialized():
-        ray.shutdown()
-    _ray_hooks = None
+    global _owner
+    if _owner is not None:
+        _owner.stop()
+    _owner = None
 
 
 @contextmanager
@@ -182,7 +230,7 @@ def ray_session() -> Iterator[None]:
         _users += 1
     try:
         with _state_lock:
-            if _users == 1 or _ray_hooks is None:
+            if _users == 1 or _owner is None:
                 _start_ray()
         yield
     finally:

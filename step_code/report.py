@@ -31,6 +31,7 @@ TOP = 12
 SERIES_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2")
 WINNER_COLOR = "#2e7d32"
 MUTED_COLOR = "#9e9e9e"
+EXCLUDED_COLOR = "#b0bec5"
 MAX_TEXT = 600
 # The evaluate step writes algorithms/<stem>_worst_records.json beside each EvalOutput algorithms/<stem>.json.
 WORST_RECORDS_SUFFIX = "_worst_records.json"
@@ -132,6 +133,7 @@ class _Group:
     label: str
     values: Sequence[float | None]
     highlight: bool
+    excluded: bool = False
 
 
 def _e(value: object) -> str:
@@ -192,7 +194,13 @@ def bar_chart(
         for value, item in zip(group.values, series, strict=True):
             missing = value is None or math.isnan(value)
             length = 0.0 if missing or value is None else max(0.0, value) / top * PLOT_WIDTH
-            color = MUTED_COLOR if missing else (WINNER_COLOR if group.highlight and len(series) == 1 else item.color)
+            color = item.color
+            if missing:
+                color = MUTED_COLOR
+            elif group.highlight and len(series) == 1:
+                color = WINNER_COLOR
+            elif group.excluded:
+                color = EXCLUDED_COLOR
             parts.append(
                 f'<rect x="{LABEL_WIDTH}" y="{y}" width="{length:.1f}" height="{BAR_HEIGHT}" fill="{color}">'
                 f"<title>{_e(group.label)} {_e(item.name)}: {_e(fmt(value))}</title></rect>"
@@ -257,9 +265,18 @@ def _metric_charts(
 ) -> str:
     charts = []
     min_primary = decision.policy.get("min_primary_score")
+    verdicts = {c.model: c for c in decision.candidates}
+    # Excluded candidates are drawn in a lighter colour, so the bars that competed stand out.
+    excluded = {c.model for c in decision.candidates if not c.eligible}
     for name in metrics:
         groups = [
-            _Group(m.summary.model, [m.summary.metrics.get(name)], m.summary.model == decision.winner) for m in models
+            _Group(
+                m.summary.model,
+                [m.summary.metrics.get(name)],
+                m.summary.model == decision.winner,
+                m.summary.model in excluded,
+            )
+            for m in models
         ]
         direction = ctx.higher_is_better.get(name)
         note = "" if direction is None else (" (higher is better)" if direction else " (lower is better)")
@@ -268,9 +285,13 @@ def _metric_charts(
             limit = (float(min_primary), f"policy {'min' if direction is not False else 'max'} {min_primary:g}")
         chart = bar_chart(name, groups, [_Series(name, SERIES_COLORS[0])], fmt=_score, scale_max=1.0, limit=limit)
         charts.append(f"<figure><figcaption>{_e(name)}{_e(note)}</figcaption>{chart}</figure>")
-    verdicts = {c.model: c for c in decision.candidates}
     weighted = [
-        _Group(m.summary.model, [verdicts[m.summary.model].weighted_score], m.summary.model == decision.winner)
+        _Group(
+            m.summary.model,
+            [verdicts[m.summary.model].weighted_score],
+            m.summary.model == decision.winner,
+            m.summary.model in excluded,
+        )
         for m in models
     ]
     chart = bar_chart(

@@ -19,6 +19,7 @@ from constructs import Construct
 
 from pipeline_definitions.environments import DeliverySettings, Environment
 
+START_ACTION_NAME = "StartEvaluation"
 EXECUTION_ARN_VARIABLE = "EVALUATION_EXECUTION_ARN"
 PIPELINE_NAME_VARIABLE = "EVALUATION_PIPELINE_NAME"
 
@@ -41,8 +42,13 @@ START_COMMANDS = (
 )
 
 
+def start_namespace(stage_name: str) -> str:
+    """CodePipeline variables namespace of a stage's start action: `#{<namespace>.EVALUATION_EXECUTION_ARN}`."""
+    return f"{stage_name}-{START_ACTION_NAME}"
+
+
 def start_role_name(environment: Environment) -> str:
-    """The role in the environment's account that the delivery pipeline assumes (≤ 52 characters)."""
+    """The role in the environment's account that the delivery pipeline assumes (≤ 47 characters)."""
     return f"{environment.resource_prefix}delivery-start"
 
 
@@ -136,7 +142,7 @@ def add_evaluation_start(
         },
     )
     step = pipelines.CodeBuildStep(
-        "StartEvaluation",
+        START_ACTION_NAME,
         commands=list(START_COMMANDS),
         env={
             "START_ROLE_ARN": start_role_arn,

@@ -22,7 +22,6 @@ from constructs import Construct
 
 from pipeline_definitions.config import Config
 from stacks import model_access
-from stacks.model_access import jumpstart_buckets
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 # SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
@@ -166,7 +165,10 @@ class EvaluationExecutionRole(Construct):
                 [
                     Finding(
                         "JumpStart model artifacts and scripts are spread over keys of these AWS-owned buckets.",
-                        [f"Resource::arn:{self._partition}:s3:::{name}/*" for name in jumpstart_buckets(self._region)],
+                        [
+                            f"Resource::arn:{self._partition}:s3:::{name}/*"
+                            for name in model_access.jumpstart_buckets(self._region)
+                        ],
                     ),
                     Finding(
                         "A cross-region inference profile routes to its base model in any region of its geography.",
@@ -174,8 +176,6 @@ class EvaluationExecutionRole(Construct):
                     ),
                 ],
             )
-
-    # -- helpers -----------------------------------------------------------------------------------------
 
     def _arn(self, service: str, resource: str, *, region: str | None = None, account: str | None = None) -> str:
         region = self._region if region is None else region
@@ -200,8 +200,6 @@ class EvaluationExecutionRole(Construct):
                 if finding.applies_to
             ],
         )
-
-    # -- statements --------------------------------------------------------------------------------------
 
     def _bucket_statements(
         self, data_bucket: s3.IBucket, catalog_prefix: str, artifacts_bucket: s3.IBucket, step_code: StepCodeObject
@@ -411,7 +409,7 @@ class EvaluationExecutionRole(Construct):
                 )
             )
         if model_access.deploys_jumpstart(config):
-            buckets = [f"arn:{self._partition}:s3:::{name}" for name in jumpstart_buckets(self._region)]
+            buckets = [f"arn:{self._partition}:s3:::{name}" for name in model_access.jumpstart_buckets(self._region)]
             statements += [
                 iam.PolicyStatement(
                     sid="ReadJumpStartArtifacts", actions=["s3:GetObject"], resources=[f"{b}/*" for b in buckets]

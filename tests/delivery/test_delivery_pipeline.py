@@ -19,6 +19,7 @@ from stacks.delivery_stack import CONNECTION_ARN_CONTEXT_KEY, FAST_TESTS_COMMAND
 from tests.delivery.conftest import CONNECTION_ARN, DEV_ACCOUNT, PROD_ACCOUNT, TOOLING_ACCOUNT, environments_file
 
 Build = Callable[..., tuple[App, DeliveryStack]]
+PSEUDO_PARAMETERS = {"AWS::Partition": "aws"}
 
 
 def resources(template: Template, kind: str) -> dict[str, Any]:
@@ -39,10 +40,11 @@ def project_for(template: Template, action: dict[str, Any]) -> dict[str, Any]:
 
 
 def joined(value: Any) -> str:
-    """An ARN CDK rendered as Fn::Join over pseudo parameters, as text with ${...} placeholders."""
+    """An ARN as text; CDK renders some as Fn::Join over AWS::Partition and writes others with "aws" in place."""
     if isinstance(value, str):
         return value
-    return "".join(part if isinstance(part, str) else "${" + part["Ref"] + "}" for part in value["Fn::Join"][1])
+    parts = value["Fn::Join"][1]
+    return "".join(part if isinstance(part, str) else PSEUDO_PARAMETERS[part["Ref"]] for part in parts)
 
 
 def account_of(arn: Any) -> str:
@@ -123,7 +125,7 @@ def test_one_stage_per_environment_in_order_with_approval_where_asked(
         # CodePipeline omits the region of actions in its own region.
         assert {a.get("Region", "us-east-1") for a in deploys} == {region}
         prepare = next(a for a in deploys if "RoleArn" in a["Configuration"])
-        assert joined(prepare["Configuration"]["RoleArn"]).startswith(f"arn:${{AWS::Partition}}:iam::{account}:role/")
+        assert joined(prepare["Configuration"]["RoleArn"]).startswith(f"arn:aws:iam::{account}:role/")
         manual = [a for a in actions if a["ActionTypeId"]["Category"] == "Approval"]
         if approval:
             assert actions[0] is manual[0]
@@ -147,6 +149,7 @@ def test_start_step_assumes_the_environment_role_and_starts_its_pipeline(
         actions = stage(properties, name)
         start = next(a for a in actions if a["Name"] == "StartEvaluation")
         deploy = next(a for a in actions if a["Configuration"].get("ActionMode") == "CHANGE_SET_EXECUTE")
+        assert start["Namespace"] == f"{name}-StartEvaluation"
         variables = {v["name"]: v["value"] for v in json.loads(start["Configuration"]["EnvironmentVariables"])}
         assert variables["CODEPIPELINE_EXECUTION_ID"] == "#{codepipeline.PipelineExecutionId}"
         namespace, output = variables["EVALUATION_PIPELINE_NAME"].strip("#{}").split(".")
@@ -157,7 +160,7 @@ def test_start_step_assumes_the_environment_role_and_starts_its_pipeline(
         assert spec["phases"]["build"]["commands"] == list(START_COMMANDS)
         assert spec["env"]["exported-variables"] == [EXECUTION_ARN_VARIABLE]
         project_env = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
-        start_role_arn = f"arn:${{AWS::Partition}}:iam::{account}:role/{prefix}delivery-start"
+        start_role_arn = f"arn:aws:iam::{account}:role/{prefix}delivery-start"
         assert joined(project_env["START_ROLE_ARN"]) == start_role_arn
         assert project_env["TARGET_REGION"] == region
         assert project_env["ENVIRONMENT_NAME"] == name
@@ -175,16 +178,14 @@ def test_start_step_assumes_the_environment_role_and_starts_its_pipeline(
         (role,) = resources(target, "AWS::IAM::Role").values()
         assert role["Properties"]["RoleName"] == f"{prefix}delivery-start"
         (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        assert joined(trust["Principal"]["AWS"]) == f"arn:${{AWS::Partition}}:iam::{TOOLING_ACCOUNT}:root"
+        assert joined(trust["Principal"]["AWS"]) == f"arn:aws:iam::{TOOLING_ACCOUNT}:root"
         assert joined(trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]) == (
-            f"arn:${{AWS::Partition}}:iam::{TOOLING_ACCOUNT}:role/evalops-delivery-{name}-start-eval"
+            f"arn:aws:iam::{TOOLING_ACCOUNT}:role/evalops-delivery-{name}-start-eval"
         )
         (allow,) = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         assert allow["Action"] == "sagemaker:StartPipelineExecution"
         # SageMaker ARNs carry the pipeline name in lower case.
-        assert joined(allow["Resource"]) == (
-            f"arn:${{AWS::Partition}}:sagemaker:{region}:{account}:pipeline/{prefix}evaluation"
-        )
+        assert joined(allow["Resource"]) == (f"arn:aws:sagemaker:{region}:{account}:pipeline/{prefix}evaluation")
 
 
 def stack_named(delivery_stack: DeliveryStack, stage_name: str) -> Stack:

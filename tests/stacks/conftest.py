@@ -21,6 +21,16 @@ PROD_ACCOUNT = "222222222222"
 MANY_MODELS = 60
 
 
+SYNTHESIZED_APPS = {"reference_app", "mixed_app"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read a whole synthesized app are slow (the fast suite, `-m "not slow"`, skips them)."""
+    for item in items:
+        if SYNTHESIZED_APPS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def cdk_context(repo_root: Path) -> dict[str, Any]:
     """The app's context from cdk.json, except that annotations stay annotations.
 

@@ -76,7 +76,10 @@ def test_the_inline_definition_has_every_step_and_a_value_for_every_variable(ref
     referenced = {name for name in variables if "${" + name + "}" in body}
     assert referenced == set(variables)
     assert variables["Region"] == "us-east-1"
-    assert ":cdk-hnb659fds-container-assets-" in json.dumps(variables["ImageUri"])
+    image_asset = reference_app.stage.evaluation.step_image.asset_hash
+    assert variables["ImageUri"]["Fn::Sub"].endswith(
+        f"/cdk-hnb659fds-container-assets-${{AWS::AccountId}}-us-east-1:{image_asset}"
+    )
 
 
 def test_the_config_and_the_prompt_catalog_are_uploaded_under_content_hashes(reference_app: SynthesizedApp) -> None:
@@ -98,8 +101,8 @@ def test_the_config_and_the_prompt_catalog_are_uploaded_under_content_hashes(ref
     for key, deployment in by_prefix.values():
         properties = deployment["Properties"]
         assert properties["Prune"] is False
-        assert properties["ServerSideEncryption"] == "aws:kms"
-        assert "SSEKMSKeyId" in properties
+        assert properties["SystemMetadata"]["sse"] == "aws:kms"
+        assert "Fn::GetStackOutput" in properties["SystemMetadata"]["sse-kms-key-id"]
         assert key in pipeline["DependsOn"]
 
 

@@ -12,6 +12,10 @@ def test_the_reference_group_is_created_and_kept(reference_app: SynthesizedApp) 
         {
             "ModelPackageGroupName": "LLMEvaluationPipeline",
             "ModelPackageGroupDescription": "LLM Evaluation Pipeline",
+            "Tags": [
+                {"Key": "evalops:environment", "Value": "dev"},
+                {"Key": "evalops:pipeline", "Value": "evalops-dev-llm-evaluation-multi-models-hybrid"},
+            ],
         }
     ]
     for group in groups.values():

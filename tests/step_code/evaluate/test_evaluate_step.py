@@ -26,6 +26,14 @@ QA = {"algorithm": "QAAccuracy", "target_output_delimiter": "<OR>"}
 CLASSIFICATION = {"algorithm": "ClassificationAccuracy"}
 
 
+class RecordingProgress:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int, int, int]] = []
+
+    def on_progress(self, model: str, invoked: int, cache_hits: int, failed: int, total: int) -> None:
+        self.calls.append((model, invoked, cache_hits, failed, total))
+
+
 def answer_for(prompt: str) -> str:
     """Question i gets its exact reference (i % 3 == 0), an answer containing the alternative (1), or a miss (2)."""
     index = int(prompt.removeprefix("Question number ").removesuffix("?"))
@@ -105,7 +113,8 @@ def test_failed_records_are_kept_but_not_scored(
         server.fail_prompt("Question number 0?", "bad_request")
         server.fail_prompt("Question number 1?", "bad_request")
         run = http_run(server.url, [FACTUAL, QA], rows=rows, category=False)
-        assert main(run.argv("candidate")) == 0
+        progress = RecordingProgress()
+        assert main(run.argv("candidate"), progress=progress) == 0
 
     output = run.output_dir("candidate")
     summary = summary_of(output)
@@ -123,6 +132,7 @@ def test_failed_records_are_kept_but_not_scored(
     qa = summary.algorithms[1]
     assert "bertscore" not in qa.scores
     assert qa.scores["exact_match_score"] == pytest.approx(sum(1 for i in kept if i % 3 == 0) / len(kept))
+    assert progress.calls[-1] == ("candidate", rows, 0, 2, rows)
     assert "bertscore was not computed" in (output / "algorithms/qa_accuracy.html").read_text(encoding="utf-8")
 
 

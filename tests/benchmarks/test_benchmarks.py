@@ -1,0 +1,120 @@
+"""The benchmarks run end to end with a few prompts: what they print, and the call counts they must see.
+
+Timings are never checked; the call counts are exact because they are what the benchmarks demonstrate.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from benchmarks import eval_bench, workload
+from benchmarks.__main__ import main, parse_args
+from benchmarks.reference_approach import ReferenceRun
+from pipeline_definitions.results import AlgorithmResult
+
+PROMPTS = 20
+EVAL_NAMES = ["factual_knowledge", "qa_accuracy", "classification_accuracy"]
+
+
+def table_rows(printed: str) -> dict[str, list[str]]:
+    """Rows of the printed tables by their first cell (cells are separated by two or more spaces)."""
+    rows = {}
+    for line in printed.splitlines():
+        cells = re.split(r" {2,}", line.strip())
+        if len(cells) > 1 and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def algorithm_result(scores: dict[str, float | None], error: str | None = None) -> AlgorithmResult:
+    return AlgorithmResult(
+        algorithm="FactualKnowledge",
+        eval_name="factual_knowledge",
+        scores=scores,
+        output_path="algorithms/factual_knowledge.json",
+        report_path="algorithms/factual_knowledge.html",
+        error=error,
+    )
+
+
+def reference_run(scores: dict[str, float | None]) -> ReferenceRun:
+    return ReferenceRun(eval_name="factual_knowledge", scores=scores, wall_seconds=1.0, endpoint_calls=PROMPTS)
+
+
+def test_score_comparison_accepts_rounding_and_rejects_any_real_difference() -> None:
+    same = eval_bench.compare_scores(
+        reference_run({"a": 0.5, "b": None}), algorithm_result({"a": 0.5 + 1e-12, "b": None})
+    )
+    assert same[0] == 2 and same[2] is None
+    assert eval_bench.compare_scores(reference_run({"a": 0.5}), algorithm_result({"a": 0.5001}))[2] is not None
+    assert eval_bench.compare_scores(reference_run({"a": 0.5}), algorithm_result({"b": 0.5}))[2] is not None
+    assert eval_bench.compare_scores(reference_run({"a": 0.5}), algorithm_result({"a": None}))[2] is not None
+    assert eval_bench.compare_scores(reference_run({"a": 0.5}), algorithm_result({}, error="boom"))[2] is not None
+
+
+def test_the_model_answers_every_prompt_the_same_way_and_not_always_right() -> None:
+    rows = workload.catalog_rows(300)
+    prompts = [workload.PROMPT_TEMPLATE.replace("$model_input", row["review"]) for row in rows]
+    answers = [workload.answer(prompt) for prompt in prompts]
+    assert answers == [workload.answer(prompt) for prompt in prompts]
+    exact = sum(1 for row, said in zip(rows, answers, strict=True) if said == row["sentiment"])
+    assert 0.3 * len(rows) < exact < 0.8 * len(rows)
+    assert workload.NO_LABEL_ANSWER not in answers
+
+
+def test_edits_change_exactly_the_counted_prompts() -> None:
+    plain, edited = workload.catalog_rows(95), workload.catalog_rows(95, edited_every=10)
+    changed = sum(1 for a, b in zip(plain, edited, strict=True) if a != b)
+    assert changed == workload.edited_count(95, 10) == 10
+    assert len({row["review"] for row in plain}) == 95
+
+
+def test_arguments_must_be_positive() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--prompts", "0"])
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "nothing"])
+    assert parse_args(["--only", "eval", "--only", "rerun"]).only == ["eval", "rerun"]
+
+
+@pytest.mark.slow
+def test_eval_benchmark_sends_each_prompt_once_and_the_reference_once_per_algorithm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = eval_bench.run(prompts=PROMPTS, latency_ms=2, concurrency=4)
+
+    assert result.problems == []
+    assert (result.ours_calls, result.ours_reported_calls, result.reference_calls) == (PROMPTS, PROMPTS, 3 * PROMPTS)
+    assert [a.eval_name for a in result.algorithms] == EVAL_NAMES
+    assert [a.reference_calls for a in result.algorithms] == [PROMPTS] * 3
+    assert [a.scores for a in result.algorithms] == [2, 5, 4]
+    assert result.ours.invocation_seconds is not None and result.ours.invocation_seconds > 0
+
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"== evaluation: N={PROMPTS} prompts, endpoint latency 2 ms")
+    rows = table_rows(printed)
+    assert rows["approach"][0] == "endpoint calls"
+    assert rows["(a) reference: fmeval evaluate() x algorithms"][0] == str(3 * PROMPTS)
+    assert rows["(b) ours: preprocess + evaluate step"][0] == str(PROMPTS)
+    assert rows["(b) ours: invocation phase alone"][0] == str(PROMPTS)
+    for name in EVAL_NAMES:
+        assert rows[name][0] == str(PROMPTS) and rows[name][-1] == "yes"
+    assert f"calls (b) = N: {PROMPTS} [met]" in printed
+    assert "FAILED" not in printed
+
+
+@pytest.mark.slow
+def test_rerun_benchmark_calls_only_for_new_prompts(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["--only", "rerun", "--prompts", str(PROMPTS), "--latency-ms", "2", "--concurrency", "4"])
+
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert printed.startswith("machine: ")
+    assert "== evaluation" not in printed and "== synth" not in printed
+    rows = table_rows(printed)
+    # prompts changed, endpoint calls, expected, cache hits
+    assert rows["first run, empty cache"][:4] == [str(PROMPTS), str(PROMPTS), str(PROMPTS), "0"]
+    assert rows["catalog unchanged"][:4] == ["0", "0", "0", str(PROMPTS)]
+    assert rows["every 10th prompt edited"][:4] == ["2", "2", "2", str(PROMPTS - 2)]
