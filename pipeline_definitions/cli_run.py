@@ -213,12 +213,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\nevalops run: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
         os._exit(130)
     _print_decision(outcome.decision)
-    if outcome.registration is not None:
-        registration = outcome.registration
-        print(
-            f"Registered {registration.get('winner')} as {registration.get('model_package_arn')} "
-            f"({registration.get('approval_status')})"
-        )
+    registration = outcome.registration
+    print(
+        f"Registered {registration.get('winner')} as {registration.get('model_package_arn')} "
+        f"({registration.get('approval_status')})"
+    )
     print(f"Run folder: {outcome.location} (execution {outcome.execution_id})")
     print(f"Comparison report: {outcome.report}")
     return EXIT_OK

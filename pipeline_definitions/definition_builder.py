@@ -190,6 +190,8 @@ class DefinitionBuilder:
                 "EVALOPS_ARTIFACTS_URI": f"s3://{targets.artifacts_bucket}",
                 "EVALOPS_ROLE_ARN": targets.role_arn,
                 "EVALOPS_EXECUTION_ARN": ExecutionVariables.PIPELINE_EXECUTION_ARN,
+                # Relative fine-tuning data paths live in the prompt catalog, the one data prefix the role reads.
+                "EVALOPS_DATA_URI": self.parameters[p.PARAM_PROMPT_CATALOG_URI],
             },
             network_config=self.network_config,
         )

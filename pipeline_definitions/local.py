@@ -120,7 +120,7 @@ class RunOutcome:
     execution_id: str
     decision: Decision
     report: str
-    registration: dict[str, Any] | None
+    registration: dict[str, Any]
     executed: tuple[str, ...]
     skipped: tuple[str, ...]
 
@@ -221,21 +221,22 @@ def _run_log(path: Path) -> Iterator[None]:
 def _prepare(layout: RunLayout, loaded: LoadedConfig, fresh: bool) -> str:
     """Create or reuse the run folder; returns the execution id."""
     name = loaded.config.pipeline.name
-    if fresh:
-        shutil.rmtree(layout.steps_dir, ignore_errors=True)
-        layout.run_file.unlink(missing_ok=True)
-    execution_id: str | None = None
+    state: dict[str, Any] = {}
     if layout.run_file.is_file():
         try:
             state = json.loads(layout.run_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise RunError(f"{layout.run_file}: not JSON ({exc.msg}); use --fresh to start over") from None
+            raise RunError(f"{layout.run_file}: not JSON ({exc.msg}); delete the run folder to start over") from None
+        # Checked before --fresh deletes anything: a mistyped --output must not wipe another pipeline's run.
         if state.get("pipeline") != name:
             raise RunError(
                 f"{layout.root} holds a run of pipeline {state.get('pipeline')!r}, not {name!r}; "
                 "choose another --output"
             )
-        execution_id = state.get("execution_id")
+    if fresh:
+        shutil.rmtree(layout.steps_dir, ignore_errors=True)
+        state = {}
+    execution_id = state.get("execution_id")
     if not isinstance(execution_id, str) or not execution_id:
         # 12 lowercase alphanumerics, the shape of a SageMaker execution id, so resource names stay short.
         execution_id = secrets.token_hex(6)
@@ -376,15 +377,16 @@ class _Runner:
         pending = {step.name: step for step in steps}
         finished: set[str] = set()
         failures: dict[str, str] = {}
+        blocked: set[str] = set()
         running: dict[Future[None], PlannedStep] = {}
         with ThreadPoolExecutor(max_workers=self.plan.max_parallel_steps, thread_name_prefix="step") as pool:
             while pending or running:
                 for name, step in list(pending.items()):
                     data = [s for s in step.depends_on if s not in step.after]
-                    if any(s in failures for s in data):
-                        failures[name] = f"not run: {', '.join(s for s in data if s in failures)} failed"
+                    if any(s in failures or s in blocked for s in data):
+                        blocked.add(name)
                         del pending[name]
-                    elif all(s in finished or s in failures for s in step.depends_on):
+                    elif all(s in finished or s in failures or s in blocked for s in step.depends_on):
                         del pending[name]
                         running[pool.submit(self._in_thread, step)] = step
                 if not running:
@@ -397,14 +399,12 @@ class _Runner:
                         finished.add(step.name)
                     else:
                         failures[step.name] = error.reason if isinstance(error, _StepFailure) else str(error)
-        return [(name, reason) for name, reason in failures.items() if not reason.startswith("not run:")]
+        return list(failures.items())
 
     def _in_thread(self, step: PlannedStep) -> None:
         threading.current_thread().name = step.name
         try:
             self.run_step(step)
-        except (_StepFailure, RunError):
-            raise
         except OSError as exc:
             # Preparing the step's folder failed (disk full, permissions): the step did not run.
             self.events.step_failed(step, str(exc))

@@ -59,6 +59,7 @@ def test_every_planned_step_is_a_processing_job(rendered: tuple[Config, p.Evalua
             "EVALOPS_ARTIFACTS_URI": f"s3://{targets.artifacts_bucket}",
             "EVALOPS_ROLE_ARN": targets.role_arn,
             "EVALOPS_EXECUTION_ARN": {"Get": "Execution.PipelineExecutionArn"},
+            "EVALOPS_DATA_URI": {"Get": "Parameters.PromptCatalogUri"},
         }
         assert "NetworkConfig" not in args
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -27,7 +28,7 @@ def test_run_executes_every_step_then_resumes_without_running_any(
 
     assert set(first.executed) == ALL_STEPS and first.skipped == ()
     assert first.decision.winner == "llama3-8b-instruct"
-    assert first.registration is not None and first.registration["winner"] == "llama3-8b-instruct"
+    assert first.registration["winner"] == "llama3-8b-instruct"
     assert Path(first.report).is_file()
     assert "progress mistral-7b-instruct 40/40" in events.lines
     # Select starts only after every evaluate step finished.
@@ -71,7 +72,7 @@ def test_changing_a_run_option_reruns_only_the_steps_it_reaches(
     approved = run_plan(sample, RunOptions(output=str(tmp_path), approval_status="Approved"), RecordingEvents())
 
     assert approved.executed == ("RegisterWinner",)
-    assert approved.registration is not None and approved.registration["approval_status"] == "Approved"
+    assert approved.registration["approval_status"] == "Approved"
 
 
 def test_fresh_starts_over_and_keeps_the_registry(
@@ -83,7 +84,7 @@ def test_fresh_starts_over_and_keeps_the_registry(
 
     assert fresh.execution_id != first.execution_id
     assert set(fresh.executed) == ALL_STEPS
-    assert fresh.registration is not None and fresh.registration["model_package_version"] == 2
+    assert fresh.registration["model_package_version"] == 2
 
 
 def test_no_eligible_candidate_stops_before_registering(
@@ -117,8 +118,16 @@ def test_an_endpoint_is_cleaned_up_even_when_its_evaluation_failed(
     config_path.write_text(yaml.safe_dump(sample))
     loaded = load_config(config_path, catalog_dir=repo_root / "prompt_catalog")
     ran: list[str] = []
-    monkeypatch.setattr(deploy, "main", lambda argv: ran.append("deploy") or 0)
-    monkeypatch.setattr(cleanup, "main", lambda argv: ran.append("cleanup") or 0)
+
+    def step(kind: str) -> Callable[[list[str]], int]:
+        def main(argv: list[str]) -> int:
+            ran.append(kind)
+            return 0
+
+        return main
+
+    monkeypatch.setattr(deploy, "main", step("deploy"))
+    monkeypatch.setattr(cleanup, "main", step("cleanup"))
     instant_evaluate.failures["deployed"] = "endpoint timed out"
     instant_evaluate.scores["deployed"] = 0.5
 
@@ -150,11 +159,22 @@ def test_s3_output_is_uploaded_and_resumed_from(
 
     assert second.executed == () and second.execution_id == first.execution_id
 
+    s3.put_object(Bucket="evalops-runs", Key="team/sample/steps/Evaluate-retired/_SUCCESS", Body=b"old")
+    fresh = run_plan(sample, RunOptions(output=prefix, fresh=True), RecordingEvents())
+
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket="evalops-runs")["Contents"]}
+    assert fresh.execution_id != first.execution_id
+    assert "team/sample/steps/Evaluate-retired/_SUCCESS" not in keys  # a fresh run leaves no stale step behind
+    assert "team/sample/registry/evalops-sample-trivia/2.json" in keys  # the registry is kept
+
 
 def test_a_run_folder_of_another_pipeline_is_refused(
     sample: LoadedConfig, instant_evaluate: InstantEvaluate, tmp_path: Path
 ) -> None:
     (tmp_path / "run.json").write_text(json.dumps({"pipeline": "other", "execution_id": "abc"}))
 
+    (tmp_path / "steps" / "Preprocess").mkdir(parents=True)
+
     with pytest.raises(RunError, match="holds a run of pipeline 'other', not 'evalops-sample'"):
-        run_plan(sample, RunOptions(output=str(tmp_path)), RecordingEvents())
+        run_plan(sample, RunOptions(output=str(tmp_path), fresh=True), RecordingEvents())
+    assert (tmp_path / "steps" / "Preprocess").is_dir()  # --fresh deleted nothing of the other run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,16 +151,34 @@ def test_missing_judge_model_fails_in_one_line_before_any_model_call(
     assert not (run.output_dir("candidate") / "summary.json").exists()
 
 
+class ScoringStartedGate:
+    """Holds a step at the end of its invocation until the other step has started scoring."""
+
+    def __init__(self, other_algorithms_dir: Path) -> None:
+        self._other = other_algorithms_dir
+
+    def on_progress(self, model: str, invoked: int, cache_hits: int, failed: int, total: int) -> None:
+        deadline = time.monotonic() + 300
+        while invoked + cache_hits == total and not self._other.exists():
+            assert time.monotonic() < deadline, "the other evaluate step never started scoring"
+            time.sleep(0.05)
+
+
 def test_two_evaluate_steps_in_threads_of_one_process(tmp_path: Path, repo_root: Path) -> None:
+    """The first step starts Ray, the second joins while the first scores, then scores after the first's
+    thread has ended (Ray's processes die with the thread that started them, so this needs care)."""
     config = Config.model_validate(yaml.safe_load((repo_root / "configs/sample.yaml").read_text(encoding="utf-8")))
     run = make_run(tmp_path, config, repo_root / "prompt_catalog")
-    models = ["llama3-8b-instruct", "falcon-7b-instruct"]
+    first, second = models = ["llama3-8b-instruct", "falcon-7b-instruct"]
     codes: dict[str, int] = {}
 
-    def evaluate(model: str) -> None:
-        codes[model] = main(run.argv(model))
+    def evaluate(model: str, progress: Any) -> None:
+        codes[model] = main(run.argv(model), progress=progress)
 
-    threads = [threading.Thread(target=evaluate, args=(model,)) for model in models]
+    threads = [
+        threading.Thread(target=evaluate, args=(first, None)),
+        threading.Thread(target=evaluate, args=(second, ScoringStartedGate(run.output_dir(first) / "algorithms"))),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
