@@ -166,6 +166,9 @@ def _print_decision(decision: Decision) -> None:
 
 
 def _execute(args: argparse.Namespace, events: PlainEvents | RichEvents) -> RunOutcome:
+    # The sagemaker SDK (imported by fmeval) prints where it looked for SDK defaults unless its logger
+    # already has a level; a local run uses none of them.
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
     loaded = load_config(args.config, catalog_dir=args.catalog_dir)
     options = RunOptions(
         output=args.output or default_output(loaded.config.pipeline.name),

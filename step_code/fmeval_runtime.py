@@ -1,10 +1,11 @@
 """Running fmeval inside a step: one Ray runtime per process and the judge models every Ray worker sees.
 
 fmeval never starts Ray itself; left alone, the first `ray.data` call starts it with defaults that
-ignore our CPU budget and without our worker set-up. `scoring_session()` starts Ray once per process
-(idempotent, thread-safe), shuts it down when the last user leaves, and serialises scoring: two
-algorithms scoring at once on a small machine each pin a judge-model actor to a CPU and can starve
-each other's map tasks for ever (fmeval's BERTScore hangs with a single CPU).
+ignore our CPU budget and without our worker set-up. `ray_session()` starts Ray once per process
+(idempotent, thread-safe, from a thread of its own: see `_RayOwner`) and shuts it down when the last
+user leaves; `scoring_turn()` serialises scoring: two algorithms scoring at once on a small machine
+each pin a judge-model actor to a CPU and can starve each other's map tasks for ever (fmeval's
+BERTScore hangs with a single CPU), and with 2 CPUs there is nothing to gain from overlapping them.
 
 Judge models (the BERTScore, Detoxify and ToxiGen models fmeval's algorithms score with) are
 installed by `install_judge_models()` in the driver and, through Ray's `worker_process_setup_hook`,
