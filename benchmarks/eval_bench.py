@@ -189,7 +189,10 @@ def _print_header(prompts: int, latency: float, concurrency: int, planned: Seque
     print(f"   algorithms: {'; '.join(_algorithm_label(p) for p in planned)}")
     print(f"   limit N x latency / concurrency = {prompts * latency / concurrency:.2f} s")
     print("   (a) reference sample: one fmeval evaluate() per algorithm, fmeval invoking the endpoint each time")
-    print("   (b) our evaluate step, run like the pipeline runs it: each prompt sent once, outputs scored 3 times")
+    print(
+        "   (b) our evaluate step, run like the pipeline runs it: each prompt sent once, "
+        f"the outputs scored by all {len(planned)} algorithms"
+    )
 
 
 def print_result(result: EvalBenchResult) -> None:
