@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 from importlib.metadata import version
 
 from benchmarks import eval_bench, rerun_bench, synth_bench
@@ -61,11 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         problems += rerun_bench.run(args.prompts, args.latency_ms, args.concurrency).problems
     if "synth" in selected:
         print()
-        synth_bench.run()
+        try:
+            synth_bench.run()
+        except subprocess.CalledProcessError as exc:
+            said = exc.stderr.decode(errors="replace").strip().splitlines() if exc.stderr else []
+            problems.append(f"synth: {exc.cmd[0]} exited with status {exc.returncode}: {said[-1] if said else ''}")
     print()
     print(f"after: {load_line()}")
-    if problems:
-        print(f"{len(problems)} check(s) failed")
+    for problem in problems:
+        print(f"FAILED: {problem}")
     return 1 if problems else 0
 
 

@@ -270,5 +270,3 @@ def print_result(result: EvalBenchResult) -> None:
             f"         invocation phase = {ratio:.2f} x limit, target <= {INVOCATION_RATIO_TARGET:g}x "
             f"[{'met' if ratio <= INVOCATION_RATIO_TARGET else 'missed'}]"
         )
-    for problem in result.problems:
-        print(f"FAILED: {problem}")

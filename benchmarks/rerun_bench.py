@@ -110,5 +110,3 @@ def print_result(result: RerunBenchResult) -> None:
             for case in result.cases
         ],
     )
-    for problem in result.problems:
-        print(f"FAILED: {problem}")

@@ -39,7 +39,10 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _load(args: argparse.Namespace) -> LoadedConfig:
-    return load_config(args.config, catalog_dir=args.catalog_dir)
+    loaded = load_config(args.config, catalog_dir=args.catalog_dir)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return loaded
 
 
 def _prompt_text(count: int | None, loaded: LoadedConfig) -> str:

@@ -209,7 +209,7 @@ class FinetuningParameters(BaseModel):
 
 
 class FinetuningConfig(StrictModel):
-    train_data_path: str = Field(description="s3:// URI or a folder/file name under the data bucket's prefix.")
+    train_data_path: str = Field(description="s3:// URI, or a file or folder inside the prompt catalog.")
     validation_data_path: str | None = None
     parameters: FinetuningParameters
 

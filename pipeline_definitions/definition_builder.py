@@ -15,6 +15,7 @@ import botocore.credentials
 import botocore.session
 from sagemaker.network import NetworkConfig
 from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.utils import instance_supports_kms
 from sagemaker.workflow.condition_step import ConditionStep
 from sagemaker.workflow.conditions import ConditionEquals
 from sagemaker.workflow.execution_variables import ExecutionVariables
@@ -34,8 +35,19 @@ from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
 from pipeline_definitions import plan as p
 from pipeline_definitions.config import Config
+from step_code.aws_resources import (
+    ARTIFACTS_URI_ENV,
+    DATA_URI_ENV,
+    EXECUTION_ARN_ENV,
+    RESOURCE_PREFIX_ENV,
+    ROLE_ARN_ENV,
+)
+from step_code.storage import KMS_KEY_ENV
 
 if TYPE_CHECKING:
+    from sagemaker.workflow.step_collections import StepCollection
+    from sagemaker.workflow.steps import Step
+
     from pipeline_definitions.sagemaker_definition import RenderTargets
 
 CONTAINER_INPUT_ROOT = "/opt/ml/processing/input"
@@ -44,6 +56,25 @@ CODE_INPUT = "code"
 DECISION_PROPERTY_FILE = "Decision"
 PREPROCESS_CACHE_EXPIRY = "P30D"
 VOLUME_SIZE_GB = 30
+# CreateProcessingJob accepts at most this many ProcessingInputs.
+MAX_PROCESSING_INPUTS = 10
+# Every evaluate step writes its output to runs/<execution>/evaluations/<model>/, so select and register
+# read all of them through one input (one per model would pass the input limit with 8 models).
+EVALUATIONS_PREFIX = "evaluations"
+
+# Run-specific environment variables, each only for the step kinds whose code reads it (SageMaker's cache
+# key of a processing step includes its Environment, so an execution ARN in preprocess's would never hit).
+# deploy/finetune name, tag and store what they create; register tags the package and stores its metrics;
+# finetune resolves training data paths relative to the prompt catalog.
+STEP_ENVIRONMENT: dict[p.StepKind, tuple[str, ...]] = {
+    "preprocess": (),
+    "finetune": (RESOURCE_PREFIX_ENV, ROLE_ARN_ENV, EXECUTION_ARN_ENV, ARTIFACTS_URI_ENV, DATA_URI_ENV),
+    "deploy": (RESOURCE_PREFIX_ENV, ROLE_ARN_ENV, EXECUTION_ARN_ENV, ARTIFACTS_URI_ENV),
+    "evaluate": (),
+    "cleanup": (),
+    "select": (),
+    "register": (EXECUTION_ARN_ENV, ARTIFACTS_URI_ENV),
+}
 
 # How long each job may run. Finetune and deploy wait for a training job or an endpoint they start.
 MAX_RUNTIME_SECONDS: dict[str, int] = {
@@ -99,7 +130,7 @@ def _retry_policies() -> list[Any]:
 
 
 def container_input_name(name: str) -> str:
-    """Processing input names allow letters, digits, `_` and `-`; plan names like `summaries/<model>` have `/`."""
+    """Processing input names allow letters, digits, `_` and `-`; plan input names are folder paths."""
     return INPUT_NAME_RE.sub("_", name)
 
 
@@ -168,6 +199,29 @@ class DefinitionBuilder:
             else_steps=[fail],
         )
 
+    def _environment(self, step: p.PlannedStep) -> dict[str, Any]:
+        targets = self.targets
+        run_values: dict[str, Any] = {
+            RESOURCE_PREFIX_ENV: targets.resource_prefix,
+            ROLE_ARN_ENV: targets.role_arn,
+            EXECUTION_ARN_ENV: ExecutionVariables.PIPELINE_EXECUTION_ARN,
+            # One tree per deployed pipeline: run artifacts go to <pipeline>/artifacts/<execution>/.
+            ARTIFACTS_URI_ENV: f"s3://{targets.artifacts_bucket}/{targets.pipeline_name}",
+            # Relative fine-tuning data paths live in the prompt catalog, the one data prefix the role reads.
+            DATA_URI_ENV: self.parameters[p.PARAM_PROMPT_CATALOG_URI],
+        }
+        return {
+            "PYTHONPATH": f"{CONTAINER_INPUT_ROOT}/{CODE_INPUT}/{targets.code_file_name}",
+            "AWS_DEFAULT_REGION": targets.region,
+            KMS_KEY_ENV: targets.kms_key_arn,
+            **{name: run_values[name] for name in STEP_ENVIRONMENT[step.kind]},
+        }
+
+    def _cacheable(self, step: p.PlannedStep) -> bool:
+        # An s3:// dataset can change at its fixed URI without the definition changing; the uploaded
+        # catalog sits under a content hash, so a cached result of it stays right.
+        return step.cacheable and not self.config.dataset.input_data_location.startswith("s3://")
+
     def _processing_step(self, step: p.PlannedStep) -> ProcessingStep:
         targets = self.targets
         processor = Processor(
@@ -177,22 +231,13 @@ class DefinitionBuilder:
             instance_type=step.instance_type,
             entrypoint=["python3", "-m", f"step_code.{step.kind}"],
             volume_size_in_gb=VOLUME_SIZE_GB,
-            volume_kms_key=targets.kms_key_arn,
+            # SageMaker refuses a volume key for instance types with local NVMe storage, which their hardware
+            # encrypts; the SDK's rule (family with a "d", g5, g6, p5, trn1) tells them apart.
+            volume_kms_key=targets.kms_key_arn if instance_supports_kms(step.instance_type) else None,
             output_kms_key=targets.kms_key_arn,
             max_runtime_in_seconds=max_runtime_seconds(step, self.config),
             sagemaker_session=self.session,
-            env={
-                "PYTHONPATH": f"{CONTAINER_INPUT_ROOT}/{CODE_INPUT}/{targets.code_file_name}",
-                "EVALOPS_RESOURCE_PREFIX": targets.resource_prefix,
-                "AWS_DEFAULT_REGION": targets.region,
-                "EVALOPS_KMS_KEY_ARN": targets.kms_key_arn,
-                # The control-plane steps name, tag and store what they create with these.
-                "EVALOPS_ARTIFACTS_URI": f"s3://{targets.artifacts_bucket}",
-                "EVALOPS_ROLE_ARN": targets.role_arn,
-                "EVALOPS_EXECUTION_ARN": ExecutionVariables.PIPELINE_EXECUTION_ARN,
-                # Relative fine-tuning data paths live in the prompt catalog, the one data prefix the role reads.
-                "EVALOPS_DATA_URI": self.parameters[p.PARAM_PROMPT_CATALOG_URI],
-            },
+            env=self._environment(step),
             network_config=self.network_config,
         )
         arguments = p.step_arguments(
@@ -204,16 +249,38 @@ class DefinitionBuilder:
             cache_uri=f"s3://{targets.artifacts_bucket}/{targets.pipeline_name}/response-cache",
         )
         step_args = processor.run(inputs=self._inputs(step), outputs=self._outputs(step), arguments=arguments)
+        # Summaries are read from the evaluations prefix, not through the evaluate steps' properties, so
+        # the wait for those steps must be explicit; Register runs inside the condition on Select's decision,
+        # which has already waited for them.
+        summary_sources = self._summary_sources(step)
+        depends_on: list[str | Step | StepCollection] = [
+            *step.after,
+            *(summary_sources if step.kind != "register" else []),
+        ]
         return ProcessingStep(
             name=step.name,
             step_args=step_args,
-            depends_on=list(step.after) or None,
+            depends_on=depends_on or None,
             retry_policies=_retry_policies(),
             cache_config=CacheConfig(enable_caching=True, expire_after=PREPROCESS_CACHE_EXPIRY)
-            if step.cacheable
+            if self._cacheable(step)
             else None,
             property_files=[self.decision_file] if step.name == self.plan.select.name else None,
         )
+
+    def _summary_sources(self, step: p.PlannedStep) -> list[str]:
+        """The evaluate steps whose `summaries/<model>` inputs the step reads, checked to write where it looks."""
+        sources: list[str] = []
+        for item in step.inputs:
+            if not item.name.startswith(f"{p.SUMMARIES}/"):
+                continue
+            if item.step is None or item.step not in self.steps or item.output != p.EVALUATION:
+                raise ValueError(f"step {step.name}: {item.name} must be an evaluation planned before it")
+            source = self.plan.step(item.step)
+            if source.kind != "evaluate" or item.name != f"{p.SUMMARIES}/{source.model}":
+                raise ValueError(f"step {step.name}: {item.name} reads {source.name}, not the evaluation of that model")
+            sources.append(source.name)
+        return sources
 
     def _inputs(self, step: p.PlannedStep) -> list[ProcessingInput]:
         inputs = [
@@ -222,6 +289,8 @@ class DefinitionBuilder:
             )
         ]
         for item in step.inputs:
+            if item.name.startswith(f"{p.SUMMARIES}/"):
+                continue
             inputs.append(
                 ProcessingInput(
                     input_name=container_input_name(item.name),
@@ -229,9 +298,23 @@ class DefinitionBuilder:
                     destination=f"{CONTAINER_INPUT_ROOT}/{item.name}",
                 )
             )
+        if self._summary_sources(step):
+            inputs.append(
+                ProcessingInput(
+                    input_name=p.SUMMARIES,
+                    # The trailing "/" keeps <model>/ folders in the download (a prefix ending mid-name would not).
+                    source=self._run_uri(f"{EVALUATIONS_PREFIX}/"),
+                    destination=f"{CONTAINER_INPUT_ROOT}/{p.SUMMARIES}",
+                )
+            )
         names = [i.input_name for i in inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"step {step.name}: input names collide in the container: {names}")
+        if len(inputs) > MAX_PROCESSING_INPUTS:
+            raise ValueError(
+                f"step {step.name} would have {len(inputs)} processing inputs ({', '.join(map(str, names))}); "
+                f"SageMaker allows at most {MAX_PROCESSING_INPUTS}"
+            )
         return inputs
 
     def _input_source(self, step: p.PlannedStep, item: p.StepInput) -> Any:
@@ -249,24 +332,32 @@ class DefinitionBuilder:
             return self.targets.config_uri
         raise ValueError(f"step {step.name}: input {item.name!r} has no source")
 
+    def _run_uri(self, *parts: str) -> Join:
+        """`s3://<artifacts bucket>/<pipeline>/runs/<execution id>/<parts...>`, the run's scratch space."""
+        # "s3:/" joined with "/" gives the "s3://" scheme.
+        return Join(
+            on="/",
+            values=[
+                "s3:/",
+                self.targets.artifacts_bucket,
+                self.targets.pipeline_name,
+                "runs",
+                ExecutionVariables.PIPELINE_EXECUTION_ID,
+                *parts,
+            ],
+        )
+
+    def _output_uri(self, step: p.PlannedStep, name: str) -> Join:
+        if step.kind == "evaluate" and name == p.EVALUATION:
+            if step.model is None:
+                raise ValueError(f"evaluate step {step.name} names no model")
+            return self._run_uri(EVALUATIONS_PREFIX, step.model)
+        return self._run_uri(step.name, name)
+
     def _outputs(self, step: p.PlannedStep) -> list[ProcessingOutput]:
         return [
             ProcessingOutput(
-                output_name=name,
-                source=f"{CONTAINER_OUTPUT_ROOT}/{name}",
-                # "s3:/" joined with "/" gives the "s3://" scheme.
-                destination=Join(
-                    on="/",
-                    values=[
-                        "s3:/",
-                        self.targets.artifacts_bucket,
-                        self.targets.pipeline_name,
-                        "runs",
-                        ExecutionVariables.PIPELINE_EXECUTION_ID,
-                        step.name,
-                        name,
-                    ],
-                ),
+                output_name=name, source=f"{CONTAINER_OUTPUT_ROOT}/{name}", destination=self._output_uri(step, name)
             )
             for name in step.outputs
         ]

@@ -1,12 +1,17 @@
 """Load a config file: YAML with line numbers, the pydantic model, cross-field checks, local files.
 
 Every problem is reported, one line each, as `file:line: key.path: message`; nothing here prints a traceback.
+Warnings (the config loads, but a pipeline run would likely go wrong) use the same form in `LoadedConfig.warnings`.
 
 Local files (the dataset, recorded responses) are looked up first in the prompt catalog folder (`catalog_dir`,
 default `<repo root>/prompt_catalog`, the repo root being the nearest folder above the config holding
 `cdk.json`), then beside the config. Pipeline steps receive one folder as their catalog input, so every local
 file must sit inside that folder: the prompt catalog when it exists, else the config's own folder. The
 normalized config names local files relative to that folder.
+
+Relative fine-tuning data paths are read by the training job from the uploaded catalog folder (the steps'
+EVALOPS_DATA_URI), so one that names nothing in that folder is warned about: the reference sample's
+`train_dataset` is such a path, and it must still load.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +27,22 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from pipeline_definitions.config import Config
-from pipeline_definitions.validation import Finding, Loc, Sections, validate, validate_sections
+from pipeline_definitions.validation import (
+    Finding,
+    Loc,
+    Sections,
+    placeholder_findings,
+    validate,
+    validate_sections,
+)
 
 S3_SCHEME = "s3://"
 REPO_MARKER = "cdk.json"
 CATALOG_FOLDER = "prompt_catalog"
+# What the catalog upload leaves out: hidden files and caches. The globs are the CDK asset's `exclude`;
+# the pattern is the same rule for one path component, used to check what will be uploaded.
+CATALOG_EXCLUDE = (".*", "**/.*", "**/__pycache__")
+NOT_UPLOADED = re.compile(r"^(\..*|__pycache__)$")
 # Keys with two accepted spellings: the loader finds either one in the YAML.
 KEY_SPELLINGS = {"finetuning_config": "finetuning", "finetuning": "finetuning_config"}
 _KEY_PATH_PREFIX = re.compile(r"^(?P<path>[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*)(?P<colon>:?) ")
@@ -64,6 +80,7 @@ class LoadedConfig:
     catalog_dir: Path | None
     dataset_location: str
     config_sha256: str
+    warnings: list[str] = field(default_factory=list)
 
     def normalized_json(self) -> str:
         """The config.json every step receives (`Config.model_validate_json` reads it back)."""
@@ -108,7 +125,7 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
         )
 
     index = _YamlIndex(root)
-    findings = index.duplicate_keys()
+    findings = index.duplicate_keys() + placeholder_findings(data)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -128,25 +145,74 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
         raise ConfigError(index.problems(display, findings))
 
     normalized = _normalized_json(config)
+    catalog_dir = files.root if files.used else catalog
+    warnings = _finetuning_data_warnings(config, catalog_dir)
     return LoadedConfig(
         config=config,
         path=config_path,
-        catalog_dir=files.root if files.used else catalog,
+        catalog_dir=catalog_dir,
         dataset_location=files.dataset_location,
         config_sha256=hashlib.sha256(normalized.encode()).hexdigest(),
+        warnings=[str(problem) for problem in index.problems(display, warnings)],
     )
 
 
 def _valid_sections(data: dict[str, Any]) -> Sections:
     """Each top-level section that validates on its own, for the checks that need only those."""
     valid: dict[str, Any] = {}
-    for name in ("pipeline", "models", "algorithms", "selection", "pricing"):
+    for name in ("pipeline", "dataset", "models", "algorithms", "selection", "pricing"):
         if name in data:
             try:
                 valid[name] = TypeAdapter(Config.model_fields[name].annotation).validate_python(data[name])
             except ValidationError:
                 continue
     return Sections(**valid)
+
+
+def _finetuning_data_warnings(config: Config, catalog: Path | None) -> list[Finding]:
+    """Relative fine-tuning paths that name no file, and no folder holding one, in the catalog folder.
+
+    With the dataset on S3 a relative path is an error already (validation), as no catalog is uploaded; a local
+    dataset always has a catalog folder (the config's own folder when there is no prompt catalog).
+    """
+    if catalog is None or config.dataset.input_data_location.startswith(S3_SCHEME):
+        return []
+    findings: list[Finding] = []
+    for index, model in enumerate(config.models):
+        if model.finetuning is None:
+            continue
+        paths = {"train_data_path": model.finetuning.train_data_path}
+        if model.finetuning.validation_data_path is not None:
+            paths["validation_data_path"] = model.finetuning.validation_data_path
+        for key, path in paths.items():
+            if path.startswith(S3_SCHEME) or _uploads_data(catalog, path):
+                continue
+            findings.append(
+                Finding(
+                    ("models", index, "finetuning", key),
+                    f"{path!r} is neither a file nor a non-empty folder in the prompt catalog folder "
+                    f"{catalog}{os.sep}; the training job reads it "
+                    "from the uploaded catalog and would find no data (add it there or use an s3:// URI)",
+                )
+            )
+    return findings
+
+
+def _uploads_data(catalog: Path, path: str) -> bool:
+    """Whether the catalog upload holds `path` (as the finetune step joins it: leading "/" dropped) with data."""
+    root = catalog.resolve()
+    target = (root / path.lstrip("/")).resolve()
+    if not target.is_relative_to(root) or _not_uploaded(target.relative_to(root)):
+        return False
+    if target.is_file():
+        return True
+    return target.is_dir() and any(
+        item.is_file() and not _not_uploaded(item.relative_to(target)) for item in target.rglob("*")
+    )
+
+
+def _not_uploaded(relative: Path) -> bool:
+    return any(NOT_UPLOADED.match(part) for part in relative.parts)
 
 
 def _normalized_json(config: Config) -> str:
@@ -196,8 +262,10 @@ class _LocalFiles:
         dataset_location = self._resolve(("dataset", "input_data_location"), config.dataset.input_data_location)
         self.dataset_location = dataset_location
         models = list(config.models)
+        # With the dataset on S3 a local responses file is an error already (validation): nothing to resolve.
+        dataset_on_s3 = dataset_location.startswith(S3_SCHEME)
         for index, model in enumerate(config.models):
-            if model.model_provider == "recorded" and model.responses_location is not None:
+            if model.model_provider == "recorded" and model.responses_location is not None and not dataset_on_s3:
                 location = self._resolve(("models", index, "responses_location"), model.responses_location)
                 models[index] = model.model_copy(update={"responses_location": self._relative(location)})
         dataset = config.dataset.model_copy(update={"input_data_location": self._relative(dataset_location)})

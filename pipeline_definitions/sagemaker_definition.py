@@ -10,7 +10,9 @@ the body holds `${Variable}` where these go, and `variables` lists the ones it u
   CodeBucket        bucket name holding the step code bundle at the given `code_object_key`
   ConfigUri         s3 URI of the normalized config; the object must be named config.json (or the URI is a
                     prefix holding config.json), because the steps read <input>/config/config.json
-  PromptCatalogUri  default of the PromptCatalogUri pipeline parameter: the s3 prefix of the catalog folder
+  PromptCatalogUri  default of the PromptCatalogUri pipeline parameter: the s3 prefix of the catalog folder,
+                    or the dataset object's own URI when the dataset is an s3:// object (preprocess reads
+                    <catalog input>/<base name of the dataset>, where SageMaker puts that object)
   KmsKeyArn         the key of job volumes, job outputs, and of what step code writes (EVALOPS_KMS_KEY_ARN)
   Region            the stack's region (AWS_DEFAULT_REGION of the jobs)
 

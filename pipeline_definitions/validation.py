@@ -7,23 +7,34 @@ Endpoint names: a deployed endpoint is named `run_scoped_name(<resource prefix>,
 `run_scoped_name` cuts it and appends a hash of the whole base, which is fine, so length alone is never
 rejected. What is rejected is two models ending up with the same run-scoped name (the second CreateEndpoint
 would fail mid-run), checked with the longest resource prefix we allow.
+
+Model count: MAX_MODELS is our limit, set from the size of the pipeline definition. A fine-tuned model adds
+four steps (finetune, deploy, evaluate, cleanup) and 13-14 KB of definition JSON once the stack fills in
+production-length ARNs and URIs; 60 of them came to 780-860 KB (measured with the SDK renderer), within the
+1 MiB SageMaker's CreatePipeline accepts, with room left for longer names.
+
+Data on S3: when the dataset is an s3:// URI the steps' catalog input is that object and the local prompt
+catalog is not uploaded, so every other file the run reads must be on S3 as well.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline_definitions import algorithms
 from pipeline_definitions.config import (
     INSTANCE_TYPE_RE,
     AlgorithmConfig,
     Config,
+    DatasetConfig,
     ModelConfig,
     PipelineSettings,
     PricingConfig,
     SelectionPolicy,
 )
+from pipeline_definitions.definition_placeholders import PLACEHOLDER_MARK
 from pipeline_definitions.naming import run_scoped_name
 from pipeline_definitions.plan import EvaluationPlan, build_plan
 
@@ -34,6 +45,8 @@ WORST_CASE_RESOURCE_PREFIX = "p" * 23 + "-"
 WORST_CASE_EXECUTION_ID = "e" * 12
 STEP_NAME_RE = re.compile(r"^[A-Za-z0-9\-_]*$")
 MAX_STEP_NAME_LENGTH = 64
+MAX_MODELS = 60
+S3_SCHEME = "s3://"
 
 
 def resource_base(config: Config, model: ModelConfig) -> str:
@@ -58,6 +71,7 @@ class Sections:
     """The top-level sections that validated on their own (None: invalid or absent)."""
 
     pipeline: PipelineSettings | None = None
+    dataset: DatasetConfig | None = None
     models: list[ModelConfig] | None = None
     algorithms: list[AlgorithmConfig] | None = None
     selection: SelectionPolicy | None = None
@@ -65,7 +79,9 @@ class Sections:
 
 
 def validate(config: Config) -> list[Finding]:
-    sections = Sections(config.pipeline, config.models, config.algorithms, config.selection, config.pricing)
+    sections = Sections(
+        config.pipeline, config.dataset, config.models, config.algorithms, config.selection, config.pricing
+    )
     return validate_sections(sections) + step_name_findings(config, build_plan(config))
 
 
@@ -78,8 +94,18 @@ def validate_sections(sections: Sections) -> list[Finding]:
         known = all(item.algorithm in algorithms.algorithm_names() for item in sections.algorithms)
         if known and sections.selection is not None:
             findings += _selection_findings(sections.algorithms, sections.selection)
+    if sections.models is not None and len(sections.models) > MAX_MODELS:
+        findings.append(
+            Finding(
+                ("models",),
+                f"{len(sections.models)} models; at most {MAX_MODELS} are supported (each adds up to 4 pipeline "
+                "steps and the definition must fit SageMaker's 1 MiB), so split them over several configs",
+            )
+        )
     if sections.pipeline is not None and sections.models is not None:
         findings += _endpoint_findings(sections.pipeline.name, sections.models)
+    if sections.dataset is not None and sections.models is not None:
+        findings += _s3_dataset_findings(sections.dataset, sections.models)
     if sections.pricing is not None:
         findings += _pricing_findings(sections.pricing)
     return findings
@@ -199,6 +225,50 @@ def _endpoint_findings(pipeline_name: str, models: list[ModelConfig]) -> list[Fi
             )
         else:
             created[name] = index
+    return findings
+
+
+def _s3_dataset_findings(dataset: DatasetConfig, models: list[ModelConfig]) -> list[Finding]:
+    if not dataset.input_data_location.startswith(S3_SCHEME):
+        return []
+    local: list[tuple[Loc, str]] = []
+    for index, model in enumerate(models):
+        if model.model_provider == "recorded" and model.responses_location is not None:
+            local.append((("models", index, "responses_location"), model.responses_location))
+        if model.finetuning is not None:
+            local.append((("models", index, "finetuning", "train_data_path"), model.finetuning.train_data_path))
+            if model.finetuning.validation_data_path is not None:
+                path = model.finetuning.validation_data_path
+                local.append((("models", index, "finetuning", "validation_data_path"), path))
+    return [
+        Finding(
+            loc,
+            f"{location!r} must be an s3:// URI when dataset.input_data_location is on S3 "
+            "(the local prompt catalog is not uploaded)",
+        )
+        for loc, location in local
+        if not location.startswith(S3_SCHEME)
+    ]
+
+
+def placeholder_findings(data: Any, loc: Loc = ()) -> list[Finding]:
+    """Every key and string of the raw config holding the renderer's placeholder mark.
+
+    The CloudFormation renderer swaps text carrying that mark for stack values, so it refuses a config that
+    contains it; reporting it here names the key instead of failing the synth.
+    """
+    reserved = f"contains {PLACEHOLDER_MARK!r}, which the pipeline renderer reserves for its own placeholders"
+    if isinstance(data, str):
+        return [Finding(loc, f"{data!r} {reserved}")] if PLACEHOLDER_MARK in data else []
+    findings: list[Finding] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if PLACEHOLDER_MARK in str(key):
+                findings.append(Finding((*loc, str(key)), f"key {str(key)!r} {reserved}"))
+            findings += placeholder_findings(value, (*loc, str(key)))
+    elif isinstance(data, list):
+        for position, value in enumerate(data):
+            findings += placeholder_findings(value, (*loc, position))
     return findings
 
 

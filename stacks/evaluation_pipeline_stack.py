@@ -36,10 +36,6 @@ def uses_local_catalog_files(config: Config) -> bool:
     return any(location and not location.startswith(S3_SCHEME) for location in locations)
 
 
-def parent_prefix(uri: str) -> str:
-    return uri.rsplit("/", 1)[0] + "/"
-
-
 class EvaluationPipelineStack(Stack):
     def __init__(
         self,
@@ -78,7 +74,9 @@ class EvaluationPipelineStack(Stack):
             )
             catalog_uri = self.catalog_upload.uri
         else:
-            catalog_uri = parent_prefix(config.dataset.input_data_location)
+            # The object itself, not its folder: the role reads exactly the s3:// locations the config names,
+            # and an input on an object's key downloads that object under its base name.
+            catalog_uri = config.dataset.input_data_location
         asset = self.step_code.asset
         self.execution_role = EvaluationExecutionRole(
             self,

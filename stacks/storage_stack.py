@@ -44,7 +44,8 @@ class StorageStack(Stack):
             log_bucket=self.log_bucket,
             lifecycle_rules=[
                 # Every execution writes its step outputs under <pipeline>/runs/<execution>/; the decision
-                # and the winner live on in the model registry, so old runs are only history.
+                # and the winner live on in the model registry, so old runs are only history. What a model
+                # package points at (<pipeline>/artifacts/) and the response cache are kept.
                 s3.LifecycleRule(
                     id="expire-run-outputs",
                     prefix=f"{pipeline_name}/runs/",

@@ -232,9 +232,14 @@ def required_env(name: str, purpose: str) -> str:
     return value.rstrip("/")
 
 
-def run_artifacts_uri(config: Config, execution_id: str, *parts: str) -> str:
-    """`<EVALOPS_ARTIFACTS_URI>/<pipeline>/<execution id>/<parts...>`: where a run's own S3 objects go."""
+def run_artifacts_uri(execution_id: str, *parts: str) -> str:
+    """`<EVALOPS_ARTIFACTS_URI>/artifacts/<execution id>/<parts...>`: where a run's lasting S3 objects go.
+
+    The pipeline sets EVALOPS_ARTIFACTS_URI to `s3://<artifacts bucket>/<deployed pipeline name>`, the one tree
+    that also holds the run's step outputs (`runs/`, expired after a while) and the response cache. What
+    goes here is kept: a registered model package points at the fine-tuned model and the metrics in it.
+    """
     root = required_env(ARTIFACTS_URI_ENV, "the S3 location of run artifacts")
     if not root.startswith("s3://"):
         raise ControlPlaneError(f"{ARTIFACTS_URI_ENV}={root!r} is not an s3:// URI")
-    return "/".join([root, config.pipeline.name, execution_id, *parts])
+    return "/".join([root, "artifacts", execution_id, *parts])

@@ -11,6 +11,9 @@ recorded with a trailing "/", which is how register tells it from a model.tar.gz
 An endpoint that already has this run's name is reused when it is (or becomes) InService: that happens
 when SageMaker retries this step. `created` is True when its tags say this run made it for this model,
 so cleanup still deletes it; anything else found under the name is used but never deleted.
+
+A model with `cleanup_endpoint: false` gets `evalops:keep=true` on its model, endpoint config and endpoint:
+the safety net, which deletes what a failed or stopped execution left, leaves those alone.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ LIST_PAGE_SIZE = 100
 # health-check window is too short for a 7B model to download and load.
 HUGGINGFACE_STARTUP_TIMEOUT_SECONDS = 900
 TRANSITIONAL_ENDPOINT_STATES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+# Same key and value as stacks/safety_net_lambda/index.py (a test keeps them equal).
+TAG_KEEP = "evalops:keep"
+KEEP = "true"
 
 
 @dataclass(frozen=True)
@@ -305,6 +311,11 @@ def deploy_endpoint(
     )
 
 
+def keep_tags(model: ModelConfig) -> list[dict[str, str]]:
+    """The tag that keeps the safety net away from an endpoint the config asks to keep after the run."""
+    return [] if model.cleanup_endpoint else [{"Key": TAG_KEEP, "Value": KEEP}]
+
+
 def endpoint_request(
     config: Config, model: ModelConfig, execution_id: str, finetuned: FinetuneResult | None
 ) -> EndpointRequest:
@@ -319,7 +330,7 @@ def endpoint_request(
         name=resource_name(config, model, execution_id),
         model=model,
         execution_id=execution_id,
-        tags=resource_tags(config, model, execution_id),
+        tags=resource_tags(config, model, execution_id) + keep_tags(model),
         role=execution_role_arn(),
         instance_type=model.deployment_config.instance_type,
         instance_count=model.deployment_config.num_instances,
@@ -331,7 +342,7 @@ def deploy(
     config: Config, model: ModelConfig, execution_id: str, output_dir: Path, finetuned: FinetuneResult | None
 ) -> Deployment:
     request = endpoint_request(config, model, execution_id, finetuned)
-    code_location = run_artifacts_uri(config, execution_id, "deploy", model.name)
+    code_location = run_artifacts_uri(execution_id, "deploy", model.name)
 
     def build() -> ModelDefinition:
         session = sdk_session()

@@ -181,7 +181,7 @@ def finetune(config: Config, model: ModelConfig, execution_id: str, output_dir: 
         model,
         finetuning,
         role=execution_role_arn(),
-        output_path=run_artifacts_uri(config, execution_id, "finetune", model.name),
+        output_path=run_artifacts_uri(execution_id, "finetune", model.name),
         tags=resource_tags(config, model, execution_id),
         session=sdk_session(),
     )

@@ -331,7 +331,7 @@ def register(
         # Checked before anything is written, so a missing group leaves no metric copies behind.
         require_group(sagemaker_client(), group)
     if os.environ.get(ARTIFACTS_URI_ENV) or registry_dir is None:
-        metrics_root = run_artifacts_uri(config, execution_id, "registration")
+        metrics_root = run_artifacts_uri(execution_id, "registration")
     else:
         metrics_root = str(registry_dir / group / "metrics" / execution_id)
     statistics, constraints = _store_metrics(metrics_root, summary_path.read_bytes(), decision_bytes, decision.winner)

@@ -26,7 +26,11 @@ from stacks import model_access
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 # SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
 PIPELINE_JOB_PREFIX = "pipelines-"
-SAGEMAKER_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/Endpoints")
+# Jobs log into one group per job type; an endpoint into its own group, `ENDPOINT_LOG_GROUP_PREFIX<endpoint name>`.
+SAGEMAKER_JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
+ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+# Endpoints and jobs publish their instance metrics under these CloudWatch namespaces.
+SAGEMAKER_METRIC_NAMESPACE_PATTERN = "/aws/sagemaker/*"
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
 
 
@@ -87,12 +91,13 @@ class EvaluationExecutionRole(Construct):
         )
         self._attach(
             "DataAccess",
-            "Reads the prompt catalog and step code, writes run artifacts, uses the environment's key and logs",
+            "Reads the catalog and step code, writes run artifacts, logs and metrics, uses the environment's key",
             [
                 *self._bucket_statements(data_bucket, catalog_prefix, artifacts_bucket, step_code),
                 *self._external_read_statements(config),
                 *self._key_statements(key),
                 self._log_statement(),
+                self._metric_statement(),
             ],
             [
                 Finding(
@@ -106,6 +111,15 @@ class EvaluationExecutionRole(Construct):
                 Finding(
                     "SageMaker names one log stream per job instance inside these fixed log groups.",
                     [_regex(r"^Resource::arn:[^:]+:logs:[^:]+:.+:log-group:\/aws\/sagemaker\/[A-Za-z]+:\*$")],
+                ),
+                Finding(
+                    "Each run-scoped endpoint logs into a group named after it; the environment prefix is fixed.",
+                    [_regex(rf":log-group:\/aws\/sagemaker\/Endpoints\/{resource_prefix}\*$")],
+                ),
+                Finding(
+                    "cloudwatch:PutMetricData has no resource-level permissions; a condition keeps it to SageMaker's "
+                    "namespaces.",
+                    ["Resource::*"],
                 ),
                 Finding(
                     "s3:// inputs named by the config are read below the prefixes it gives.",
@@ -173,6 +187,11 @@ class EvaluationExecutionRole(Construct):
                     Finding(
                         "A cross-region inference profile routes to its base model in any region of its geography.",
                         [_regex(r"^Resource::arn:[^:]+:bedrock:\*::foundation-model\/")],
+                    ),
+                    Finding(
+                        "An existing endpoint's config name is only known from DescribeEndpoint at run time; "
+                        "this read-only action gives the cost estimate its instance type.",
+                        [_regex(r":endpoint-config\/\*$")],
                     ),
                 ],
             )
@@ -294,7 +313,20 @@ class EvaluationExecutionRole(Construct):
         return iam.PolicyStatement(
             sid="WriteSageMakerLogs",
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[self._arn("logs", f"log-group:{group}:*") for group in SAGEMAKER_LOG_GROUPS],
+            resources=[
+                *(self._arn("logs", f"log-group:{group}:*") for group in SAGEMAKER_JOB_LOG_GROUPS),
+                # The trailing `*` also covers the group's streams (`<group>:log-stream:<stream>`).
+                self._arn("logs", f"log-group:{ENDPOINT_LOG_GROUP_PREFIX}{self._prefix}*"),
+            ],
+        )
+
+    def _metric_statement(self) -> iam.PolicyStatement:
+        # Part of SageMaker's documented execution-role permissions: endpoints and jobs publish metrics as the role.
+        return iam.PolicyStatement(
+            sid="PutSageMakerMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": SAGEMAKER_METRIC_NAMESPACE_PATTERN}},
         )
 
     def _processing_job_statement(self) -> iam.PolicyStatement:
@@ -401,13 +433,19 @@ class EvaluationExecutionRole(Construct):
             )
         endpoints = model_access.existing_endpoint_names(config)
         if endpoints:
-            statements.append(
+            statements += [
                 iam.PolicyStatement(
                     sid="InvokeExistingEndpoints",
-                    actions=["sagemaker:InvokeEndpoint"],
+                    # The cost estimate reads the endpoint's instances (step_code/run_cost.py).
+                    actions=["sagemaker:InvokeEndpoint", "sagemaker:DescribeEndpoint"],
                     resources=[self._sagemaker_arn("endpoint", name) for name in endpoints],
-                )
-            )
+                ),
+                iam.PolicyStatement(
+                    sid="DescribeExistingEndpointConfigs",
+                    actions=["sagemaker:DescribeEndpointConfig"],
+                    resources=[self._sagemaker_arn("endpoint-config", "*")],
+                ),
+            ]
         if model_access.deploys_jumpstart(config):
             buckets = [f"arn:{self._partition}:s3:::{name}" for name in model_access.jumpstart_buckets(self._region)]
             statements += [

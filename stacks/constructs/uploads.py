@@ -18,10 +18,11 @@ from aws_cdk import aws_s3_deployment as s3_deployment
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
+from pipeline_definitions.loader import CATALOG_EXCLUDE
+
 CATALOG_PREFIX = "prompt-catalog/"
 HASH_LENGTH = 16
 # Hidden files (.gitkeep, editor state) are not part of a catalog.
-CATALOG_EXCLUDE = [".*", "**/.*", "**/__pycache__"]
 DEPLOYMENT_LOG_GROUP_ID = "BucketDeploymentLogs"
 DEPLOYMENT_HANDLER_ID_PREFIX = "Custom::CDKBucketDeployment"
 # What `grantRead`/`grantReadWrite` give BucketDeployment's function on the asset and destination buckets.
@@ -82,7 +83,7 @@ class PromptCatalogUpload(Construct):
         self, scope: Construct, construct_id: str, *, catalog_dir: Path, bucket: s3.IBucket, key: kms.IKey
     ) -> None:
         super().__init__(scope, construct_id)
-        asset = s3_assets.Asset(self, "Asset", path=str(catalog_dir), exclude=CATALOG_EXCLUDE)
+        asset = s3_assets.Asset(self, "Asset", path=str(catalog_dir), exclude=list(CATALOG_EXCLUDE))
         self.prefix = f"{CATALOG_PREFIX}{asset.asset_hash[:HASH_LENGTH]}/"
         self.deployment = _deploy(
             self,

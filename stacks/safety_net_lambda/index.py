@@ -9,7 +9,8 @@ tags say `evalops:managed-by=evalops` and `evalops:execution-id=<id>` (and `eval
 the resource has it, equal to the event's ARN). They are deleted, endpoints first. Training jobs of the
 execution still in progress are stopped: the pipeline stopping the finetune step does not stop the job
 it started. A resource tagged `evalops:provider=endpoint` is never deleted (the deploy step never tags an
-endpoint it did not create, so none should exist; this guards against a mistake elsewhere).
+endpoint it did not create, so none should exist; this guards against a mistake elsewhere), nor one tagged
+`evalops:keep=true` (the deploy step's mark for a model with `cleanup_endpoint: false`).
 
 Idempotent: a resource already gone counts as done. Any other failure is logged and raised after the
 rest was tried, so Lambda's retries of the asynchronous event try again. Logs are JSON lines on stdout.
@@ -34,6 +35,9 @@ TAG_EXECUTION_ARN = "evalops:execution-arn"
 TAG_PROVIDER = "evalops:provider"
 TAG_MANAGED_BY = "evalops:managed-by"
 MANAGED_BY = "evalops"
+# Same key and value as step_code/deploy.py.
+TAG_KEEP = "evalops:keep"
+KEEP = "true"
 PREFIX_ENV = "RESOURCE_PREFIX"
 
 ENDED_STATUSES = frozenset({"Failed", "Stopped"})
@@ -152,6 +156,10 @@ class _Sweep:
             return False
         if tags.get(TAG_PROVIDER) == USER_OWNED_PROVIDER:
             log("keeping a resource tagged as a user's endpoint", kind=kind.label, name=name)
+            self.kept.append(f"{kind.label}/{name}")
+            return False
+        if tags.get(TAG_KEEP) == KEEP:
+            log("keeping a resource its config keeps (cleanup_endpoint: false)", kind=kind.label, name=name)
             self.kept.append(f"{kind.label}/{name}")
             return False
         return True

@@ -102,7 +102,6 @@ def test_eval_benchmark_sends_each_prompt_once_and_the_reference_once_per_algori
     for name in EVAL_NAMES:
         assert rows[name][0] == str(PROMPTS) and rows[name][-1] == "yes"
     assert f"calls (b) = N: {PROMPTS} [met]" in printed
-    assert "FAILED" not in printed
 
 
 @pytest.mark.slow
@@ -112,7 +111,7 @@ def test_rerun_benchmark_calls_only_for_new_prompts(capsys: pytest.CaptureFixtur
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert printed.startswith("machine: ")
-    assert "== evaluation" not in printed and "== synth" not in printed
+    assert "== evaluation" not in printed and "== synth" not in printed and "FAILED" not in printed
     rows = table_rows(printed)
     # prompts changed, endpoint calls, expected, cache hits
     assert rows["first run, empty cache"][:4] == [str(PROMPTS), str(PROMPTS), str(PROMPTS), "0"]

@@ -57,6 +57,21 @@ def test_validate_bad_config_prints_every_problem_and_exits_2(repo_root: Path, t
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_warnings_are_printed_but_do_not_fail(repo_root: Path, command: str) -> None:
+    result = run(repo_root, command, "configs/reference.yaml")
+    assert result.returncode == 0, result.stderr
+    catalog = repo_root / "prompt_catalog"
+    assert result.stderr.splitlines() == [
+        f"warning: configs/reference.yaml:{line}: models[2].finetuning.{key}: '{path}' is neither a file nor a "
+        f"non-empty folder in the prompt catalog folder {catalog}/; the training job reads it from the uploaded "
+        "catalog and would find no data (add it there or use an s3:// URI)"
+        for line, key, path in ((55, "train_data_path", "train_dataset"), (56, "validation_data_path", "val_dataset"))
+    ]
+    expected = "OK: configs/reference.yaml: 3 models" if command == "validate" else "Plan for configs/reference.yaml"
+    assert result.stdout.startswith(expected)
+
+
 def test_validate_missing_file(repo_root: Path) -> None:
     result = run(repo_root, "validate", "configs/nope.yaml")
     assert (result.returncode, result.stdout, result.stderr) == (2, "", "configs/nope.yaml: no such file\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_definitions.loader import ConfigError, load_config
+from pipeline_definitions.validation import MAX_MODELS
 from tests.config.conftest import WriteConfig
 
 HEAD = """\
@@ -402,6 +403,94 @@ pricing:
             "11: pricing.instance_usd_per_hour['ml.g5.4xlarge']: price -2 USD per hour is negative",
             "13: pricing.bedrock_usd_per_1k_tokens['anthropic.claude-3-haiku-20240307-v1:0']: give both input and "
             "output prices per 1k tokens (missing: output)",
+        ],
+    ),
+    (
+        "s3-dataset-with-local-responses-and-finetuning-data",
+        """\
+pipeline: {name: p}
+dataset: {dataset_name: d, input_data_location: s3://team/trivia.jsonl, model_input_key: q, target_output_key: a}
+models:
+  - {name: m1, model_provider: recorded, responses_location: recorded/m1.jsonl}
+  - {name: m2, model_provider: recorded, responses_location: s3://team/recorded/m2.jsonl}
+  - name: m3
+    model_id: meta-textgeneration-llama-2-7b
+    finetuning_config:
+      train_data_path: train
+      validation_data_path: /data/validation
+      parameters: {instance_type: ml.g5.12xlarge}
+    deployment_config: {instance_type: ml.g5.2xlarge}
+    evaluation_config: {output: "[0].generated_text"}
+  - name: m4
+    model_id: meta-textgeneration-llama-2-7b
+    finetuning: {train_data_path: "s3://team/train/", parameters: {instance_type: ml.g5.12xlarge}}
+    deployment_config: {instance_type: ml.g5.2xlarge}
+    evaluation_config: {output: "[0].generated_text"}
+"""
+        + TAIL,
+        [
+            "4: models[0].responses_location: 'recorded/m1.jsonl' must be an s3:// URI when "
+            "dataset.input_data_location is on S3 (the local prompt catalog is not uploaded)",
+            "9: models[2].finetuning_config.train_data_path: 'train' must be an s3:// URI when "
+            "dataset.input_data_location is on S3 (the local prompt catalog is not uploaded)",
+            "10: models[2].finetuning_config.validation_data_path: '/data/validation' must be an s3:// URI when "
+            "dataset.input_data_location is on S3 (the local prompt catalog is not uploaded)",
+        ],
+    ),
+    (
+        "s3-dataset-with-local-responses-beside-another-error",
+        """\
+pipeline: {name: p, parallelism: 0}
+dataset: {dataset_name: d, input_data_location: s3://team/trivia.jsonl, model_input_key: q, target_output_key: a}
+"""
+        + RECORDED
+        + TAIL,
+        [
+            "1: pipeline.parallelism: expected greater than or equal to 1, got 0",
+            "4: models[0].responses_location: 'recorded/m1.jsonl' must be an s3:// URI when "
+            "dataset.input_data_location is on S3 (the local prompt catalog is not uploaded)",
+        ],
+    ),
+    (
+        "renderer-placeholder-mark-in-strings",
+        """\
+pipeline: {name: p, description: "scores for evalops-placeholder-free models"}
+dataset: {dataset_name: d, input_data_location: trivia.jsonl, model_input_key: question, target_output_key: answer}
+models:
+  - name: m1
+    model_provider: openai
+    endpoint_url: "http://127.0.0.1:9/v1/chat/completions"
+    evaluation_config:
+      content_template: [{role: user, content: "PROMPT_PLACEHOLDER evalops-placeholder"}]
+      inference_parameters: {evalops-placeholder: 1}
+model_registry: {model_package_group_name: g}
+algorithms:
+  - {algorithm: FactualKnowledge, target_output_delimiter: "<evalops-placeholder>", logical_operator: XOR}
+""",
+        [
+            "1: pipeline.description: 'scores for evalops-placeholder-free models' contains "
+            "'evalops-placeholder', which the pipeline renderer reserves for its own placeholders",
+            "8: models[0].evaluation_config.content_template[0].content: 'PROMPT_PLACEHOLDER evalops-placeholder' "
+            "contains 'evalops-placeholder', which the pipeline renderer reserves for its own placeholders",
+            "9: models[0].evaluation_config.inference_parameters['evalops-placeholder']: key 'evalops-placeholder' "
+            "contains 'evalops-placeholder', which the pipeline renderer reserves for its own placeholders",
+            "12: algorithms[0].target_output_delimiter: '<evalops-placeholder>' contains 'evalops-placeholder', "
+            "which the pipeline renderer reserves for its own placeholders",
+            "12: algorithms[0].logical_operator: 'XOR' is not one of: OR, AND",
+        ],
+    ),
+    (
+        "more-models-than-supported",
+        HEAD
+        + "models:\n"
+        + "".join(
+            f"  - {{name: m{index}, model_provider: bedrock, model_id: amazon.titan-text-express-v1}}\n"
+            for index in range(MAX_MODELS + 1)
+        )
+        + TAIL,
+        [
+            f"3: models: {MAX_MODELS + 1} models; at most {MAX_MODELS} are supported (each adds up to 4 pipeline "
+            "steps and the definition must fit SageMaker's 1 MiB), so split them over several configs"
         ],
     ),
     (

@@ -11,6 +11,8 @@ import pytest
 from pipeline_definitions.config import Config
 from pipeline_definitions.estimate import count_prompts
 from pipeline_definitions.loader import LoadedConfig, LocationNotFoundError, load_config, repo_root
+from pipeline_definitions.plan import build_plan
+from pipeline_definitions.validation import MAX_MODELS
 from tests.config.conftest import WriteConfig
 
 MINIMAL = """\
@@ -160,3 +162,35 @@ def test_every_optional_section_reaches_the_normalized_config(write_config: Writ
     assert normalized.selection.max_p95_latency_ms == 900
     assert normalized.selection.tie_break == "lower_latency"
     assert normalized.pricing.instance_usd_per_hour == {"ml.m5.large": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("processing", "evaluation"),
+    [("ml.m5d.large", "ml.m5d.xlarge"), ("ml.c5d.2xlarge", "ml.g4dn.xlarge"), ("ml.m6id.large", "ml.r5d.2xlarge")],
+)
+def test_nvme_instance_types_run_the_processing_steps(
+    write_config: WriteConfig, processing: str, evaluation: str
+) -> None:
+    text = MINIMAL.replace(
+        "pipeline: {name: p}",
+        f"pipeline: {{name: p, processing_instance_type: {processing}, evaluation_instance_type: {evaluation}}}",
+    )
+    plan = build_plan(load_config(write_config(text)).config)
+    assert {step.kind: step.instance_type for step in plan.processing_steps} == {
+        "preprocess": processing,
+        "evaluate": evaluation,
+        "select": processing,
+        "register": processing,
+    }
+
+
+def test_the_largest_supported_model_count_loads(write_config: WriteConfig) -> None:
+    models = "".join(
+        f"  - {{name: m{index}, model_provider: bedrock, model_id: amazon.titan-text-express-v1}}\n"
+        for index in range(MAX_MODELS)
+    )
+    text = MINIMAL.replace(
+        "models:\n  - {name: m1, model_provider: recorded, responses_location: recorded/m1.jsonl}\n",
+        "models:\n" + models,
+    )
+    assert len(load_config(write_config(text)).config.models) == MAX_MODELS

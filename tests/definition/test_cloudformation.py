@@ -91,7 +91,8 @@ def test_the_body_substitutes_only_its_variables(rendered: tuple[Config, Evaluat
 
 
 def test_a_literal_dollar_brace_survives_fn_sub() -> None:
-    config = load_config("sample")
+    # The reference config deploys endpoints: its deploy steps get the resource prefix.
+    config = load_config("reference")
     plan = build_plan(config)
     result = for_stack(config, plan, resource_prefix="team-${env}-")
     assert "team-${!env}-" in result.body

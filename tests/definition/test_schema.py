@@ -80,6 +80,9 @@ def patched_schema(schema: dict[str, Any]) -> dict[str, Any]:
     # Run-scoped output locations are joined from the execution id.
     s3_output = output_item["properties"]["S3Output"]["properties"]
     s3_output["S3Uri"] = {"oneOf": [s3_output["S3Uri"], JOIN]}
+    # So is the evaluations folder select and register read all summaries from.
+    s3_input = input_item["properties"]["S3Input"]["properties"]
+    s3_input["S3Uri"] = {"oneOf": [s3_input["S3Uri"], JOIN]}
     # The fail message quotes the decision's reason.
     fail_arguments = defs["FailStep"]["properties"]["Arguments"]["properties"]
     fail_arguments["ErrorMessage"] = {"oneOf": [fail_arguments["ErrorMessage"], JOIN]}

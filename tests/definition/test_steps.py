@@ -13,9 +13,11 @@ import yaml
 from pipeline_definitions import plan as p
 from pipeline_definitions.config import Config
 from pipeline_definitions.sagemaker_definition import render_definition
+from step_code.aws_resources import run_artifacts_uri
 from tests.definition.conftest import REPO_ROOT, all_steps, load_config, targets_for
 
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
+EXECUTION_ARN = {"Get": "Execution.PipelineExecutionArn"}
 
 
 def joined(value: dict[str, Any], execution_id: str) -> str:
@@ -51,17 +53,111 @@ def test_every_planned_step_is_a_processing_job(rendered: tuple[Config, p.Evalua
             "VolumeKmsKeyId": targets.kms_key_arn,
         }
         assert args["ProcessingOutputConfig"]["KmsKeyId"] == targets.kms_key_arn
-        assert args["Environment"] == {
+        assert "NetworkConfig" not in args
+
+
+# What each step kind's code reads from its environment beyond PYTHONPATH, the region and the key.
+RUN_ENVIRONMENT: dict[str, set[str]] = {
+    "preprocess": set(),
+    "finetune": {
+        "EVALOPS_RESOURCE_PREFIX",
+        "EVALOPS_ROLE_ARN",
+        "EVALOPS_EXECUTION_ARN",
+        "EVALOPS_ARTIFACTS_URI",
+        "EVALOPS_DATA_URI",
+    },
+    "deploy": {"EVALOPS_RESOURCE_PREFIX", "EVALOPS_ROLE_ARN", "EVALOPS_EXECUTION_ARN", "EVALOPS_ARTIFACTS_URI"},
+    "evaluate": set(),
+    "cleanup": set(),
+    "select": set(),
+    "register": {"EVALOPS_EXECUTION_ARN", "EVALOPS_ARTIFACTS_URI"},
+}
+
+
+def test_each_step_kind_gets_the_environment_its_code_reads() -> None:
+    config = _mixed_config()
+    targets = targets_for(config)
+    steps = processing_steps(render(config))
+    values = {
+        "EVALOPS_RESOURCE_PREFIX": "evalops-dev-",
+        "EVALOPS_ROLE_ARN": targets.role_arn,
+        "EVALOPS_EXECUTION_ARN": EXECUTION_ARN,
+        # One tree per deployed pipeline: run artifacts, step outputs and the response cache.
+        "EVALOPS_ARTIFACTS_URI": f"s3://{targets.artifacts_bucket}/{targets.pipeline_name}",
+        "EVALOPS_DATA_URI": {"Get": "Parameters.PromptCatalogUri"},
+    }
+    planned_kinds = {planned.kind for planned in p.build_plan(config).processing_steps}
+    assert planned_kinds == set(RUN_ENVIRONMENT)
+    for planned in p.build_plan(config).processing_steps:
+        assert steps[planned.name]["Arguments"]["Environment"] == {
             "PYTHONPATH": "/opt/ml/processing/input/code/5d41402abc4b2a76b9719d911017c592.zip",
-            "EVALOPS_RESOURCE_PREFIX": "evalops-dev-",
             "AWS_DEFAULT_REGION": "eu-west-1",
             "EVALOPS_KMS_KEY_ARN": targets.kms_key_arn,
-            "EVALOPS_ARTIFACTS_URI": f"s3://{targets.artifacts_bucket}",
-            "EVALOPS_ROLE_ARN": targets.role_arn,
-            "EVALOPS_EXECUTION_ARN": {"Get": "Execution.PipelineExecutionArn"},
-            "EVALOPS_DATA_URI": {"Get": "Parameters.PromptCatalogUri"},
-        }
-        assert "NetworkConfig" not in args
+            **{name: value for name, value in values.items() if name in RUN_ENVIRONMENT[planned.kind]},
+        }, planned.name
+
+
+def execution_values(node: Any) -> list[str]:
+    """Every execution variable (id, ARN, start time...) the node refers to."""
+    if isinstance(node, dict):
+        if set(node) == {"Get"}:
+            return [node["Get"]] if str(node["Get"]).startswith("Execution.") else []
+        return [found for value in node.values() for found in execution_values(value)]
+    if isinstance(node, list):
+        return [found for value in node for found in execution_values(value)]
+    return []
+
+
+def test_preprocess_has_nothing_execution_specific_in_its_cache_key(
+    rendered: tuple[Config, p.EvaluationPlan, str],
+) -> None:
+    # SageMaker's cache key of a processing step: AppSpecification, Environment and ProcessingInputs.
+    arguments = processing_steps(json.loads(rendered[2]))[p.PREPROCESS_STEP]["Arguments"]
+    for part in ("AppSpecification", "Environment", "ProcessingInputs"):
+        assert execution_values(arguments[part]) == [], part
+    # The output location is the run's own and is not part of the key.
+    assert execution_values(arguments["ProcessingOutputConfig"]) == ["Execution.PipelineExecutionId"]
+
+
+def test_preprocess_of_an_s3_dataset_is_never_cached() -> None:
+    config = load_config("sample")
+    cached = processing_steps(render(config))[p.PREPROCESS_STEP]
+    assert cached["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    s3_dataset = config.model_copy(
+        update={"dataset": config.dataset.model_copy(update={"input_data_location": "s3://team/trivia.jsonl"})}
+    )
+    assert "CacheConfig" not in processing_steps(render(s3_dataset))[p.PREPROCESS_STEP]
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "volume_key"),
+    [
+        ("ml.m5.xlarge", True),
+        ("ml.c5.2xlarge", True),
+        ("ml.p3.2xlarge", True),
+        ("ml.g5.2xlarge", False),
+        ("ml.g4dn.xlarge", False),
+        ("ml.g6.xlarge", False),
+        ("ml.p4d.24xlarge", False),
+        ("ml.p5.48xlarge", False),
+        ("ml.m5d.large", False),
+        ("ml.r5d.xlarge", False),
+    ],
+)
+def test_no_volume_key_on_instances_with_local_nvme_storage(instance_type: str, volume_key: bool) -> None:
+    config = load_config("reference")
+    config = config.model_copy(
+        update={"pipeline": config.pipeline.model_copy(update={"evaluation_instance_type": instance_type})}
+    )
+    targets = targets_for(config)
+    for name, step in processing_steps(render(config)).items():
+        cluster = step["Arguments"]["ProcessingResources"]["ClusterConfig"]
+        evaluates_on_it = name.startswith("Evaluate-")
+        assert cluster["InstanceType"] == (instance_type if evaluates_on_it else "ml.m5.large")
+        expected_key = volume_key or not evaluates_on_it
+        assert cluster.get("VolumeKmsKeyId") == (targets.kms_key_arn if expected_key else None), name
+        # Job outputs are encrypted with the key whatever the instance.
+        assert step["Arguments"]["ProcessingOutputConfig"]["KmsKeyId"] == targets.kms_key_arn
 
 
 def test_arguments_are_the_plans_step_arguments(rendered: tuple[Config, p.EvaluationPlan, str]) -> None:
@@ -88,8 +184,19 @@ def test_inputs_land_where_the_arguments_point(rendered: tuple[Config, p.Evaluat
         by_path = {i["S3Input"]["LocalPath"]: i for i in inputs}
         assert by_path["/opt/ml/processing/input/code"]["S3Input"]["S3Uri"] == targets.code_uri
         assert by_path["/opt/ml/processing/input/config"]["S3Input"]["S3Uri"] == targets.config_uri
-        assert len(inputs) == len(planned.inputs) + 1
+        summaries = [i for i in planned.inputs if i.name.startswith(f"{p.SUMMARIES}/")]
+        assert len(inputs) == len(planned.inputs) - len(summaries) + (2 if summaries else 1)
+        if summaries:
+            # One input for every model's evaluation: SageMaker allows 10 inputs per job.
+            rendered_input = by_path[f"/opt/ml/processing/input/{p.SUMMARIES}"]
+            assert rendered_input["InputName"] == p.SUMMARIES
+            assert joined(rendered_input["S3Input"]["S3Uri"], "a1b2c3d4e5f6") == (
+                f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}"
+                "/runs/a1b2c3d4e5f6/evaluations/"
+            )
         for item in planned.inputs:
+            if item in summaries:
+                continue
             rendered_input = by_path[f"/opt/ml/processing/input/{item.name}"]
             assert rendered_input["InputName"] == item.name.replace("/", "_")
             source = rendered_input["S3Input"]["S3Uri"]
@@ -114,9 +221,10 @@ def test_outputs_are_run_scoped_s3_uris(rendered: tuple[Config, p.EvaluationPlan
         for output in outputs:
             name = output["OutputName"]
             assert output["S3Output"]["LocalPath"] == f"/opt/ml/processing/output/{name}"
+            # Evaluations share one folder, which select and register read as a whole.
+            folder = f"evaluations/{planned.model}" if planned.kind == "evaluate" else f"{planned.name}/{name}"
             assert joined(output["S3Output"]["S3Uri"], "a1b2c3d4e5f6") == (
-                f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}"
-                f"/runs/a1b2c3d4e5f6/{planned.name}/{name}"
+                f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}/runs/a1b2c3d4e5f6/{folder}"
             )
 
 
@@ -134,7 +242,8 @@ def test_retries_caching_and_dependencies(rendered: tuple[Config, p.EvaluationPl
             assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
         else:
             assert "CacheConfig" not in step
-        assert step.get("DependsOn", []) == list(planned.after)
+        evaluations = [i.step for i in planned.inputs if i.name.startswith(f"{p.SUMMARIES}/")]
+        assert step.get("DependsOn", []) == [*planned.after, *evaluations]
         assert ("PropertyFiles" in step) == (planned.name == p.SELECT_STEP)
 
 
@@ -223,7 +332,11 @@ def test_each_model_gets_its_own_branch_in_order() -> None:
         "config",
     ]
     select_inputs = [i["InputName"] for i in steps[p.SELECT_STEP]["Arguments"]["ProcessingInputs"]]
-    assert select_inputs == ["code", "config", *(f"summaries_{m}" for m in expected_branches)]
+    assert select_inputs == ["code", "config", p.SUMMARIES]
+    evaluations = [f"Evaluate-{m}" for m in expected_branches]
+    assert steps[p.SELECT_STEP]["DependsOn"] == evaluations
+    # Register sits inside the condition on Select's decision, so it needs no wait of its own.
+    assert "DependsOn" not in steps[p.REGISTER_STEP]
 
 
 def test_vpc_settings_become_the_network_config() -> None:
@@ -250,3 +363,18 @@ def test_bad_targets_are_refused(overrides: dict[str, Any], message: str) -> Non
     with pytest.raises(ValueError, match="render targets: ") as error:
         targets_for(load_config("sample"), **overrides)
     assert message in str(error.value)
+
+
+def test_run_artifacts_share_the_pipeline_tree_but_not_the_expiring_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config("reference")
+    targets = targets_for(config)
+    steps = processing_steps(render(config))
+    tree = f"s3://{targets.artifacts_bucket}/{targets.pipeline_name}/"
+    for name in ("Finetune-llama2-7b-finetuned", "Deploy-falcon-7b", p.REGISTER_STEP):
+        monkeypatch.setenv("EVALOPS_ARTIFACTS_URI", steps[name]["Arguments"]["Environment"]["EVALOPS_ARTIFACTS_URI"])
+        # What step code keeps (fine-tuned models, deploy code, registered metrics) is not under runs/.
+        assert run_artifacts_uri("a1b2c3d4e5f6", "finetune", "m") == f"{tree}artifacts/a1b2c3d4e5f6/finetune/m"
+    (output,) = steps["Evaluate-falcon-7b"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert joined(output["S3Output"]["S3Uri"], "a1b2c3d4e5f6").startswith(f"{tree}runs/a1b2c3d4e5f6/")
+    arguments = steps["Evaluate-falcon-7b"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--cache-uri") + 1] == f"{tree}response-cache"

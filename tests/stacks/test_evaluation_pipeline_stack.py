@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +17,17 @@ from aws_cdk.assertions import Template
 
 from pipeline_definitions.config import Config
 from pipeline_definitions.loader import load_config
-from pipeline_definitions.plan import CHECK_STEP, FAIL_STEP, build_plan
+from pipeline_definitions.plan import CHECK_STEP, FAIL_STEP, PARAM_PROMPT_CATALOG_URI, build_plan
 from stacks.constructs.evaluation_pipeline import EvaluationPipeline, compact, substitute
 from stacks.constructs.uploads import CATALOG_PREFIX, PromptCatalogUpload, content_hash
-from tests.stacks.conftest import DEV_ACCOUNT, MANY_MODELS, MIXED_DATASET_URI, SynthesizedApp
+from tests.stacks.conftest import (
+    DEV_ACCOUNT,
+    MANY_MODELS,
+    MIXED_DATASET_URI,
+    SynthesizedApp,
+    as_list,
+    policy_statements,
+)
 
 
 def the_pipeline(template: Template) -> tuple[str, Mapping[str, Any]]:
@@ -130,8 +138,40 @@ def test_an_s3_dataset_is_read_in_place(mixed_app: SynthesizedApp) -> None:
         for d in deployments(mixed_app.template(stage.evaluation)).values()
     ]
     assert not any(prefix.startswith(CATALOG_PREFIX) for prefix in prefixes)
-    staged = definition_file(mixed_app)
-    assert MIXED_DATASET_URI.rsplit("/", 1)[0] + "/" in staged
+    parameters = json.loads(definition_file(mixed_app))["Parameters"]
+    (catalog,) = [parameter for parameter in parameters if parameter["Name"] == PARAM_PROMPT_CATALOG_URI]
+    # The object itself: the role may read exactly the dataset, not the folder it sits in.
+    assert catalog["DefaultValue"] == MIXED_DATASET_URI
+
+
+def role_allows(statements: list[dict[str, Any]], action: str, resource: str, prefix: str | None = None) -> bool:
+    """Whether an Allow statement grants `action` on `resource` (with `s3:prefix` = `prefix` for a listing)."""
+    for statement in statements:
+        patterns = [r for r in as_list(statement["Resource"]) if isinstance(r, str)]
+        if statement["Effect"] != "Allow" or action not in as_list(statement["Action"]):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in patterns):
+            continue
+        condition = statement.get("Condition")
+        if not condition:
+            return True
+        allowed_prefixes = as_list(condition.get("StringLike", {}).get("s3:prefix", []))
+        if prefix is not None and any(fnmatch.fnmatchcase(prefix, p) for p in allowed_prefixes):
+            return True
+    return False
+
+
+def test_the_role_may_download_the_s3_dataset_the_pipeline_defaults_to(mixed_app: SynthesizedApp) -> None:
+    parameters = json.loads(definition_file(mixed_app))["Parameters"]
+    (default,) = [p["DefaultValue"] for p in parameters if p["Name"] == PARAM_PROMPT_CATALOG_URI]
+    bucket, _, key = default.removeprefix("s3://").partition("/")
+    template = mixed_app.template(mixed_app.stage.evaluation)
+    role = [s for logical_id, s in policy_statements(template) if logical_id.startswith("ExecutionRole")]
+    # A processing input lists the objects under its S3 prefix, then gets each of them.
+    assert role_allows(role, "s3:ListBucket", f"arn:aws:s3:::{bucket}", prefix=key)
+    assert role_allows(role, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}")
+    # The grant is that narrow: the folder beside the dataset stays closed.
+    assert not role_allows(role, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key.rsplit('/', 1)[0]}/other.jsonl")
 
 
 def definition_file(app: SynthesizedApp) -> str:

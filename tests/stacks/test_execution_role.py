@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
 
+from pipeline_definitions.naming import run_scoped_name
 from tests.stacks.conftest import DEV_ACCOUNT, PROD_ACCOUNT, SynthesizedApp, as_list, policy_statements
 
 # The only actions allowed on Resource "*": IAM offers no resource-level permissions for them.
 UNSCOPABLE_ACTIONS = {
+    "cloudwatch:PutMetricData",
     "ecr:GetAuthorizationToken",
     "sagemaker:ListEndpoints",
     "sagemaker:ListEndpointConfigs",
@@ -100,6 +103,15 @@ def test_models_are_reached_only_where_the_config_points(mixed_app: SynthesizedA
         dev["InvokeExistingEndpoints"]["Resource"]
         == f"arn:aws:sagemaker:us-east-1:{DEV_ACCOUNT}:endpoint/team-llama-endpoint"
     )
+    # The cost limit of an existing endpoint reads its instances: DescribeEndpoint, then its config.
+    endpoint_actions = sorted(dev["InvokeExistingEndpoints"]["Action"])
+    assert endpoint_actions == ["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"]
+    assert dev["DescribeExistingEndpointConfigs"] == {
+        "Sid": "DescribeExistingEndpointConfigs",
+        "Effect": "Allow",
+        "Action": "sagemaker:DescribeEndpointConfig",
+        "Resource": f"arn:aws:sagemaker:us-east-1:{DEV_ACCOUNT}:endpoint-config/*",
+    }
     assert sorted(dev["ReadJumpStartArtifacts"]["Resource"]) == [
         "arn:aws:s3:::jumpstart-cache-prod-us-east-1/*",
         "arn:aws:s3:::jumpstart-private-cache-prod-us-east-1/*",
@@ -112,6 +124,33 @@ def test_the_reference_config_needs_no_bedrock_or_existing_endpoint(reference_ap
     statements = execution_role_statements(reference_app)
     assert "InvokeBedrockModels" not in statements
     assert "InvokeExistingEndpoints" not in statements
+    assert "DescribeExistingEndpointConfigs" not in statements
+
+
+def test_logs_reach_the_job_groups_and_the_run_endpoints_own_groups(mixed_app: SynthesizedApp) -> None:
+    prod = execution_role_statements(mixed_app, stage_index=1)
+    groups = f"arn:aws:logs:eu-west-1:{PROD_ACCOUNT}:log-group:/aws/sagemaker"
+    patterns = as_list(prod["WriteSageMakerLogs"]["Resource"])
+    assert sorted(patterns) == [
+        f"{groups}/Endpoints/acme-prod-*",
+        f"{groups}/ProcessingJobs:*",
+        f"{groups}/TrainingJobs:*",
+    ]
+    # SageMaker writes an endpoint's container logs to /aws/sagemaker/Endpoints/<endpoint name>.
+    endpoint = run_scoped_name("acme-prod-", "falcon-7b", "a1b2c3d4e5f6")
+    for resource in (f"{groups}/Endpoints/{endpoint}", f"{groups}/Endpoints/{endpoint}:log-stream:AllTraffic/i-0"):
+        assert any(fnmatch.fnmatchcase(resource, pattern) for pattern in patterns), resource
+    assert not any(fnmatch.fnmatchcase(f"{groups}/Endpoints/someone-elses", pattern) for pattern in patterns)
+
+
+def test_metrics_are_put_only_into_sagemaker_namespaces(reference_app: SynthesizedApp) -> None:
+    assert execution_role_statements(reference_app)["PutSageMakerMetrics"] == {
+        "Sid": "PutSageMakerMetrics",
+        "Effect": "Allow",
+        "Action": "cloudwatch:PutMetricData",
+        "Resource": "*",
+        "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+    }
 
 
 def test_images_come_from_the_step_repository_and_aws_owned_registries(reference_app: SynthesizedApp) -> None:

@@ -29,7 +29,10 @@ from tests.support.moto_server import MotoServer
 PREFIX = "evalops-test-"
 ROLE_ARN = "arn:aws:iam::123456789012:role/evalops-test-steps"
 ARTIFACTS_BUCKET = "evalops-test-artifacts"
-ARTIFACTS_URI = f"s3://{ARTIFACTS_BUCKET}/runs"
+# As the pipeline sets EVALOPS_ARTIFACTS_URI: the artifacts bucket and the deployed (prefixed) pipeline name.
+ARTIFACTS_URI = f"s3://{ARTIFACTS_BUCKET}/{PREFIX}evalops-aws-test"
+# Where run_artifacts_uri puts what a run keeps.
+RUN_ARTIFACTS = f"{ARTIFACTS_URI}/artifacts"
 DATA_URI = "s3://evalops-test-data/datasets"
 GROUP = "evalops-test-winners"
 # moto's CreateEndpointConfig knows an old instance list without ml.g5.*, so test configs use ml.m5.large.

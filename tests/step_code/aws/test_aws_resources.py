@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from pipeline_definitions.config import Config
-from step_code import aws_resources
+from step_code import aws_resources, deploy
 from step_code.aws_resources import (
     ENDPOINT_WAIT,
     ControlPlaneError,
@@ -64,6 +64,7 @@ def test_tags_name_the_execution_and_include_its_arn_when_known(
 def test_safety_net_matches_the_tags_the_steps_write(safety_net: Any) -> None:
     for key in ("TAG_EXECUTION_ID", "TAG_EXECUTION_ARN", "TAG_PROVIDER", "TAG_MANAGED_BY", "MANAGED_BY"):
         assert getattr(safety_net, key) == getattr(aws_resources, key), key
+    assert (safety_net.TAG_KEEP, safety_net.KEEP) == (deploy.TAG_KEEP, deploy.KEEP)
 
 
 class DescribeSequence:

@@ -14,10 +14,11 @@ from step_code import deploy
 from step_code.aws_resources import ControlPlaneError, resource_tags, sdk_session, tags_by_key
 from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request, find_endpoint, huggingface_definition
 from tests.step_code.aws import jumpstart_specs
-from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RunDirs, planned_step
+from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RUN_ARTIFACTS, RunDirs, planned_step
 
 EXECUTION = "a1b2c3d4e5f6"
 TGI_IMAGE_REPOSITORY = "huggingface-pytorch-tgi-inference"
+IMAGE = "111.dkr.ecr.us-east-1.amazonaws.com/llm:1"
 
 
 def never_build() -> ModelDefinition:
@@ -27,7 +28,7 @@ def never_build() -> ModelDefinition:
 def create_endpoint(client: Any, name: str, tags: list[dict[str, str]] | None = None) -> None:
     client.create_model(
         ModelName=name,
-        PrimaryContainer={"Image": "111.dkr.ecr.us-east-1.amazonaws.com/llm:1"},
+        PrimaryContainer={"Image": IMAGE},
         ExecutionRoleArn=ROLE_ARN,
     )
     client.create_endpoint_config(
@@ -72,6 +73,22 @@ def test_deploys_a_hugging_face_model_with_run_scoped_tagged_resources(
     assert tags_by_key(aws.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"]) == expected_tags
 
 
+def test_an_endpoint_the_config_keeps_is_tagged_to_be_kept(aws: Any, config: Config) -> None:
+    kept = config.model("llama-base").model_copy(update={"cleanup_endpoint": False})
+    for model, keep in ((kept, "true"), (config.model("falcon-hf"), None)):
+        request = endpoint_request(config, model, EXECUTION, None)
+        name = deploy_endpoint(aws, request, lambda: ModelDefinition(container={"Image": IMAGE})).endpoint_name
+        arns = (
+            aws.describe_model(ModelName=name)["ModelArn"],
+            aws.describe_endpoint_config(EndpointConfigName=name)["EndpointConfigArn"],
+            aws.describe_endpoint(EndpointName=name)["EndpointArn"],
+        )
+        for arn in arns:
+            tags = tags_by_key(aws.list_tags(ResourceArn=arn)["Tags"])
+            assert tags.get(deploy.TAG_KEEP) == keep, arn
+            assert tags["evalops:execution-id"] == EXECUTION
+
+
 def test_each_execution_gets_its_own_endpoint(aws: Any, config: Config, run_dirs: RunDirs) -> None:
     step = planned_step(config, "Deploy-falcon-hf")
     assert deploy.main(run_dirs.argv(step, "run000000001")) == 0
@@ -96,7 +113,7 @@ def test_reuses_an_in_service_endpoint_found_on_a_later_page(aws: Any, config: C
     assert reused.endpoint_name == request.name and reused.model_name == request.name
     # Tagged by this run for this model: an earlier attempt of this step made it, so cleanup deletes it.
     assert reused.created
-    assert reused.artifact.image_uri == "111.dkr.ecr.us-east-1.amazonaws.com/llm:1"
+    assert reused.artifact.image_uri == IMAGE
     assert len(aws.list_endpoints()["Endpoints"]) == 4
 
 
@@ -160,7 +177,7 @@ def test_deploys_a_jumpstart_model_and_its_fine_tuned_artifact(
     finetuned = FinetuneResult(
         model="llama-tuned",
         training_job_name=f"{PREFIX}llama-tuned-eval-{EXECUTION}",
-        model_data_url=f"s3://evalops-test-artifacts/runs/evalops-aws-test/{EXECUTION}/job/output/model/",
+        model_data_url=f"{RUN_ARTIFACTS}/{EXECUTION}/finetune/llama-tuned/job/output/model/",
         base_model_id=jumpstart_specs.MODEL_ID,
         base_model_version=jumpstart_specs.VERSION,
         hyperparameters={"epoch": "1"},

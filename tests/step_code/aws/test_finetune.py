@@ -22,7 +22,7 @@ from step_code.aws_resources import ControlPlaneError, resource_name, resource_t
 from step_code.finetune import Launcher, finetune_result, run_training, training_channels
 from step_code.step_io import write_model
 from tests.step_code.aws import jumpstart_specs
-from tests.step_code.aws.conftest import DATA_URI, PREFIX, ROLE_ARN, RunDirs, planned_step
+from tests.step_code.aws.conftest import DATA_URI, PREFIX, ROLE_ARN, RUN_ARTIFACTS, RunDirs, planned_step
 
 EXECUTION = "f00dfeed0001"
 TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.0-gpu"
@@ -34,7 +34,7 @@ def sdk_launcher(config: Config, hyperparameters: dict[str, Any], tags: list[dic
         role=ROLE_ARN,
         instance_count=1,
         instance_type="ml.m5.xlarge",
-        output_path=run_artifacts_uri(config, EXECUTION, "finetune", "llama-tuned"),
+        output_path=run_artifacts_uri(EXECUTION, "finetune", "llama-tuned"),
         hyperparameters=hyperparameters,
         tags=tags,
         sagemaker_session=sagemaker.Session(boto_session=boto3.Session()),
@@ -83,8 +83,7 @@ def test_runs_the_training_job_and_records_its_artifact(aws: Any, config: Config
     assert result == FinetuneResult(
         model="llama-tuned",
         training_job_name=f"{PREFIX}llama-tuned-eval-{EXECUTION}",
-        model_data_url=f"s3://evalops-test-artifacts/runs/evalops-aws-test/{EXECUTION}/finetune/llama-tuned/"
-        f"{job_name}/output/model.tar.gz",
+        model_data_url=f"{RUN_ARTIFACTS}/{EXECUTION}/finetune/llama-tuned/{job_name}/output/model.tar.gz",
         base_model_id="meta-textgeneration-llama-2-7b",
         base_model_version="*",
         hyperparameters={"epoch": "1", "instruction_tuned": "True"},
@@ -120,10 +119,8 @@ def test_uncompressed_output_is_recorded_as_a_prefix(aws: Any, config: Config) -
     )
     # moto ignores CompressionType; a real job with JumpStart's disable_output_compression reports NONE.
     description["OutputDataConfig"]["CompressionType"] = "NONE"
-    description["ModelArtifacts"]["S3ModelArtifacts"] = "s3://evalops-test-artifacts/runs/job/output/model"
-    assert (
-        finetune_result(aws, tuned, description).model_data_url == "s3://evalops-test-artifacts/runs/job/output/model/"
-    )
+    description["ModelArtifacts"]["S3ModelArtifacts"] = f"{RUN_ARTIFACTS}/job/output/model"
+    assert finetune_result(aws, tuned, description).model_data_url == f"{RUN_ARTIFACTS}/job/output/model/"
 
 
 def test_main_runs_a_jumpstart_training_job(
@@ -133,7 +130,7 @@ def test_main_runs_a_jumpstart_training_job(
 
     recorded = FinetuneResult.model_validate(run_dirs.output(FINETUNE, FINETUNE_FILE))
     job_name = f"{PREFIX}llama-tuned-eval-{EXECUTION}"
-    output_path = f"s3://evalops-test-artifacts/runs/evalops-aws-test/{EXECUTION}/finetune/llama-tuned"
+    output_path = f"{RUN_ARTIFACTS}/{EXECUTION}/finetune/llama-tuned"
     assert recorded == FinetuneResult(
         model="llama-tuned",
         training_job_name=job_name,

@@ -25,11 +25,19 @@ from pipeline_definitions.plan import (
 from pipeline_definitions.results import CandidateVerdict, Decision, ModelArtifact
 from step_code import register
 from step_code.register import Registration, metadata_text
-from tests.step_code.aws.conftest import ARTIFACTS_BUCKET, GROUP, INSTANCE, RunDirs, make_summary, planned_step
+from tests.step_code.aws.conftest import (
+    ARTIFACTS_BUCKET,
+    GROUP,
+    INSTANCE,
+    RUN_ARTIFACTS,
+    RunDirs,
+    make_summary,
+    planned_step,
+)
 
 EXECUTION = "7e9000000001"
 BASE_DATA = "s3://jumpstart-cache-prod-us-east-1/meta-textgeneration/llama-2-7b/artifacts/inference-prepack/v1.0.0/"
-TUNED_DATA = f"s3://{ARTIFACTS_BUCKET}/runs/evalops-aws-test/{EXECUTION}/finetune/llama-tuned/job/output/model/"
+TUNED_DATA = f"{RUN_ARTIFACTS}/{EXECUTION}/finetune/llama-tuned/job/output/model/"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.1.1-tgi1.4.0-gpu"
 REASON = "llama-tuned wins: weighted score 0.81 > 0.74 (llama-base); p95 820 ms <= 2000 ms, cost $0.42/1k."
 # CreateModelPackage's pattern for CustomerMetadataProperties keys and values, in Python's regex dialect.
@@ -120,7 +128,7 @@ def test_registers_the_fine_tuned_winner_with_metrics_and_metadata(aws: Any, con
     summary_bytes = (run_dirs.input_root / SUMMARIES / "llama-tuned" / SUMMARY_FILE).read_bytes()
     decision_bytes = (run_dirs.input_root / DECISION / DECISION_FILE).read_bytes()
     for source, expected in ((quality["Statistics"], summary_bytes), (quality["Constraints"], decision_bytes)):
-        assert source["S3Uri"].startswith(f"s3://{ARTIFACTS_BUCKET}/runs/evalops-aws-test/{EXECUTION}/registration/")
+        assert source["S3Uri"].startswith(f"{RUN_ARTIFACTS}/{EXECUTION}/registration/")
         assert s3_bytes(source["S3Uri"]) == expected
         assert source["ContentDigest"] == f"sha256:{hashlib.sha256(expected).hexdigest()}"
 

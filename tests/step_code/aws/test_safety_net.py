@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_definitions.config import Config
 from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request
-from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN
+from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RUN_ARTIFACTS
 
 FAILED = "fa11ed000001"
 HEALTHY = "0k0000000002"
@@ -83,7 +83,7 @@ def test_deletes_only_the_failed_executions_resources(
         TrainingJobName=f"{PREFIX}finished-training",
         AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
         RoleArn=ROLE_ARN,
-        OutputDataConfig={"S3OutputPath": "s3://evalops-test-artifacts/runs"},
+        OutputDataConfig={"S3OutputPath": RUN_ARTIFACTS},
         ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
         Tags=failed_tags,
@@ -107,6 +107,30 @@ def test_deletes_only_the_failed_executions_resources(
     again = safety_net.handler(event(FAILED), None)
     assert again["deleted"] == {"endpoint": [], "endpoint-config": [], "model": []}
     assert names(aws)["endpoint"] == remaining
+
+
+def test_keeps_the_endpoints_the_config_keeps(
+    lambda_env: Any, config: Config, safety_net: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws = lambda_env
+    models = [m.model_copy(update={"cleanup_endpoint": False}) if m.name == "llama-base" else m for m in config.models]
+    keeping = config.model_copy(update={"models": models})
+    # Both of the same failed execution: only the one without cleanup_endpoint: false is deleted.
+    kept = deploy_for(aws, keeping, "llama-base", FAILED)
+    deleted = deploy_for(aws, keeping, "falcon-hf", FAILED)
+
+    summary = safety_net.handler(event(FAILED), None)
+    assert summary["deleted"] == {"endpoint": [deleted], "endpoint-config": [deleted], "model": [deleted]}
+    assert summary["kept"] == [f"endpoint/{kept}", f"endpoint-config/{kept}", f"model/{kept}"]
+    assert summary["errors"] == []
+    assert names(aws) == {"endpoint": [kept], "endpoint-config": [kept], "model": [kept]}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    keeping_lines = [line for line in lines if line["message"].startswith("keeping a resource its config keeps")]
+    assert [(line["kind"], line["name"]) for line in keeping_lines] == [
+        ("endpoint", kept),
+        ("endpoint-config", kept),
+        ("model", kept),
+    ]
 
 
 def test_ignores_executions_that_did_not_fail(lambda_env: Any, config: Config, safety_net: Any) -> None:
