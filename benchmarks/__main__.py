@@ -11,8 +11,13 @@ import logging
 import subprocess
 from importlib.metadata import version
 
-from benchmarks import eval_bench, rerun_bench, synth_bench
-from benchmarks.common import load_line, machine_line
+from pipeline_definitions.sagemaker_definition import SDK_CONFIG_LOGGER
+
+# Before the sagemaker SDK is imported: its config logger prints to stdout unless it already has a level.
+logging.getLogger(SDK_CONFIG_LOGGER).setLevel(logging.WARNING)
+
+from benchmarks import eval_bench, rerun_bench, synth_bench  # noqa: E402
+from benchmarks.common import load_line, machine_line  # noqa: E402
 
 BENCHMARKS = ("eval", "rerun", "synth")
 

@@ -28,7 +28,7 @@ from pipeline_definitions.plan import (
     step_arguments,
 )
 from pipeline_definitions.results import EvaluationSummary
-from step_code import evaluate, preprocess
+from step_code import evaluate_step, preprocess
 from step_code.scoring import SKIP_JUDGE_SCORES_ENV
 
 EXECUTION_ID = "benchmark"
@@ -134,7 +134,7 @@ class StepFolder:
         step = self._evaluate_step(model)
         argv = self._prepare(step)
         started = time.perf_counter()
-        if evaluate.main(argv) != 0:
+        if evaluate_step.main(argv) != 0:
             raise StepFailed(f"evaluate of {model} failed (see stderr)")
         wall = time.perf_counter() - started
         output_dir = self._output(step.name, step.outputs[0])

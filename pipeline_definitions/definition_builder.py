@@ -229,7 +229,7 @@ class DefinitionBuilder:
             image_uri=targets.image_uri,
             instance_count=1,
             instance_type=step.instance_type,
-            entrypoint=["python3", "-m", f"step_code.{step.kind}"],
+            entrypoint=["python3", "-m", p.entry_module(step.kind)],
             volume_size_in_gb=VOLUME_SIZE_GB,
             # SageMaker refuses a volume key for instance types with local NVMe storage, which their hardware
             # encrypts; the SDK's rule (family with a "d", g5, g6, p5, trn1) tells them apart.

@@ -55,13 +55,14 @@ from pipeline_definitions.plan import (
     EvaluationPlan,
     PlannedStep,
     build_plan,
+    entry_module,
     step_arguments,
 )
 from pipeline_definitions.results import Decision
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
 from step_code.report import ModelEvidence, load_model_evidence
-from step_code.select import comparison_html, select
+from step_code.select_step import comparison_html, select
 
 RUN_FILE = "run.json"
 LOG_FILE = "run.log"
@@ -345,7 +346,7 @@ class _Runner:
         self.events.step_finished(step, time.monotonic() - started)
 
     def _call(self, step: PlannedStep, argv: list[str]) -> tuple[int, str]:
-        module = importlib.import_module(f"step_code.{step.kind}")
+        module = importlib.import_module(entry_module(step.kind))
         entry: Callable[..., int] = module.main
         lines: list[str] = []
         self.stderr.capture(lines)

@@ -1,7 +1,7 @@
 """The evaluation plan: which steps run, what each reads and writes, in which order. Pure data.
 
 Both engines consume it: `sagemaker_definition.py` renders it to a SageMaker pipeline definition and
-`local.py` runs it on one machine. Step code entry points (`step_code/<kind>.py`) take exactly the
+`local.py` runs it on one machine. Step code entry points (`entry_module(kind)`) take exactly the
 arguments `step_arguments()` builds, so the two engines cannot drift apart.
 
 Layout of a step's files, the same in a processing container and in a local run directory:
@@ -112,6 +112,17 @@ class EvaluationPlan:
             if step.name == name:
                 return step
         raise KeyError(name)
+
+
+# Entry point of each step kind. `evaluate` and `select` carry a suffix: a module named `evaluate` or
+# `select` would shadow the Hugging Face `evaluate` library fmeval imports (or the standard `select`)
+# whenever step_code/ itself lands on sys.path.
+_ENTRY_MODULES: dict[str, str] = {"evaluate": "evaluate_step", "select": "select_step"}
+
+
+def entry_module(kind: StepKind) -> str:
+    """`python -m <this>` runs a step of this kind; the local runner imports it and calls its `main(argv)`."""
+    return f"step_code.{_ENTRY_MODULES.get(kind, kind)}"
 
 
 def step_name(kind: str, model: ModelConfig) -> str:
@@ -234,7 +245,7 @@ def step_arguments(
     cache_uri: str,
     local_registry_dir: str | None = None,
 ) -> list[Any]:
-    """Command-line arguments of a step's entry point (`python -m step_code.<kind> ...`).
+    """Command-line arguments of a step's entry point (`python -m <entry_module(kind)> ...`).
 
     `execution_id` and `approval_status` are strings in a local run and SageMaker pipeline variables
     when rendering, which is why the result is a list of Any.

@@ -23,6 +23,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -362,18 +363,31 @@ def score_algorithm(
 def score_all(
     planned: Sequence[PlannedAlgorithm], data: ScoringData, output_dir: Path, *, model: str
 ) -> list[AlgorithmResult]:
-    """Run every planned algorithm; one that fails is reported in its result and the others still run."""
-    results: list[AlgorithmResult] = []
+    """Run every planned algorithm; one that fails is reported in its result and the others still run.
+
+    fmeval's `evaluate()` spends most of its time on fixed Ray Data overhead rather than CPU, so the
+    algorithms run side by side, except when one runs a judge model (BERTScore, detoxify): two of those
+    at once starve Ray's map tasks on a small instance.
+    """
     used: set[str] = set()
-    for item in planned:
-        stem = _unique_name(item.spec.eval_name, used)
+    stems = [_unique_name(item.spec.eval_name, used) for item in planned]
+
+    def run(item: PlannedAlgorithm, stem: str) -> AlgorithmResult:
         try:
-            results.append(score_algorithm(item, data, output_dir, model=model, file_stem=stem))
+            return score_algorithm(item, data, output_dir, model=model, file_stem=stem)
         except Exception as exc:
             message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             logger.exception("%s failed: %s", _label(item.index, item.name), message)
-            results.append(_failed_result(item, stem, output_dir, f"{exc.__class__.__name__}: {message}", model=model))
-    return results
+            return _failed_result(item, stem, output_dir, f"{exc.__class__.__name__}: {message}", model=model)
+
+    if len(planned) > 1 and not any(_runs_judge_model(item) for item in planned):
+        with ThreadPoolExecutor(max_workers=len(planned), thread_name_prefix="fmeval-score") as pool:
+            return list(pool.map(run, planned, stems))
+    return [run(item, stem) for item, stem in zip(planned, stems, strict=True)]
+
+
+def _runs_judge_model(planned: PlannedAlgorithm) -> bool:
+    return planned.spec.download is not None and not planned.omitted_judges
 
 
 def _failed_result(

@@ -39,8 +39,8 @@ def test_every_step_fits_the_input_limit_and_waits_for_every_evaluation(count: i
     for name, step in steps.items():
         assert len(step["Arguments"]["ProcessingInputs"]) <= MAX_INPUTS, name
     evaluations = [f"Evaluate-candidate-{index:02d}" for index in range(count)]
+    assert steps[p.SELECT_STEP]["DependsOn"] == evaluations
     for name in (p.SELECT_STEP, p.REGISTER_STEP):
-        assert steps[name]["DependsOn"] == evaluations
         summaries = [i for i in steps[name]["Arguments"]["ProcessingInputs"] if i["InputName"] == p.SUMMARIES]
         assert [i["S3Input"]["LocalPath"] for i in summaries] == ["/opt/ml/processing/input/summaries"]
     # Each evaluation lands in the folder select and register read, under the model's name.

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from pipeline_definitions.loader import LoadedConfig, load_config
-from step_code import evaluate
+from step_code import evaluate_step
 from tests.local.doubles import InstantEvaluate, RecordingEvents
 
 
 @pytest.fixture
 def instant_evaluate(monkeypatch: pytest.MonkeyPatch) -> InstantEvaluate:
     fake = InstantEvaluate()
-    monkeypatch.setattr(evaluate, "main", fake.main)
+    monkeypatch.setattr(evaluate_step, "main", fake.main)
     return fake
 
 

@@ -1,7 +1,7 @@
 """Test doubles for the local runner: an evaluate step that answers at once, and a display that records.
 
 Most runner behaviour (order, resume, failures, S3 output) does not depend on fmeval, so those tests
-replace `step_code.evaluate.main` with `InstantEvaluate`, which parses the real step's arguments and
+replace `step_code.evaluate_step.main` with `InstantEvaluate`, which parses the real step's arguments and
 writes a summary in the real shape. The end-to-end tests (marked slow) run the real step.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline_definitions.plan import PlannedStep
-from step_code import evaluate
+from step_code import evaluate_step
 from step_code.progress import ProgressListener
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output
 
@@ -28,7 +28,7 @@ class InstantEvaluate:
     calls: list[str] = field(default_factory=list)
 
     def main(self, argv: list[str] | None = None, *, progress: ProgressListener | None = None) -> int:
-        args = evaluate.parse_args(argv)
+        args = evaluate_step.parse_args(argv)
         self.calls.append(args.model)
         if args.model in self.failures:
             print(f"evaluate: error: {self.failures[args.model]}", file=sys.stderr)

@@ -66,3 +66,23 @@ def test_python_imports_the_steps_from_the_staged_zip(reference_app: Synthesized
     step_io, plan_file, preprocess = json.loads(result.stdout)
     assert step_io.startswith(str(bundle)) and plan_file.startswith(str(bundle))
     assert preprocess == "Preprocess"
+
+
+def test_every_step_entry_point_is_in_the_staged_zip(reference_app: SynthesizedApp, tmp_path: Path) -> None:
+    bundle = staged_bundle(reference_app)
+    probe = (
+        "import importlib.util, json, typing, pipeline_definitions.plan as plan;"
+        "print(json.dumps({k: importlib.util.find_spec(plan.entry_module(k)).origin"
+        " for k in typing.get_args(plan.StepKind)}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(bundle)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    origins = json.loads(result.stdout)
+    assert sorted(origins) == sorted(["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"])
+    assert all(origin.startswith(str(bundle)) for origin in origins.values()), origins

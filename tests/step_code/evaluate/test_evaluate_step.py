@@ -14,7 +14,7 @@ import yaml
 
 from pipeline_definitions.config import Config
 from pipeline_definitions.results import EvaluationSummary
-from step_code.evaluate import main
+from step_code.evaluate_step import main
 from step_code.scoring import SKIP_JUDGE_SCORES_ENV
 from tests.step_code.evaluate.conftest import EvaluateRun, make_run
 from tests.step_code.evaluate.judge_standin import TokenOverlapJudge

@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from step_code.evaluate import staged_output
+from step_code.evaluate_step import staged_output
 from tests.support.moto_server import MotoServer
 
 

@@ -8,7 +8,7 @@ import pytest
 from pipeline_definitions.loader import load_config
 from pipeline_definitions.plan import build_plan, step_arguments
 from pipeline_definitions.results import Decision
-from step_code import select
+from step_code import select_step
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output
 
 SAMPLE_SCORES = {"llama3-8b-instruct": 0.925, "mistral-7b-instruct": 0.85, "falcon-7b-instruct": 0.475}
@@ -45,7 +45,7 @@ def test_select_writes_the_decision_and_the_comparison(step_dirs: tuple[Path, Pa
     hostile = worst_record("Answer briefly. <script>alert(1)</script>", "Canberra", "Sydney & <b>co</b>", 0.0)
     _write_models(input_root, SAMPLE_SCORES, falcon_7b_instruct=[hostile])
 
-    assert select.main(_argv(input_root, output_root, repo_root)) == 0
+    assert select_step.main(_argv(input_root, output_root, repo_root)) == 0
 
     decision = Decision.model_validate_json((output_root / "decision" / "decision.json").read_text())
     assert decision.meets_policy and decision.winner == "llama3-8b-instruct"
@@ -62,7 +62,7 @@ def test_no_eligible_candidate_is_a_decision_not_a_step_failure(step_dirs: tuple
     input_root, output_root = step_dirs
     _write_models(input_root, dict.fromkeys(SAMPLE_SCORES, 0.2))
 
-    assert select.main(_argv(input_root, output_root, repo_root)) == 0
+    assert select_step.main(_argv(input_root, output_root, repo_root)) == 0
 
     decision = Decision.model_validate_json((output_root / "decision" / "decision.json").read_text())
     assert not decision.meets_policy and decision.winner is None
@@ -76,7 +76,7 @@ def test_a_model_without_evaluation_output_fails_with_one_line(
     input_root, output_root = step_dirs
     _write_models(input_root, {k: v for k, v in SAMPLE_SCORES.items() if k != "mistral-7b-instruct"})
 
-    assert select.main(_argv(input_root, output_root, repo_root)) == 1
+    assert select_step.main(_argv(input_root, output_root, repo_root)) == 1
 
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [
@@ -94,7 +94,7 @@ def test_a_missing_worst_records_file_is_named(
     missing = input_root / "summaries" / "falcon-7b-instruct" / "algorithms" / "factual_knowledge_worst_records.json"
     missing.unlink()
 
-    assert select.main(_argv(input_root, output_root, repo_root)) == 1
+    assert select_step.main(_argv(input_root, output_root, repo_root)) == 1
 
     assert f"{missing}: file not found" in capsys.readouterr().err
 
@@ -103,8 +103,8 @@ def test_primary_metric_defaults_to_the_first_algorithms_first_score(repo_root: 
     config = load_config(repo_root / "configs" / "sample.yaml").config
     unset = config.model_copy(update={"selection": config.selection.model_copy(update={"primary_metric": None})})
 
-    assert select.primary_metric(unset) == "factual_knowledge"
-    assert select.metric_directions(unset) == {
+    assert select_step.primary_metric(unset) == "factual_knowledge"
+    assert select_step.metric_directions(unset) == {
         "factual_knowledge": True,
         "factual_knowledge_quasi_exact": True,
         "factual_knowledge.factual_knowledge": True,

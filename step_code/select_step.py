@@ -1,6 +1,6 @@
 """The select step: apply the selection policy to every model's summary; write the decision and the comparison.
 
-    python -m step_code.select --config C --output-dir O --summaries-dir S
+    python -m step_code.select_step --config C --output-dir O --summaries-dir S
 
 `S/<model>/` is each model's evaluation output (summary.json, worst records). Writes `O/decision.json`
 (read by the pipeline's condition step) and `O/comparison.html`. A decision that no candidate meets the
@@ -35,7 +35,7 @@ class SelectArgs:
 
 
 def parse_args(argv: Sequence[str] | None) -> SelectArgs:
-    parser = argparse.ArgumentParser(prog="step_code.select", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="step_code.select_step", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--summaries-dir", required=True, type=Path)

@@ -1,6 +1,6 @@
 """The evaluate step: call one model once per prompt, score the outputs with every configured algorithm.
 
-    python -m step_code.evaluate --config C --output-dir O --model M --execution-id E --dataset-dir D
+    python -m step_code.evaluate_step --config C --output-dir O --model M --execution-id E --dataset-dir D
         [--deployment-dir P] [--catalog-dir K] --cache-uri U
 
 Output layout (`--output-dir`, a local folder; an s3:// URI is written through a local staging folder):
@@ -63,7 +63,7 @@ class EvaluateArgs:
 
 
 def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
-    parser = argparse.ArgumentParser(prog="step_code.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="step_code.evaluate_step", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--model", required=True)
