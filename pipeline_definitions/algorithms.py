@@ -104,8 +104,8 @@ class AlgorithmSpec:
     needs_target_output: bool
     # What the algorithm fetches the first time it runs (the step image bakes these in), or None.
     download: str | None
-    # Semantic robustness algorithms invoke the model themselves on perturbed prompts, so they need a
-    # live model (no recorded responses) and send `num_perturbations` more requests per prompt.
+    # Semantic robustness algorithms invoke the model themselves on perturbed prompts; the evaluate step
+    # scores stored outputs only, so validation refuses them.
     invokes_model: bool = False
     # Config fields that only Python code can set (callables), never a YAML config.
     python_only_fields: tuple[str, ...] = ()
@@ -130,16 +130,6 @@ class AlgorithmSpec:
             return self.scores
         name, variants = self.scores_by_field
         return variants.get(str(self.field_value(fields, name)), self.scores)
-
-    def extra_model_calls_per_prompt(self, fields: Mapping[str, Any]) -> int:
-        """Requests beyond the one shared response per prompt (worst case: a non-deterministic model)."""
-        if not self.invokes_model:
-            return 0
-        extra = int(self.field_value(fields, "num_perturbations"))
-        if "num_baseline_samples" in self.field_names():
-            # GeneralSemanticRobustness re-asks the original prompt when two answers to it differ.
-            extra += int(self.field_value(fields, "num_baseline_samples")) - 1
-        return extra
 
 
 def _higher(*names: str) -> tuple[Score, ...]:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions import algorithms
 from pipeline_definitions.config import Config, ModelConfig
 from pipeline_definitions.loader import S3_SCHEME, LoadedConfig
 from pipeline_definitions.plan import PlannedStep, build_plan
@@ -41,8 +40,6 @@ ASSUMPTIONS = (
     + "; deploy and finetune jobs wait for their endpoint or training job; evaluate jobs last the evaluation",
     f"Bedrock: {BEDROCK_INPUT_TOKENS} input tokens per call and the inference parameters' output-token limit "
     f"(default {DEFAULT_OUTPUT_TOKENS}) as output",
-    "semantic robustness algorithms add num_perturbations calls per prompt (GeneralSemanticRobustness also "
-    "num_baseline_samples - 1, for a non-deterministic model)",
     "existing endpoints, http/openai servers and recorded responses cost nothing here",
 )
 
@@ -161,16 +158,9 @@ def _price(instance_type: str, config: Config, usage: Usage, warnings: list[str]
     return price
 
 
-def _model_calls(config: Config, prompts: int) -> int:
-    extra = sum(
-        algorithms.lookup(item.algorithm).extra_model_calls_per_prompt(item.config_fields())
-        for item in config.algorithms
-    )
-    return prompts * (1 + extra)
-
-
 def _model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: list[str]) -> ModelEstimate:
-    calls = 0 if model.model_provider == "recorded" else _model_calls(config, prompts)
+    # One call per prompt whatever the number of algorithms: they all score the stored outputs.
+    calls = 0 if model.model_provider == "recorded" else prompts
     evaluation_minutes = calls * SECONDS_PER_CALL / model.evaluation_config.max_concurrency / 60
     evaluation_minutes += FMEVAL_FIXED_MINUTES
     estimate = ModelEstimate(

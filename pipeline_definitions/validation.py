@@ -89,7 +89,7 @@ def validate_sections(sections: Sections) -> list[Finding]:
     """The checks each needing only some sections, so a config with errors elsewhere still gets them."""
     findings: list[Finding] = []
     if sections.algorithms is not None:
-        findings += _algorithm_findings(sections.algorithms, sections.models)
+        findings += _algorithm_findings(sections.algorithms)
         # With an unknown algorithm the score list is incomplete, and every selection metric would look wrong.
         known = all(item.algorithm in algorithms.algorithm_names() for item in sections.algorithms)
         if known and sections.selection is not None:
@@ -111,9 +111,8 @@ def validate_sections(sections: Sections) -> list[Finding]:
     return findings
 
 
-def _algorithm_findings(configured: list[AlgorithmConfig], models: list[ModelConfig] | None) -> list[Finding]:
+def _algorithm_findings(configured: list[AlgorithmConfig]) -> list[Finding]:
     findings: list[Finding] = []
-    recorded = [(i, m.name) for i, m in enumerate(models or []) if m.model_provider == "recorded"]
     reported_by: dict[str, int] = {}
     for index, item in enumerate(configured):
         loc: Loc = ("algorithms", index)
@@ -148,13 +147,14 @@ def _algorithm_findings(configured: list[AlgorithmConfig], models: list[ModelCon
                 )
             elif (problem := spec.field(name).problem(value)) is not None:
                 findings.append(Finding((*loc, name), problem))
-        if spec.invokes_model and recorded:
-            names = ", ".join(f"models[{i}] {name}" for i, name in recorded)
+        if spec.invokes_model:
+            # The evaluate step scores stored outputs (one call per prompt); perturbed prompts would need
+            # fresh calls, which it does not make.
             findings.append(
                 Finding(
                     (*loc, "algorithm"),
-                    f"{spec.algorithm} sends perturbed prompts to the model, which recorded responses cannot answer "
-                    f"({names})",
+                    f"{spec.algorithm} sends perturbed prompts to the model; the evaluate step calls each model once "
+                    "per prompt and scores the stored outputs, so it does not run this algorithm",
                 )
             )
         clashes: dict[int, list[str]] = {}

@@ -187,11 +187,3 @@ def test_lookup_and_score_names() -> None:
         "bertscore_dissimilarity": False,
         "word_error_rate": False,
     }
-
-
-def test_extra_model_calls_follow_the_config_fields() -> None:
-    general = algorithms.lookup("GeneralSemanticRobustness")
-    assert general.extra_model_calls_per_prompt({}) == 5 + 4 - 1
-    assert general.extra_model_calls_per_prompt({"num_perturbations": 2, "num_baseline_samples": 2}) == 3
-    assert algorithms.lookup("QAAccuracySemanticRobustness").extra_model_calls_per_prompt({}) == 5
-    assert algorithms.lookup("FactualKnowledge").extra_model_calls_per_prompt({"num_perturbations": 9}) == 0

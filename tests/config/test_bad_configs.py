@@ -294,6 +294,9 @@ algorithms:
 """
         + "",
         [
+            "7: algorithms[0].algorithm: GeneralSemanticRobustness sends perturbed prompts to the model; the "
+            "evaluate step calls each model once per prompt and scores the stored outputs, so it does not run this "
+            "algorithm",
             "8: algorithms[0].num_perturbations: 'five' is not an integer",
             "9: algorithms[0].whitespace_add_prob: 1.5 is above the maximum 1",
             "10: algorithms[0].num_baseline_samples: 1 is below the minimum 2",
@@ -318,14 +321,15 @@ algorithms:
         ],
     ),
     (
-        "semantic-robustness-on-recorded",
+        "semantic-robustness",
         HEAD
         + RECORDED
         + OPENAI_MODEL
         + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: QAAccuracySemanticRobustness\n",
         [
-            "8: algorithms[0].algorithm: QAAccuracySemanticRobustness sends perturbed prompts to the model, which "
-            "recorded responses cannot answer (models[0] m1)"
+            "8: algorithms[0].algorithm: QAAccuracySemanticRobustness sends perturbed prompts to the model; the "
+            "evaluate step calls each model once per prompt and scores the stored outputs, so it does not run this "
+            "algorithm"
         ],
     ),
     (
