@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
@@ -33,43 +35,47 @@ DEFAULT_TRIGGER_PATHS = (
 )
 
 
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A validator that accepts a string the pattern matches, else says `'<value>' is not <what>`."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return check
+
+
+EnvName = Annotated[
+    str, AfterValidator(_matching(ENV_NAME_RE, "a valid environment name (expected 1-15 of a-z 0-9 -, starting a-z)"))
+]
+NamePrefix = Annotated[
+    str, AfterValidator(_matching(PREFIX_RE, "a valid name prefix (expected 1-16 of a-z 0-9 -, starting a-z)"))
+]
+AccountId = Annotated[str, AfterValidator(_matching(ACCOUNT_RE, "an AWS account id (expected 12 digits)"))]
+Region = Annotated[str, AfterValidator(_matching(REGION_RE, "an AWS region name (expected e.g. us-east-1)"))]
+DeliveryName = Annotated[
+    str, AfterValidator(_matching(DELIVERY_NAME_RE, "a valid pipeline name (expected 1-32 of a-z 0-9 -, starting a-z)"))
+]
+Repository = Annotated[str, AfterValidator(_matching(REPOSITORY_RE, "a repository (expected owner/name)"))]
+Branch = Annotated[str, AfterValidator(_matching(BRANCH_RE, "a git branch name"))]
+ConnectionArn = Annotated[
+    str,
+    AfterValidator(
+        _matching(CONNECTION_ARN_RE, "a connection ARN (expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID)")
+    ),
+]
+
+
 class Environment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="Short environment name, part of every resource name.")
-    account: str | None = Field(default=None, description="12-digit AWS account id (None: the CLI's account).")
-    region: str = "us-east-1"
-    prefix: str = Field(default="evalops", description="Name prefix: resources are named {prefix}-{name}-...")
+    name: EnvName = Field(description="Short environment name, part of every resource name.")
+    account: AccountId | None = Field(default=None, description="12-digit AWS account id (None: the CLI's account).")
+    region: Region = "us-east-1"
+    prefix: NamePrefix = Field(default="evalops", description="Name prefix: resources are named {prefix}-{name}-...")
     config: str = Field(description="Evaluation config this environment runs, relative to the repo root.")
     manual_approval: bool = Field(default=False, description="Delivery: ask for approval before deploying here.")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not ENV_NAME_RE.match(value):
-            raise ValueError(f"{value!r} is not a valid environment name (expected 1-15 of a-z 0-9 -, starting a-z)")
-        return value
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not PREFIX_RE.match(value):
-            raise ValueError(f"{value!r} is not a valid name prefix (expected 1-16 of a-z 0-9 -, starting a-z)")
-        return value
-
-    @field_validator("account")
-    @classmethod
-    def _account(cls, value: str | None) -> str | None:
-        if value is not None and not ACCOUNT_RE.match(value):
-            raise ValueError(f"{value!r} is not an AWS account id (expected 12 digits)")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not REGION_RE.match(value):
-            raise ValueError(f"{value!r} is not an AWS region name (expected e.g. us-east-1)")
-        return value
 
     @property
     def resource_prefix(self) -> str:
@@ -108,12 +114,12 @@ class DeliverySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(default="evalops-delivery", description="Pipeline name; also starts its IAM role names.")
-    account: str = Field(description="12-digit id of the tooling account that hosts the pipeline.")
-    region: str = "us-east-1"
-    repository: str = Field(description="Repository behind the connection, as owner/name.")
-    branch: str = "main"
-    connection_arn: str | None = Field(
+    name: DeliveryName = Field(default="evalops-delivery", description="Pipeline name; also starts its IAM role names.")
+    account: AccountId = Field(description="12-digit id of the tooling account that hosts the pipeline.")
+    region: Region = "us-east-1"
+    repository: Repository = Field(description="Repository behind the connection, as owner/name.")
+    branch: Branch = "main"
+    connection_arn: ConnectionArn | None = Field(
         default=None, description="CodeConnections connection ARN; the CDK context key delivery_connection_arn wins."
     )
     trigger_paths: tuple[str, ...] = Field(
@@ -126,50 +132,6 @@ class DeliverySettings(BaseModel):
         default=None, min_length=1, description="Environments to deploy, in this order (default: all, in file order)."
     )
     prompt_catalog_source: PromptCatalogBucket | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not DELIVERY_NAME_RE.match(value):
-            raise ValueError(f"{value!r} is not a valid pipeline name (expected 1-32 of a-z 0-9 -, starting a-z)")
-        return value
-
-    @field_validator("account")
-    @classmethod
-    def _account(cls, value: str) -> str:
-        if not ACCOUNT_RE.match(value):
-            raise ValueError(f"{value!r} is not an AWS account id (expected 12 digits)")
-        return value
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not REGION_RE.match(value):
-            raise ValueError(f"{value!r} is not an AWS region name (expected e.g. us-east-1)")
-        return value
-
-    @field_validator("repository")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        if not REPOSITORY_RE.match(value):
-            raise ValueError(f"{value!r} is not a repository (expected owner/name)")
-        return value
-
-    @field_validator("branch")
-    @classmethod
-    def _branch(cls, value: str) -> str:
-        if not BRANCH_RE.match(value):
-            raise ValueError(f"{value!r} is not a git branch name")
-        return value
-
-    @field_validator("connection_arn")
-    @classmethod
-    def _connection_arn(cls, value: str | None) -> str | None:
-        if value is not None and not CONNECTION_ARN_RE.match(value):
-            raise ValueError(
-                f"{value!r} is not a connection ARN (expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID)"
-            )
-        return value
 
     @field_validator("trigger_paths")
     @classmethod
