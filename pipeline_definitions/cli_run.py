@@ -75,7 +75,7 @@ class PlainEvents:
                 return
             self._next[model] = 2.0 if done >= total else (int(share / PLAIN_PROGRESS_EVERY) + 1) * PLAIN_PROGRESS_EVERY
         self._say(
-            f"{model}: {done}/{total} prompts ({invoked} from the model, {cache_hits} from the cache, {failed} failed)"
+            f"{model}: {done}/{total} prompts ({invoked} answered now, {cache_hits} from the cache, {failed} failed)"
         )
 
 

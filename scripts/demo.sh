@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 config=${1:-configs/sample.yaml}
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 evalops=.venv/bin/evalops

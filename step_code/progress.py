@@ -43,7 +43,7 @@ class LoggingProgress:
                 return
             self._next_step[model] = -1 if done == total else step + 1
         self._log.info(
-            "%s: %d/%d done (%.0f%%): %d from the model, %d from the cache, %d failed",
+            "%s: %d/%d done (%.0f%%): %d answered now, %d from the cache, %d failed",
             model,
             done,
             total,

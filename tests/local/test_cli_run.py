@@ -22,7 +22,7 @@ def test_run_prints_progress_the_decision_and_the_report(
 
     out = capsys.readouterr().out
     assert "Evaluate-llama3-8b-instruct: started" in out
-    assert "mistral-7b-instruct: 40/40 prompts (40 from the model, 0 from the cache, 0 failed)" in out
+    assert "mistral-7b-instruct: 40/40 prompts (40 answered now, 0 from the cache, 0 failed)" in out
     assert "Decision: llama3-8b-instruct selected with weighted score 0.9000" in out
     assert f"Comparison report: {tmp_path / 'steps/Select/output/decision/comparison.html'}" in out
     assert "Registered llama3-8b-instruct as file://" in out

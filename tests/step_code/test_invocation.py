@@ -352,7 +352,7 @@ def test_logging_progress_logs_every_tenth(model_server: ModelServer, caplog: py
 
     lines = [r.getMessage() for r in caplog.records if r.name == "step_code.progress"]
     assert lines[0].startswith("local-tgi: 0/100 done (0%)")
-    assert lines[-1] == "local-tgi: 100/100 done (100%): 100 from the model, 0 from the cache, 0 failed"
+    assert lines[-1] == "local-tgi: 100/100 done (100%): 100 answered now, 0 from the cache, 0 failed"
     assert 11 <= len(lines) <= 12
 
 
