@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +53,21 @@ def _managed_for(tags: dict[str, str], model: ModelConfig) -> bool:
     )
 
 
+# What a deployment creates, in deletion order: ARN path, boto3 operation suffix, name parameter, ARN key.
+# Deleting an endpoint does not delete its config or model; each is removed on its own.
+_RESOURCES = (
+    ("endpoint", "endpoint", "EndpointName", "EndpointArn"),
+    ("endpoint-config", "endpoint_config", "EndpointConfigName", "EndpointConfigArn"),
+    ("model", "model", "ModelName", "ModelArn"),
+)
+
+
 def _delete(
-    client: Any,
-    label: str,
-    model: ModelConfig,
-    describe: Callable[[], dict[str, Any] | None],
-    arn_key: str,
-    delete: Callable[[], object],
-    result: CleanupResult,
+    client: Any, resource: tuple[str, str, str, str], name: str, model: ModelConfig, result: CleanupResult
 ) -> None:
-    description = describe()
+    kind, operation, parameter, arn_key = resource
+    label = f"{kind}/{name}"
+    description = describe_or_none(getattr(client, f"describe_{operation}"), **{parameter: name})
     if description is None:
         result.already_absent.append(label)
         return
@@ -72,7 +76,7 @@ def _delete(
         result.not_managed.append(label)
         return
     try:
-        delete()
+        getattr(client, f"delete_{operation}")(**{parameter: name})
     except ClientError as exc:
         if not is_missing(exc):
             raise
@@ -94,39 +98,10 @@ def cleanup(client: Any, model: ModelConfig, deployment: Deployment) -> CleanupR
         logger.info("not deleting %s: %s", deployment.endpoint_name, result.skipped_reason)
         return result
 
-    endpoint = deployment.endpoint_name
-    _delete(
-        client,
-        f"endpoint/{endpoint}",
-        model,
-        lambda: describe_or_none(client.describe_endpoint, EndpointName=endpoint),
-        "EndpointArn",
-        lambda: client.delete_endpoint(EndpointName=endpoint),
-        result,
-    )
-    # Deleting an endpoint does not delete its config or model; each is removed on its own.
-    config_name = deployment.endpoint_config_name
-    if config_name:
-        _delete(
-            client,
-            f"endpoint-config/{config_name}",
-            model,
-            lambda: describe_or_none(client.describe_endpoint_config, EndpointConfigName=config_name),
-            "EndpointConfigArn",
-            lambda: client.delete_endpoint_config(EndpointConfigName=config_name),
-            result,
-        )
-    model_name = deployment.model_name
-    if model_name:
-        _delete(
-            client,
-            f"model/{model_name}",
-            model,
-            lambda: describe_or_none(client.describe_model, ModelName=model_name),
-            "ModelArn",
-            lambda: client.delete_model(ModelName=model_name),
-            result,
-        )
+    names = (deployment.endpoint_name, deployment.endpoint_config_name, deployment.model_name)
+    for resource, name in zip(_RESOURCES, names, strict=True):
+        if name:
+            _delete(client, resource, name, model, result)
     return result
 
 

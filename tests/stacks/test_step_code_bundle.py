@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from stacks.constructs.step_code_bundle import bundle_members, write_bundle
 from tests.stacks.conftest import SynthesizedApp
@@ -54,16 +55,7 @@ def test_python_imports_the_steps_from_the_staged_zip(reference_app: Synthesized
         "import json, step_code.step_io, pipeline_definitions.plan as plan;"
         "print(json.dumps([step_code.step_io.__file__, plan.__file__, plan.PREPROCESS_STEP]))"
     )
-    # Run outside the repository, with the bundle first on the path, as the processing job does.
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        env={**os.environ, "PYTHONPATH": str(bundle)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    step_io, plan_file, preprocess = json.loads(result.stdout)
+    step_io, plan_file, preprocess = run_from_bundle(bundle, probe, tmp_path)
     assert step_io.startswith(str(bundle)) and plan_file.startswith(str(bundle))
     assert preprocess == "Preprocess"
 
@@ -75,14 +67,19 @@ def test_every_step_entry_point_is_in_the_staged_zip(reference_app: SynthesizedA
         "print(json.dumps({k: importlib.util.find_spec(plan.entry_module(k)).origin"
         " for k in typing.get_args(plan.StepKind)}))"
     )
+    origins = run_from_bundle(bundle, probe, tmp_path)
+    assert sorted(origins) == sorted(["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"])
+    assert all(origin.startswith(str(bundle)) for origin in origins.values()), origins
+
+
+def run_from_bundle(bundle: Path, probe: str, cwd: Path) -> Any:
+    """Run Python code outside the repository with the bundle first on the path, as the processing job does."""
     result = subprocess.run(
         [sys.executable, "-c", probe],
         env={**os.environ, "PYTHONPATH": str(bundle)},
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
     )
-    origins = json.loads(result.stdout)
-    assert sorted(origins) == sorted(["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"])
-    assert all(origin.startswith(str(bundle)) for origin in origins.values()), origins
+    return json.loads(result.stdout)
