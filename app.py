@@ -9,7 +9,7 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from pipeline_definitions.loader import ConfigError
+from pipeline_definitions.loading.loader import ConfigError
 from stacks.app_builder import AppOptions, build_app
 
 REPO_ROOT = Path(__file__).resolve().parent

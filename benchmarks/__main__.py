@@ -11,7 +11,7 @@ import logging
 import subprocess
 from importlib.metadata import version
 
-from pipeline_definitions.sagemaker_definition import SDK_CONFIG_LOGGER
+from pipeline_definitions.rendering.sagemaker_definition import SDK_CONFIG_LOGGER
 
 # Before the sagemaker SDK is imported: its config logger prints to stdout unless it already has a level.
 logging.getLogger(SDK_CONFIG_LOGGER).setLevel(logging.WARNING)

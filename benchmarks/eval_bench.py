@@ -23,8 +23,8 @@ from benchmarks import workload
 from benchmarks.common import environment, print_table
 from benchmarks.reference_approach import HttpModelRunner, ReferenceRun, run_reference
 from benchmarks.step_run import OFFLINE_SCORING_ENV, EvaluateOutcome, StepFolder
-from pipeline_definitions.results import AlgorithmResult
 from step_code import scoring
+from step_code.contract.results import AlgorithmResult
 from tests.support.model_server import ModelServer
 
 SCORE_TOLERANCE = 1e-9

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.plan import (
+from pipeline_definitions.loading.loader import load_config
+from pipeline_definitions.planning.plan import (
     CATALOG_INPUT,
     CONFIG_FILE,
     CONFIG_INPUT,
@@ -27,8 +26,9 @@ from pipeline_definitions.plan import (
     build_plan,
     step_arguments,
 )
-from pipeline_definitions.results import EvaluationSummary
 from step_code import evaluate_step, preprocess
+from step_code.contract.config import Config
+from step_code.contract.results import EvaluationSummary
 from step_code.scoring import SKIP_JUDGE_SCORES_ENV
 
 EXECUTION_ID = "benchmark"

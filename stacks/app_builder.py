@@ -20,11 +20,11 @@ import yaml
 from constructs import Construct
 from pydantic import ValidationError
 
-from pipeline_definitions.environments import Environment, EnvironmentsFile
-from pipeline_definitions.loader import ConfigError, LoadedConfig, Problem, key_path, load_config
+from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, Problem, key_path, load_config
 from stacks import model_access
-from stacks.constructs.step_image import DOCKERFILE
+from stacks.components.step_image import DOCKERFILE
 from stacks.delivery_stack import add_delivery
+from stacks.environments import Environment, EnvironmentsFile
 from stacks.evaluation_pipeline_stack import STEP_IMAGE_DIRECTORY
 from stacks.stage import EvaluationStage, stage_id
 

@@ -11,19 +11,19 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.loader import LoadedConfig
-from pipeline_definitions.plan import CONFIG_FILE
-from stacks.constructs.evaluation_pipeline import EvaluationPipeline
-from stacks.constructs.execution_role import EvaluationExecutionRole, StepCodeObject
-from stacks.constructs.step_code_bundle import StepCodeBundle
-from stacks.constructs.step_image import step_image
-from stacks.constructs.uploads import (
+from pipeline_definitions.loading.loader import LoadedConfig
+from pipeline_definitions.planning.plan import CONFIG_FILE
+from stacks.components.evaluation_pipeline import EvaluationPipeline
+from stacks.components.execution_role import EvaluationExecutionRole, StepCodeObject
+from stacks.components.step_code_bundle import StepCodeBundle
+from stacks.components.step_image import step_image
+from stacks.components.uploads import (
     CATALOG_PREFIX,
     PromptCatalogUpload,
     TextObjectUpload,
     acknowledge_deployment_handler,
 )
+from step_code.contract.config import Config
 
 S3_SCHEME = "s3://"
 STEP_IMAGE_DIRECTORY = "step_code"

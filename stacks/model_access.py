@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.config import Config
+from step_code.contract.config import Config
 
 # JumpStart reads its model manifest, scripts and weights from these AWS-owned buckets; gated models
 # (Llama, for example) come from the private one.

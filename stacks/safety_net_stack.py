@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk import Stack
 from constructs import Construct
 
-from stacks.constructs.endpoint_safety_net import EndpointSafetyNet
+from stacks.components.endpoint_safety_net import EndpointSafetyNet
 
 HANDLER_DIR = Path(__file__).resolve().parent / "safety_net_lambda"
 

@@ -9,8 +9,8 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from pipeline_definitions.environments import Environment
-from pipeline_definitions.loader import LoadedConfig
+from pipeline_definitions.loading.loader import LoadedConfig
+from stacks.environments import Environment
 from stacks.evaluation_pipeline_stack import EvaluationPipelineStack
 from stacks.registry_stack import RegistryStack
 from stacks.safety_net_stack import SafetyNetStack

@@ -9,7 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.constructs.buckets import access_log_bucket, encrypted_bucket
+from stacks.components.buckets import access_log_bucket, encrypted_bucket
 
 RUN_OUTPUT_RETENTION = Duration.days(90)
 

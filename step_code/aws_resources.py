@@ -18,9 +18,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from pipeline_definitions.config import Config, ModelConfig
-from pipeline_definitions.naming import run_scoped_name
-from pipeline_definitions.validation import resource_base
+from pipeline_definitions.loading.validation import resource_base
+from step_code.contract.config import Config, ModelConfig
+from step_code.contract.naming import run_scoped_name
 
 RESOURCE_PREFIX_ENV = "EVALOPS_RESOURCE_PREFIX"
 DEFAULT_RESOURCE_PREFIX = "evalops-local-"

@@ -15,9 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from pipeline_definitions.config import ModelConfig
-from pipeline_definitions.plan import CLEANUP_FILE, DEPLOYMENT_FILE
-from pipeline_definitions.results import Deployment
+from pipeline_definitions.planning.plan import CLEANUP_FILE, DEPLOYMENT_FILE
 from step_code.aws_resources import (
     MANAGED_BY,
     TAG_MANAGED_BY,
@@ -29,6 +27,8 @@ from step_code.aws_resources import (
     resource_tags_of,
     sagemaker_client,
 )
+from step_code.contract.config import ModelConfig
+from step_code.contract.results import Deployment
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.cleanup")

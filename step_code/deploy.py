@@ -27,9 +27,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_definitions.config import DEPLOYED_PROVIDERS, Config, ModelConfig
-from pipeline_definitions.plan import DEPLOYMENT_FILE, FINETUNE_FILE
-from pipeline_definitions.results import Deployment, FinetuneResult, ModelArtifact
+from pipeline_definitions.planning.plan import DEPLOYMENT_FILE, FINETUNE_FILE
 from step_code.aws_resources import (
     ENDPOINT_WAIT,
     MANAGED_BY,
@@ -51,6 +49,8 @@ from step_code.aws_resources import (
     sdk_session,
     wait_for,
 )
+from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
+from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.deploy")

@@ -4,7 +4,7 @@
         [--deployment-dir P] [--catalog-dir K] --cache-uri U
 
 Output layout (`--output-dir`, a local folder; an s3:// URI is written through a local staging folder):
-  summary.json                               EvaluationSummary (pipeline_definitions/results.py)
+  summary.json                               EvaluationSummary (step_code/contract/results.py)
   records.jsonl                              every record: prompt, input, reference, category, output or
                                              error, latency, tokens, cached, attempts
   scored_records.jsonl                       the succeeded records, as fmeval reads them (model_output_location)
@@ -31,11 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.config import Config, ModelConfig
-from pipeline_definitions.plan import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
-from pipeline_definitions.results import AlgorithmResult, Deployment, EvaluationSummary, ModelArtifact
+from pipeline_definitions.planning.plan import (
+    DEPLOYMENT_FILE,
+    MANIFEST_FILE,
+    PROCESSED_FILE,
+    RECORDS_FILE,
+    SUMMARY_FILE,
+)
 from step_code import fmeval_runtime, scoring, storage
 from step_code.aws_resources import ControlPlaneError, sagemaker_client
+from step_code.contract.config import Config, ModelConfig
+from step_code.contract.results import AlgorithmResult, Deployment, EvaluationSummary, ModelArtifact
 from step_code.invocation import InvocationRecord, InvocationResult, invoke_all, prompt_items
 from step_code.progress import LoggingProgress, ProgressListener
 from step_code.response_cache import ResponseCache

@@ -18,9 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_definitions.config import Config, FinetuningConfig, ModelConfig
-from pipeline_definitions.plan import FINETUNE_FILE
-from pipeline_definitions.results import FinetuneResult
+from pipeline_definitions.planning.plan import FINETUNE_FILE
 from step_code.aws_resources import (
     DATA_URI_ENV,
     TRAINING_JOB_WAIT,
@@ -38,6 +36,8 @@ from step_code.aws_resources import (
     sdk_session,
     wait_for,
 )
+from step_code.contract.config import Config, FinetuningConfig, ModelConfig
+from step_code.contract.results import FinetuneResult
 from step_code.step_io import config_model, load_config, run_step, write_model
 from step_code.storage import KMS_KEY_ENV
 

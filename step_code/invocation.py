@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline_definitions.results import LatencyStats, TokenStats
+from step_code.contract.results import LatencyStats, TokenStats
 from step_code.progress import ProgressListener
 from step_code.response_cache import CachedResponse, ModelResponseCache, ResponseCache
 from step_code.runners.base import ModelResponse, ModelRunner, PermanentError, RetryableError

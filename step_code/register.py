@@ -35,14 +35,12 @@ from typing import Any, Literal
 import boto3
 from pydantic import BaseModel
 
-from pipeline_definitions.config import DEPLOYED_PROVIDERS, Config, ModelConfig
-from pipeline_definitions.plan import (
+from pipeline_definitions.planning.plan import (
     APPROVAL_STATUSES,
     DECISION_FILE,
     REGISTRATION_FILE,
     SUMMARY_FILE,
 )
-from pipeline_definitions.results import CandidateVerdict, Decision, EvaluationSummary
 from step_code import storage
 from step_code.aws_resources import (
     ARTIFACTS_URI_ENV,
@@ -53,6 +51,8 @@ from step_code.aws_resources import (
     run_artifacts_uri,
     sagemaker_client,
 )
+from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
+from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.register")

@@ -15,9 +15,9 @@ from html import escape
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline_definitions.plan import SUMMARY_FILE
-from pipeline_definitions.results import AlgorithmResult, CandidateVerdict, Decision, EvaluationSummary
+from pipeline_definitions.planning.plan import SUMMARY_FILE
 from step_code.aws_resources import ControlPlaneError
+from step_code.contract.results import AlgorithmResult, CandidateVerdict, Decision, EvaluationSummary
 from step_code.step_io import read_model
 
 # Chart geometry, in SVG user units.

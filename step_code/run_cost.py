@@ -18,9 +18,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_definitions import pricing
-from pipeline_definitions.config import Config, ModelConfig
-from pipeline_definitions.results import CostEstimate, Deployment
+from step_code.contract import pricing
+from step_code.contract.config import Config, ModelConfig
+from step_code.contract.results import CostEstimate, Deployment
 from step_code.invocation import InvocationResult
 
 logger = logging.getLogger(__name__)

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions import algorithms as algorithm_table
-from pipeline_definitions.config import AlgorithmConfig
-from pipeline_definitions.results import AlgorithmResult
 from step_code import fmeval_runtime, offline_assets
 from step_code.algorithm_report import render_algorithm_page, render_failure_page
+from step_code.contract import algorithms as algorithm_table
+from step_code.contract.config import AlgorithmConfig
+from step_code.contract.results import AlgorithmResult
 
 logger = logging.getLogger(__name__)
 

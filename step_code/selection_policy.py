@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pipeline_definitions.config import SelectionPolicy
-from pipeline_definitions.results import CandidateVerdict, Decision, EvaluationSummary
+from step_code.contract.config import SelectionPolicy
+from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary
 
 # Weighted scores closer than this count as a tie (float sums of equal scores can differ in the last bits).
 TIE_DIGITS = 9

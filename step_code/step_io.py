@@ -12,8 +12,8 @@ from typing import TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
-from pipeline_definitions.config import Config, ModelConfig
 from step_code.aws_resources import ControlPlaneError, client_error_line
+from step_code.contract.config import Config, ModelConfig
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 

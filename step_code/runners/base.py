@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from pipeline_definitions.config import EvaluationConfig
+from step_code.contract.config import EvaluationConfig
 
 
 class InvocationError(Exception):

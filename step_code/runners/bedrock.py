@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_definitions.config import ModelConfig
+from step_code.contract.config import ModelConfig
 from step_code.runners.aws_clients import RuntimeClients, classify_aws_error
 from step_code.runners.base import ModelResponse, PermanentError, model_request_settings
 from step_code.runners.payload import TGI_ONLY_PARAMETERS, OutputReader, RequestBody, parse_json, snippet

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_definitions.config import ModelConfig
+from step_code.contract.config import ModelConfig
 from step_code.runners.base import ModelRunner
 from step_code.runners.bedrock import BedrockRunner
 from step_code.runners.http_tgi import HttpTgiRunner

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jmespath
 
-from pipeline_definitions.config import ModelConfig
+from step_code.contract.config import ModelConfig
 from step_code.runners.base import ModelResponse, model_request_settings
 from step_code.runners.http_json import JsonHttpClient
 from step_code.runners.payload import OutputReader, RequestBody

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline_definitions.config import ModelConfig
+from step_code.contract.config import ModelConfig
 from step_code.runners.base import ModelResponse, PermanentError, model_request_settings
 from step_code.runners.http_json import JsonHttpClient
 from step_code.runners.payload import TGI_ONLY_PARAMETERS, snippet

@@ -24,7 +24,7 @@ from typing import Any
 
 import jmespath
 
-from pipeline_definitions.config import PROMPT_PLACEHOLDER
+from step_code.contract.config import PROMPT_PLACEHOLDER
 from step_code.runners.base import PermanentError
 
 SNIPPET_CHARS = 200

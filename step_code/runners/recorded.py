@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline_definitions.config import ModelConfig
 from step_code import storage
+from step_code.contract.config import ModelConfig
 from step_code.runners.base import ModelResponse, PermanentError, model_request_settings
 
 

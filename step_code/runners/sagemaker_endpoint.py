@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_definitions.config import ModelConfig, custom_attributes_header
+from step_code.contract.config import ModelConfig, custom_attributes_header
 from step_code.runners.aws_clients import RuntimeClients, classify_aws_error
 from step_code.runners.base import ModelResponse, model_request_settings
 from step_code.runners.payload import OutputReader, RequestBody, parse_json

@@ -12,7 +12,7 @@ import pytest
 from benchmarks import eval_bench, workload
 from benchmarks.__main__ import main, parse_args
 from benchmarks.reference_approach import ReferenceRun
-from pipeline_definitions.results import AlgorithmResult
+from step_code.contract.results import AlgorithmResult
 
 PROMPTS = 20
 EVAL_NAMES = ["factual_knowledge", "qa_accuracy", "classification_accuracy"]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions import cli
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.plan import build_plan
-from pipeline_definitions.pricing import PRICE_TABLE_AS_OF
+from pipeline_definitions.cli import main as cli
+from pipeline_definitions.loading.loader import load_config
+from pipeline_definitions.planning.plan import build_plan
+from step_code.contract.pricing import PRICE_TABLE_AS_OF
 
 EVALOPS = str(Path(sys.executable).parent / "evalops")
 HEAVY_MODULES = ("torch", "ray", "fmeval")
@@ -126,7 +126,7 @@ def test_plan_warns_about_missing_prices(repo_root: Path, tmp_path: Path) -> Non
 def test_cli_does_not_import_heavy_modules(repo_root: Path, command: str) -> None:
     code = (
         "import json, sys\n"
-        "from pipeline_definitions.cli import main\n"
+        "from pipeline_definitions.cli.main import main\n"
         f"code = main([{command!r}, 'configs/sample.yaml'])\n"
         f"print(json.dumps([code, sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)]))\n"
     )

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions import algorithms
-from pipeline_definitions.config import AlgorithmConfig
+from step_code.contract import algorithms
+from step_code.contract.config import AlgorithmConfig
 
 # Where each algorithm's evaluate() gets the dataset-level score names it reports (read from its source).
 SCORE_SOURCES = {

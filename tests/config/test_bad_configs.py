@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions.loader import ConfigError, load_config
-from pipeline_definitions.validation import MAX_MODELS
+from pipeline_definitions.loading.loader import ConfigError, load_config
+from pipeline_definitions.loading.validation import MAX_MODELS
 from tests.config.conftest import WriteConfig
 
 HEAD = """\

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_definitions import estimate as est
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.pricing import (
+from pipeline_definitions.estimating import estimate as est
+from pipeline_definitions.loading.loader import load_config
+from step_code.contract import pricing
+from step_code.contract.pricing import (
     PRICE_TABLE_AS_OF,
     bedrock_usd_per_1k_tokens,
     instance_usd_per_hour,
@@ -35,7 +36,7 @@ models:
 
 def test_price_table_is_dated_and_covers_the_families() -> None:
     table = price_table()
-    raw = yaml.safe_load((Path(est.__file__).parent / "instance_prices.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load((Path(pricing.__file__).parent / "instance_prices.yaml").read_text(encoding="utf-8"))
     assert PRICE_TABLE_AS_OF == raw["as_of"] == table.as_of
     assert table.region == "us-east-1"
     inference = table.instance_usd_per_hour["inference"]

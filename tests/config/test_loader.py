@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.estimate import count_prompts
-from pipeline_definitions.loader import LoadedConfig, LocationNotFoundError, load_config, repo_root
-from pipeline_definitions.plan import build_plan
-from pipeline_definitions.validation import MAX_MODELS
+from pipeline_definitions.estimating.estimate import count_prompts
+from pipeline_definitions.loading.loader import LoadedConfig, LocationNotFoundError, load_config, repo_root
+from pipeline_definitions.loading.validation import MAX_MODELS
+from pipeline_definitions.planning.plan import build_plan
+from step_code.contract.config import Config
 from tests.config.conftest import WriteConfig
 
 MINIMAL = """\

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.plan import build_plan
-from pipeline_definitions.validation import Finding, resource_base, step_name_findings, validate
+from pipeline_definitions.loading.loader import load_config
+from pipeline_definitions.loading.validation import Finding, resource_base, step_name_findings, validate
+from pipeline_definitions.planning.plan import build_plan
 
 
 def test_step_names_longer_than_64_or_with_bad_characters_are_reported(repo_root: Path) -> None:

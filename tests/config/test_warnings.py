@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions.loader import load_config
+from pipeline_definitions.loading.loader import load_config
 from tests.config.conftest import WriteConfig
 
 FINETUNED = """\

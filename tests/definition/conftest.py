@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.plan import EvaluationPlan, build_plan
-from pipeline_definitions.sagemaker_definition import RenderTargets, render_definition
+from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
+from pipeline_definitions.rendering.sagemaker_definition import RenderTargets, render_definition
+from step_code.contract.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions import definition_placeholders as ph
-from pipeline_definitions.config import Config
-from pipeline_definitions.plan import EvaluationPlan, build_plan
-from pipeline_definitions.sagemaker_definition import (
+from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
+from pipeline_definitions.rendering import definition_placeholders as ph
+from pipeline_definitions.rendering.sagemaker_definition import (
     CloudFormationDefinition,
     render_definition,
     render_for_cloudformation,
 )
+from step_code.contract.config import Config
 from tests.definition.conftest import load_config, targets_for
 
 CODE_KEY = "5d41402abc4b2a76b9719d911017c592.zip"

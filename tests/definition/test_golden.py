@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.plan import EvaluationPlan, build_plan
-from pipeline_definitions.sagemaker_definition import render_definition
+from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
+from pipeline_definitions.rendering.sagemaker_definition import render_definition
+from step_code.contract.config import Config
 from tests.definition.conftest import GOLDEN_DIR, REPO_ROOT, load_config, targets_for
 
 
@@ -34,8 +34,8 @@ def test_a_second_render_in_this_process_is_identical(
 RENDER_SCRIPT = """
 import sys
 from tests.definition.conftest import load_config, targets_for
-from pipeline_definitions.plan import build_plan
-from pipeline_definitions.sagemaker_definition import render_definition
+from pipeline_definitions.planning.plan import build_plan
+from pipeline_definitions.rendering.sagemaker_definition import render_definition
 
 config = load_config(sys.argv[1])
 sys.stdout.write(render_definition(build_plan(config), config, targets_for(config)))

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions import plan as p
-from pipeline_definitions.config import Config
-from pipeline_definitions.sagemaker_definition import render_definition
+from pipeline_definitions.planning import plan as p
+from pipeline_definitions.rendering.sagemaker_definition import render_definition
+from step_code.contract.config import Config
 from tests.definition.conftest import all_steps, load_config, targets_for
 
 MAX_INPUTS = 10

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.plan import build_plan
-from pipeline_definitions.sagemaker_definition import render_definition
+from pipeline_definitions.planning.plan import build_plan
+from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from tests.definition.conftest import REPO_ROOT, load_config, targets_for
 
 CREDENTIAL_VARIABLES = (
@@ -73,11 +73,11 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.create_connection = refuse
 
-import pipeline_definitions.sagemaker_definition
+import pipeline_definitions.rendering.sagemaker_definition
 cheap_import = "sagemaker" not in sys.modules
 from tests.definition.conftest import load_config, targets_for
-from pipeline_definitions.plan import build_plan
-from pipeline_definitions.sagemaker_definition import render_definition
+from pipeline_definitions.planning.plan import build_plan
+from pipeline_definitions.rendering.sagemaker_definition import render_definition
 config = load_config("reference")
 render_definition(build_plan(config), config, targets_for(config))
 heavy = sorted({name.split(".")[0] for name in sys.modules} & {"torch", "ray", "fmeval", "transformers"})

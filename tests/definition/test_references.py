@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline_definitions import plan as p
+from pipeline_definitions.planning import plan as p
 from tests.definition.conftest import all_steps
 
 STEP_OUTPUT_RE = re.compile(

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline_definitions import plan as p
-from pipeline_definitions.config import Config
-from pipeline_definitions.sagemaker_definition import render_definition
+from pipeline_definitions.planning import plan as p
+from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.aws_resources import run_artifacts_uri
+from step_code.contract.config import Config
 from tests.definition.conftest import REPO_ROOT, all_steps, load_config, targets_for
 
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}

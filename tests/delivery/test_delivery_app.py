@@ -11,7 +11,7 @@ import pytest
 import yaml
 from cdk_nag import AwsSolutionsChecks
 
-from pipeline_definitions.loader import ConfigError
+from pipeline_definitions.loading.loader import ConfigError
 from stacks.app_builder import AppOptions, build_app
 from tests.delivery.conftest import CONNECTION_ARN, DEV_ACCOUNT, PROD_ACCOUNT, TOOLING_ACCOUNT
 

@@ -13,9 +13,9 @@ from aws_cdk import App, Stack, Stage
 from aws_cdk.assertions import Template
 from constructs import Construct
 
-from pipeline_definitions.environments import DEFAULT_TRIGGER_PATHS, Environment
-from stacks.constructs.delivery_evaluation_start import EXECUTION_ARN_VARIABLE, START_COMMANDS
+from stacks.components.delivery_evaluation_start import EXECUTION_ARN_VARIABLE, START_COMMANDS
 from stacks.delivery_stack import CONNECTION_ARN_CONTEXT_KEY, FAST_TESTS_COMMAND, SETUP_COMMAND, DeliveryStack
+from stacks.environments import DEFAULT_TRIGGER_PATHS, Environment
 from tests.delivery.conftest import CONNECTION_ARN, DEV_ACCOUNT, PROD_ACCOUNT, TOOLING_ACCOUNT, environments_file
 
 Build = Callable[..., tuple[App, DeliveryStack]]

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from stacks.constructs.delivery_evaluation_start import EXECUTION_ARN_VARIABLE, START_COMMANDS
+from stacks.components.delivery_evaluation_start import EXECUTION_ARN_VARIABLE, START_COMMANDS
 from tests.support.moto_server import MotoServer
 
 TARGET_ACCOUNT = "222222222222"

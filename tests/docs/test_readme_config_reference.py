@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline_definitions.config import Config
+from step_code.contract.config import Config
 
 
 def _models_in(annotation: object) -> list[type[BaseModel]]:

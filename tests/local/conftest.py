@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions.loader import LoadedConfig, load_config
+from pipeline_definitions.loading.loader import LoadedConfig, load_config
 from step_code import evaluate_step
 from tests.local.doubles import InstantEvaluate, RecordingEvents
 

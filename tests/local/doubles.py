@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline_definitions.plan import PlannedStep
+from pipeline_definitions.planning.plan import PlannedStep
 from step_code import evaluate_step
 from step_code.progress import ProgressListener
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions.cli import main
+from pipeline_definitions.cli.main import main
 from tests.local.doubles import SAMPLE_MODELS, InstantEvaluate
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline_definitions.cli import main
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.local import RunOptions, run_plan
-from pipeline_definitions.results import Decision, EvaluationSummary
+from pipeline_definitions.cli.main import main
+from pipeline_definitions.loading.loader import load_config
+from pipeline_definitions.local.engine import RunOptions, run_plan
+from step_code.contract.results import Decision, EvaluationSummary
 from tests.local.doubles import RecordingEvents
 from tests.support.model_server import ModelServer
 

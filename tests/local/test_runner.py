@@ -10,10 +10,10 @@ import boto3
 import pytest
 import yaml
 
-from pipeline_definitions.loader import LoadedConfig, load_config
-from pipeline_definitions.local import PolicyNotMet, RunError, RunOptions, StepsFailed, run_plan
-from pipeline_definitions.results import Decision
+from pipeline_definitions.loading.loader import LoadedConfig, load_config
+from pipeline_definitions.local.engine import PolicyNotMet, RunError, RunOptions, StepsFailed, run_plan
 from step_code import cleanup, deploy
+from step_code.contract.results import Decision
 from tests.local.doubles import SAMPLE_MODELS, InstantEvaluate, RecordingEvents
 from tests.support.moto_server import MotoServer
 

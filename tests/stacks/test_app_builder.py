@@ -8,7 +8,7 @@ import aws_cdk as cdk
 import pytest
 import yaml
 
-from pipeline_definitions.loader import ConfigError
+from pipeline_definitions.loading.loader import ConfigError
 from stacks.app_builder import (
     AppOptions,
     StageFactory,

@@ -15,11 +15,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.plan import CHECK_STEP, FAIL_STEP, PARAM_PROMPT_CATALOG_URI, build_plan
-from stacks.constructs.evaluation_pipeline import EvaluationPipeline, compact, substitute
-from stacks.constructs.uploads import CATALOG_PREFIX, PromptCatalogUpload, content_hash
+from pipeline_definitions.loading.loader import load_config
+from pipeline_definitions.planning.plan import CHECK_STEP, FAIL_STEP, PARAM_PROMPT_CATALOG_URI, build_plan
+from stacks.components.evaluation_pipeline import EvaluationPipeline, compact, substitute
+from stacks.components.uploads import CATALOG_PREFIX, PromptCatalogUpload, content_hash
+from step_code.contract.config import Config
 from tests.stacks.conftest import (
     DEV_ACCOUNT,
     MANY_MODELS,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from pipeline_definitions.naming import run_scoped_name
+from step_code.contract.naming import run_scoped_name
 from tests.stacks.conftest import DEV_ACCOUNT, PROD_ACCOUNT, SynthesizedApp, as_list, policy_statements
 
 # The only actions allowed on Resource "*": IAM offers no resource-level permissions for them.

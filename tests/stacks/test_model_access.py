@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.loader import load_config
+from pipeline_definitions.loading.loader import load_config
 from stacks import model_access
+from step_code.contract.config import Config
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from stacks.constructs.step_code_bundle import bundle_members, write_bundle
+from stacks.components.step_code_bundle import bundle_members, write_bundle
 from tests.stacks.conftest import SynthesizedApp
 
 
@@ -18,9 +18,9 @@ def test_the_bundle_holds_python_sources_and_definition_data_only(repo_root: Pat
     names = [name for name, _ in bundle_members(repo_root)]
     assert names == sorted(names)
     assert {name.split("/", 1)[0] for name in names} == {"step_code", "pipeline_definitions"}
-    assert "step_code/__init__.py" in names and "pipeline_definitions/plan.py" in names
+    assert "step_code/__init__.py" in names and "pipeline_definitions/planning/plan.py" in names
     for name in names:
-        assert name.endswith(".py") or (name.startswith("pipeline_definitions/") and name.endswith(".yaml")), name
+        assert name.endswith(".py") or (name.startswith("step_code/contract/") and name.endswith(".yaml")), name
         assert "__pycache__" not in name
 
 
@@ -52,7 +52,7 @@ def test_the_staged_asset_is_the_bundle(reference_app: SynthesizedApp, repo_root
 def test_python_imports_the_steps_from_the_staged_zip(reference_app: SynthesizedApp, tmp_path: Path) -> None:
     bundle = staged_bundle(reference_app)
     probe = (
-        "import json, step_code.step_io, pipeline_definitions.plan as plan;"
+        "import json, step_code.step_io, pipeline_definitions.planning.plan as plan;"
         "print(json.dumps([step_code.step_io.__file__, plan.__file__, plan.PREPROCESS_STEP]))"
     )
     step_io, plan_file, preprocess = run_from_bundle(bundle, probe, tmp_path)
@@ -63,7 +63,7 @@ def test_python_imports_the_steps_from_the_staged_zip(reference_app: Synthesized
 def test_every_step_entry_point_is_in_the_staged_zip(reference_app: SynthesizedApp, tmp_path: Path) -> None:
     bundle = staged_bundle(reference_app)
     probe = (
-        "import importlib.util, json, typing, pipeline_definitions.plan as plan;"
+        "import importlib.util, json, typing, pipeline_definitions.planning.plan as plan;"
         "print(json.dumps({k: importlib.util.find_spec(plan.entry_module(k)).origin"
         " for k in typing.get_args(plan.StepKind)}))"
     )

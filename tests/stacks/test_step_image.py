@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.constructs.step_image import build_context_files, context_exclude
+from stacks.components.step_image import build_context_files, context_exclude
 from tests.stacks.conftest import SynthesizedApp
 
 

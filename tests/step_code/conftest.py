@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_definitions.config import Config
+from step_code.contract.config import Config
 from tests.support.model_server import ModelServer
 
 

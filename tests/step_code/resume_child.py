@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline_definitions.config import ModelConfig
+from step_code.contract.config import ModelConfig
 from step_code.invocation import invoke_all
 from step_code.response_cache import ResponseCache
 from step_code.runners.factory import build_runner

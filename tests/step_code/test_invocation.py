@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.config import Config, ModelConfig
+from step_code.contract.config import Config, ModelConfig
 from step_code.invocation import (
     InvocationResult,
     PromptItem,

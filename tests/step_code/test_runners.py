@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.config import Config, ModelConfig
+from step_code.contract.config import Config, ModelConfig
 from step_code.invocation import PromptItem, invoke_all, render_prompt
 from step_code.runners.base import ModelRunner, PermanentError, RetryableError
 from step_code.runners.factory import build_runner

@@ -7,7 +7,6 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline_definitions.config import Config
 from step_code import aws_resources, deploy
 from step_code.aws_resources import (
     ENDPOINT_WAIT,
@@ -20,6 +19,7 @@ from step_code.aws_resources import (
     tags_by_key,
     wait_for,
 )
+from step_code.contract.config import Config
 from tests.step_code.aws.conftest import PREFIX
 from tests.support.moto_server import MotoServer
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.plan import DEPLOYMENT, DEPLOYMENT_FILE, FINETUNE, FINETUNE_FILE
-from pipeline_definitions.results import Deployment, FinetuneResult
+from pipeline_definitions.planning.plan import DEPLOYMENT, DEPLOYMENT_FILE, FINETUNE, FINETUNE_FILE
 from step_code import deploy
 from step_code.aws_resources import ControlPlaneError, resource_tags, sdk_session, tags_by_key
+from step_code.contract.config import Config
+from step_code.contract.results import Deployment, FinetuneResult
 from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request, find_endpoint, huggingface_definition
 from tests.step_code.aws import jumpstart_specs
 from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RUN_ARTIFACTS, RunDirs, planned_step

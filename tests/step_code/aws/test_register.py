@@ -11,8 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.plan import (
+from pipeline_definitions.planning.plan import (
     CONFIG_FILE,
     CONFIG_INPUT,
     DECISION,
@@ -22,8 +21,9 @@ from pipeline_definitions.plan import (
     SUMMARIES,
     SUMMARY_FILE,
 )
-from pipeline_definitions.results import CandidateVerdict, Decision, ModelArtifact
 from step_code import register
+from step_code.contract.config import Config
+from step_code.contract.results import CandidateVerdict, Decision, ModelArtifact
 from step_code.register import Registration, metadata_text
 from tests.step_code.aws.conftest import (
     ARTIFACTS_BUCKET,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.config import Config
+from step_code.contract.config import Config
 from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request
 from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RUN_ARTIFACTS
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.config import Config
+from step_code.contract.config import Config
 from step_code.fmeval_runtime import JUDGE_MODELS_ENV
 from step_code.preprocess import preprocess
 

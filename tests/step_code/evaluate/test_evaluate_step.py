@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.results import EvaluationSummary
+from step_code.contract.config import Config
+from step_code.contract.results import EvaluationSummary
 from step_code.evaluate_step import main
 from step_code.scoring import SKIP_JUDGE_SCORES_ENV
 from tests.step_code.evaluate.conftest import EvaluateRun, make_run

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions import algorithms as algorithm_table
 from step_code import offline_assets
+from step_code.contract import algorithms as algorithm_table
 
 NONE: frozenset[str] = frozenset()
 

@@ -7,8 +7,8 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.results import Deployment, ModelArtifact
+from step_code.contract.config import Config
+from step_code.contract.results import Deployment, ModelArtifact
 from step_code.invocation import InvocationRecord, InvocationResult
 from step_code.run_cost import estimate_cost
 from tests.support.moto_server import MotoServer

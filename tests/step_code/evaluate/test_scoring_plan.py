@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions import algorithms as algorithm_table
-from pipeline_definitions.config import AlgorithmConfig
-from pipeline_definitions.results import AlgorithmResult
 from step_code import scoring
+from step_code.contract import algorithms as algorithm_table
+from step_code.contract.config import AlgorithmConfig
+from step_code.contract.results import AlgorithmResult
 
 
 def plan(*entries: dict[str, Any], skip: bool = False) -> list[Any]:

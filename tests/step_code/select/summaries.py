@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.results import (
+from step_code.contract.results import (
     AlgorithmResult,
     CostEstimate,
     EvaluationSummary,

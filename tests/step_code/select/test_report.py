@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_definitions.config import SelectionPolicy
 from step_code.aws_resources import ControlPlaneError
+from step_code.contract.config import SelectionPolicy
 from step_code.report import ModelEvidence, ReportContext, WorstRecord, load_model_evidence, render_report
 from step_code.selection_policy import decide
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output

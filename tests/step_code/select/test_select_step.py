@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.plan import build_plan, step_arguments
-from pipeline_definitions.results import Decision
+from pipeline_definitions.loading.loader import load_config
+from pipeline_definitions.planning.plan import build_plan, step_arguments
 from step_code import select_step
+from step_code.contract.results import Decision
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output
 
 SAMPLE_SCORES = {"llama3-8b-instruct": 0.925, "mistral-7b-instruct": 0.85, "falcon-7b-instruct": 0.475}

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.config import SelectionPolicy
+from step_code.contract.config import SelectionPolicy
 from step_code.selection_policy import PolicyError, decide
 from tests.step_code.select.summaries import make_summary
 

@@ -33,8 +33,7 @@ from sagemaker.workflow.retry import (
 )
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
-from pipeline_definitions import plan as p
-from pipeline_definitions.config import Config
+from pipeline_definitions.planning import plan as p
 from step_code.aws_resources import (
     ARTIFACTS_URI_ENV,
     DATA_URI_ENV,
@@ -42,13 +41,14 @@ from step_code.aws_resources import (
     RESOURCE_PREFIX_ENV,
     ROLE_ARN_ENV,
 )
+from step_code.contract.config import Config
 from step_code.storage import KMS_KEY_ENV
 
 if TYPE_CHECKING:
     from sagemaker.workflow.step_collections import StepCollection
     from sagemaker.workflow.steps import Step
 
-    from pipeline_definitions.sagemaker_definition import RenderTargets
+    from pipeline_definitions.rendering.sagemaker_definition import RenderTargets
 
 CONTAINER_INPUT_ROOT = "/opt/ml/processing/input"
 CONTAINER_OUTPUT_ROOT = "/opt/ml/processing/output"

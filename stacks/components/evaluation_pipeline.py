@@ -19,10 +19,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.plan import build_plan
-from pipeline_definitions.sagemaker_definition import render_for_cloudformation
-from stacks.constructs.uploads import HASH_LENGTH, TextObjectUpload
+from pipeline_definitions.planning.plan import build_plan
+from pipeline_definitions.rendering.sagemaker_definition import render_for_cloudformation
+from stacks.components.uploads import HASH_LENGTH, TextObjectUpload
+from step_code.contract.config import Config
 
 # Above this the definition is deployed to S3 instead of being inlined (CloudFormation templates are
 # limited to 1 MB, SageMaker definitions to 1 MiB, and a large inline body makes every diff unreadable).

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline_definitions.config import Config, ModelConfig
+from step_code.contract.config import Config, ModelConfig
 
 StepKind = Literal["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"]
 

@@ -18,7 +18,7 @@ from aws_cdk import aws_s3_deployment as s3_deployment
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from pipeline_definitions.loader import CATALOG_EXCLUDE
+from pipeline_definitions.loading.loader import CATALOG_EXCLUDE
 
 CATALOG_PREFIX = "prompt-catalog/"
 HASH_LENGTH = 16

@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pipeline_definitions import definition_placeholders as ph
-from pipeline_definitions.config import Config
-from pipeline_definitions.plan import CONFIG_FILE, EvaluationPlan
+from pipeline_definitions.planning.plan import CONFIG_FILE, EvaluationPlan
+from pipeline_definitions.rendering import definition_placeholders as ph
+from step_code.contract.config import Config
 
 # The SDK logs "sagemaker.config INFO - Not applying SDK defaults ..." to stdout from its import on,
 # unless its logger already has a level; and per step it logs that it leaves out the job name.
@@ -110,7 +110,7 @@ def render_definition(plan: EvaluationPlan, config: Config, targets: RenderTarge
     if config_logger.level == logging.NOTSET:
         config_logger.setLevel(logging.WARNING)
     with _quiet_sdk():
-        from pipeline_definitions.definition_builder import DefinitionBuilder
+        from pipeline_definitions.rendering.definition_builder import DefinitionBuilder
 
         definition = json.loads(DefinitionBuilder(plan, config, targets).build().definition())
     # The SDK writes `"PipelineExperimentConfig": null` when there is none; leave the key out instead.

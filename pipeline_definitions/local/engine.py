@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.loader import LoadedConfig
-from pipeline_definitions.plan import (
+from pipeline_definitions.loading.loader import LoadedConfig
+from pipeline_definitions.planning.plan import (
     CATALOG_INPUT,
     COMPARISON_REPORT_FILE,
     CONFIG_FILE,
@@ -58,9 +57,10 @@ from pipeline_definitions.plan import (
     entry_module,
     step_arguments,
 )
-from pipeline_definitions.results import Decision
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
+from step_code.contract.config import Config
+from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, load_model_evidence
 from step_code.select_step import comparison_html, select
 

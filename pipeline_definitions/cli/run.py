@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.loader import load_config
-from pipeline_definitions.local import (
+from pipeline_definitions.loading.loader import load_config
+from pipeline_definitions.local.engine import (
     PolicyNotMet,
     RunError,
     RunOptions,
@@ -29,8 +29,8 @@ from pipeline_definitions.local import (
     rebuild_report,
     run_plan,
 )
-from pipeline_definitions.plan import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS, PlannedStep
-from pipeline_definitions.results import Decision
+from pipeline_definitions.planning.plan import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS, PlannedStep
+from step_code.contract.results import Decision
 
 EXIT_OK = 0
 EXIT_STEP_FAILED = 1

@@ -9,7 +9,7 @@ from typing import Literal
 
 import yaml
 
-from pipeline_definitions.config import Config
+from step_code.contract.config import Config
 
 Usage = Literal["inference", "processing", "training"]
 USAGES: tuple[Usage, ...] = ("inference", "processing", "training")
@@ -27,7 +27,7 @@ class PriceTable:
 
 @cache
 def price_table() -> PriceTable:
-    raw = yaml.safe_load(resources.files("pipeline_definitions").joinpath(PRICE_TABLE_FILE).read_text("utf-8"))
+    raw = yaml.safe_load(resources.files("step_code.contract").joinpath(PRICE_TABLE_FILE).read_text("utf-8"))
     return PriceTable(
         source=str(raw["source"]),
         as_of=str(raw["as_of"]),

@@ -26,8 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from pipeline_definitions.config import Config
-from pipeline_definitions.validation import (
+from pipeline_definitions.loading.validation import (
     Finding,
     Loc,
     Sections,
@@ -35,6 +34,7 @@ from pipeline_definitions.validation import (
     validate,
     validate_sections,
 )
+from step_code.contract.config import Config
 
 S3_SCHEME = "s3://"
 REPO_MARKER = "cdk.json"

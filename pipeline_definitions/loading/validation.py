@@ -23,8 +23,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_definitions import algorithms
-from pipeline_definitions.config import (
+from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
+from pipeline_definitions.rendering.definition_placeholders import PLACEHOLDER_MARK
+from step_code.contract import algorithms
+from step_code.contract.config import (
     INSTANCE_TYPE_RE,
     AlgorithmConfig,
     Config,
@@ -34,9 +36,7 @@ from pipeline_definitions.config import (
     PricingConfig,
     SelectionPolicy,
 )
-from pipeline_definitions.definition_placeholders import PLACEHOLDER_MARK
-from pipeline_definitions.naming import run_scoped_name
-from pipeline_definitions.plan import EvaluationPlan, build_plan
+from step_code.contract.naming import run_scoped_name
 
 Loc = tuple[str | int, ...]
 

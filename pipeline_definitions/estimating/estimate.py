@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.config import Config, ModelConfig
-from pipeline_definitions.loader import S3_SCHEME, LoadedConfig
-from pipeline_definitions.plan import PlannedStep, build_plan
-from pipeline_definitions.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
+from pipeline_definitions.loading.loader import S3_SCHEME, LoadedConfig
+from pipeline_definitions.planning.plan import PlannedStep, build_plan
+from step_code.contract.config import Config, ModelConfig
+from step_code.contract.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
 
 DEPLOY_MINUTES = 12.0
 SECONDS_PER_CALL = 1.5

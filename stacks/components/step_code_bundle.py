@@ -18,8 +18,8 @@ from constructs import Construct
 BUNDLE_FILE_NAME = "step-code.zip"
 # Packages in the bundle and the files of each that are code or data they read at run time.
 BUNDLED_PACKAGES: dict[str, tuple[str, ...]] = {
-    "step_code": ("**/*.py",),
-    "pipeline_definitions": ("**/*.py", "*.yaml"),
+    "step_code": ("**/*.py", "contract/*.yaml"),
+    "pipeline_definitions": ("**/*.py",),
 }
 # Before 1980 cannot be stored in a zip; any fixed time makes the bytes reproducible.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)

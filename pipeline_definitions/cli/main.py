@@ -12,21 +12,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline_definitions import algorithms
-from pipeline_definitions.cli_run import add_run_commands
-from pipeline_definitions.config import Config, ModelConfig
-from pipeline_definitions.estimate import RunEstimate, count_prompts, estimate_run
-from pipeline_definitions.loader import ConfigError, LoadedConfig, load_config
-from pipeline_definitions.naming import EXECUTION_SUFFIX_LENGTH, run_scoped_name
-from pipeline_definitions.plan import (
+from pipeline_definitions.cli.run import add_run_commands
+from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts, estimate_run
+from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, load_config
+from pipeline_definitions.loading.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX, resource_base
+from pipeline_definitions.planning.plan import (
     CHECK_STEP,
     FAIL_STEP,
     REGISTER_STEP,
     EvaluationPlan,
     build_plan,
 )
-from pipeline_definitions.pricing import price_table
-from pipeline_definitions.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX, resource_base
+from step_code.contract import algorithms
+from step_code.contract.config import Config, ModelConfig
+from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, run_scoped_name
+from step_code.contract.pricing import price_table
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1

@@ -1,7 +1,7 @@
 """The role the SageMaker pipeline and its jobs run as, with nothing beyond what the configured run needs.
 
 Resources a run creates (endpoints, endpoint configs, models, training jobs) are named
-`<resource prefix><base>-<execution>` (`pipeline_definitions.naming.run_scoped_name`), so the role may
+`<resource prefix><base>-<execution>` (`step_code.contract.naming.run_scoped_name`), so the role may
 touch exactly the names starting with the environment's prefix. Everything else is named outright:
 the environment's buckets and key, the step image repository, the configured model package groups,
 Bedrock models and existing endpoints, and the AWS-owned JumpStart buckets and container registries.
@@ -20,8 +20,8 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from pipeline_definitions.config import Config
 from stacks import model_access
+from step_code.contract.config import Config
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 # SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.

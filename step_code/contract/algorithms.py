@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipeline_definitions.config import AlgorithmConfig
+from step_code.contract.config import AlgorithmConfig
 
 FieldKind = Literal["str", "optional_str", "int", "float", "bool", "labels"]
 FieldValue = str | int | float | bool | None

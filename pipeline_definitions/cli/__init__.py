@@ -1,0 +1,1 @@
+"""The `evalops` command line."""

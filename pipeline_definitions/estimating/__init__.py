@@ -1,0 +1,1 @@
+"""What a run will cost and how many prompts it sends, before it runs."""

@@ -1,0 +1,1 @@
+"""Reading a config file: YAML with line numbers, the pydantic model, and the checks across fields."""

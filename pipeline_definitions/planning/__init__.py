@@ -1,0 +1,1 @@
+"""The evaluation plan: which steps run, with which inputs and outputs, in which order."""

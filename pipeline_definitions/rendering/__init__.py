@@ -1,0 +1,1 @@
+"""The plan rendered as a SageMaker pipeline definition (offline, deterministic)."""
