@@ -15,19 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline_definitions.loading.loader import load_config
-from pipeline_definitions.planning.plan import (
-    CATALOG_INPUT,
-    CONFIG_FILE,
-    CONFIG_INPUT,
-    RECORDS_FILE,
-    SUMMARY_FILE,
-    EvaluationPlan,
-    PlannedStep,
-    build_plan,
-    step_arguments,
-)
+from pipeline_definitions.planning.plan import EvaluationPlan, PlannedStep, build_plan, step_arguments
 from step_code import evaluate_step, preprocess
 from step_code.contract.config import Config
+from step_code.contract.files import CATALOG_INPUT, CONFIG_FILE, CONFIG_INPUT, RECORDS_FILE, SUMMARY_FILE
 from step_code.contract.results import EvaluationSummary
 from step_code.scoring import SKIP_JUDGE_SCORES_ENV
 

@@ -12,7 +12,6 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from pipeline_definitions.loading.loader import LoadedConfig
-from pipeline_definitions.planning.plan import CONFIG_FILE
 from stacks.components.evaluation_pipeline import EvaluationPipeline
 from stacks.components.execution_role import EvaluationExecutionRole, StepCodeObject
 from stacks.components.step_code_bundle import StepCodeBundle
@@ -24,6 +23,7 @@ from stacks.components.uploads import (
     acknowledge_deployment_handler,
 )
 from step_code.contract.config import Config
+from step_code.contract.files import CONFIG_FILE
 
 S3_SCHEME = "s3://"
 STEP_IMAGE_DIRECTORY = "step_code"

@@ -1,6 +1,6 @@
 """What the control-plane steps (finetune, deploy, cleanup, register) share: names, tags, paging, waiting.
 
-Every SageMaker resource a run creates carries the tags below. The safety-net Lambda
+Every SageMaker resource a run creates carries the tags of `step_code/contract/tags.py`. The safety-net Lambda
 (`stacks/safety_net_lambda/index.py`, which cannot import this package) matches on the same keys, and a
 test keeps the two lists equal. A run is identified by its pipeline execution id: the pipeline passes it
 as `--execution-id`, and it is the last path segment of the execution ARN in EventBridge events.
@@ -18,24 +18,24 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from pipeline_definitions.loading.validation import resource_base
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.naming import run_scoped_name
-
-RESOURCE_PREFIX_ENV = "EVALOPS_RESOURCE_PREFIX"
-DEFAULT_RESOURCE_PREFIX = "evalops-local-"
-EXECUTION_ARN_ENV = "EVALOPS_EXECUTION_ARN"
-ROLE_ARN_ENV = "EVALOPS_ROLE_ARN"
-ARTIFACTS_URI_ENV = "EVALOPS_ARTIFACTS_URI"
-DATA_URI_ENV = "EVALOPS_DATA_URI"
-
-TAG_EXECUTION_ID = "evalops:execution-id"
-TAG_EXECUTION_ARN = "evalops:execution-arn"
-TAG_MODEL = "evalops:model"
-TAG_PIPELINE = "evalops:pipeline"
-TAG_PROVIDER = "evalops:provider"
-TAG_MANAGED_BY = "evalops:managed-by"
-MANAGED_BY = "evalops"
+from step_code.contract.job_env import (
+    ARTIFACTS_URI_ENV,
+    DEFAULT_RESOURCE_PREFIX,
+    EXECUTION_ARN_ENV,
+    RESOURCE_PREFIX_ENV,
+    ROLE_ARN_ENV,
+)
+from step_code.contract.naming import resource_base, run_scoped_name
+from step_code.contract.tags import (
+    MANAGED_BY,
+    TAG_EXECUTION_ARN,
+    TAG_EXECUTION_ID,
+    TAG_MANAGED_BY,
+    TAG_MODEL,
+    TAG_PIPELINE,
+    TAG_PROVIDER,
+)
 
 # Characters SageMaker accepts in tag values.
 _TAG_VALUE_DISALLOWED = re.compile(r"[^\w\s_.:/=+\-@]")
@@ -60,7 +60,7 @@ def resource_name(config: Config, model: ModelConfig, execution_id: str) -> str:
     SageMaker keeps a namespace per resource type, so one name serves all four; the execution suffix makes
     it unique per run, which is what lets a re-run start while an earlier run's endpoint still exists.
     """
-    return run_scoped_name(resource_prefix(), resource_base(config, model), execution_id)
+    return run_scoped_name(resource_prefix(), resource_base(config.pipeline.name, model), execution_id)
 
 
 def _tag_value(value: str) -> str:

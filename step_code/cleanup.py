@@ -15,20 +15,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from pipeline_definitions.planning.plan import CLEANUP_FILE, DEPLOYMENT_FILE
-from step_code.aws_resources import (
-    MANAGED_BY,
-    TAG_MANAGED_BY,
-    TAG_MODEL,
-    TAG_PROVIDER,
-    ControlPlaneError,
-    describe_or_none,
-    is_missing,
-    resource_tags_of,
-    sagemaker_client,
-)
+from step_code.aws_resources import ControlPlaneError, describe_or_none, is_missing, resource_tags_of, sagemaker_client
 from step_code.contract.config import ModelConfig
+from step_code.contract.files import CLEANUP_FILE, DEPLOYMENT_FILE
 from step_code.contract.results import Deployment
+from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PROVIDER
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.cleanup")

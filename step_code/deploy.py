@@ -27,12 +27,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_definitions.planning.plan import DEPLOYMENT_FILE, FINETUNE_FILE
 from step_code.aws_resources import (
     ENDPOINT_WAIT,
-    MANAGED_BY,
-    TAG_MANAGED_BY,
-    TAG_MODEL,
     ControlPlaneError,
     ResourceFailed,
     WaitSpec,
@@ -50,7 +46,9 @@ from step_code.aws_resources import (
     wait_for,
 )
 from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
+from step_code.contract.files import DEPLOYMENT_FILE, FINETUNE_FILE
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
+from step_code.contract.tags import KEEP, MANAGED_BY, TAG_KEEP, TAG_MANAGED_BY, TAG_MODEL
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.deploy")
@@ -62,9 +60,6 @@ LIST_PAGE_SIZE = 100
 # health-check window is too short for a 7B model to download and load.
 HUGGINGFACE_STARTUP_TIMEOUT_SECONDS = 900
 TRANSITIONAL_ENDPOINT_STATES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
-# Same key and value as stacks/safety_net_lambda/index.py (a test keeps them equal).
-TAG_KEEP = "evalops:keep"
-KEEP = "true"
 
 
 @dataclass(frozen=True)

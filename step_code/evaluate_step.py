@@ -31,16 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.planning.plan import (
-    DEPLOYMENT_FILE,
-    MANIFEST_FILE,
-    PROCESSED_FILE,
-    RECORDS_FILE,
-    SUMMARY_FILE,
-)
 from step_code import fmeval_runtime, scoring, storage
 from step_code.aws_resources import ControlPlaneError, sagemaker_client
 from step_code.contract.config import Config, ModelConfig
+from step_code.contract.files import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
 from step_code.contract.results import AlgorithmResult, Deployment, EvaluationSummary, ModelArtifact
 from step_code.invocation import InvocationRecord, InvocationResult, invoke_all, prompt_items
 from step_code.progress import LoggingProgress, ProgressListener

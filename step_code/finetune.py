@@ -18,9 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline_definitions.planning.plan import FINETUNE_FILE
 from step_code.aws_resources import (
-    DATA_URI_ENV,
     TRAINING_JOB_WAIT,
     ControlPlaneError,
     WaitSpec,
@@ -37,9 +35,10 @@ from step_code.aws_resources import (
     wait_for,
 )
 from step_code.contract.config import Config, FinetuningConfig, ModelConfig
+from step_code.contract.files import FINETUNE_FILE
+from step_code.contract.job_env import DATA_URI_ENV, KMS_KEY_ENV
 from step_code.contract.results import FinetuneResult
 from step_code.step_io import config_model, load_config, run_step, write_model
-from step_code.storage import KMS_KEY_ENV
 
 logger = logging.getLogger("evalops.finetune")
 

@@ -27,10 +27,10 @@ from typing import Any
 import jmespath
 from pydantic import BaseModel
 
-from pipeline_definitions.planning.plan import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config, DatasetConfig
+from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
 from step_code.step_io import load_config, run_step
 
 logger = logging.getLogger(__name__)

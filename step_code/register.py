@@ -35,16 +35,8 @@ from typing import Any, Literal
 import boto3
 from pydantic import BaseModel
 
-from pipeline_definitions.planning.plan import (
-    APPROVAL_STATUSES,
-    DECISION_FILE,
-    REGISTRATION_FILE,
-    SUMMARY_FILE,
-)
 from step_code import storage
 from step_code.aws_resources import (
-    ARTIFACTS_URI_ENV,
-    EXECUTION_ARN_ENV,
     ControlPlaneError,
     accepts_eula,
     describe_or_none,
@@ -52,6 +44,8 @@ from step_code.aws_resources import (
     sagemaker_client,
 )
 from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
+from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
+from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 

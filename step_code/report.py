@@ -15,8 +15,8 @@ from html import escape
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline_definitions.planning.plan import SUMMARY_FILE
 from step_code.aws_resources import ControlPlaneError
+from step_code.contract.files import SUMMARY_FILE
 from step_code.contract.results import AlgorithmResult, CandidateVerdict, Decision, EvaluationSummary
 from step_code.step_io import read_model
 

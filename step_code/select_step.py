@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline_definitions.planning.plan import COMPARISON_REPORT_FILE, DECISION_FILE
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract import algorithms
 from step_code.contract.config import Config
+from step_code.contract.files import COMPARISON_REPORT_FILE, DECISION_FILE
 from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, ReportContext, load_model_evidence, render_report
 from step_code.selection_policy import PolicyError, decide

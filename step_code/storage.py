@@ -18,7 +18,8 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-KMS_KEY_ENV = "EVALOPS_KMS_KEY_ARN"
+from step_code.contract.job_env import KMS_KEY_ENV
+
 S3_SCHEME = "s3://"
 # Cache readers fetch many small objects in parallel; botocore's default pool of 10 would serialise them.
 S3_MAX_POOL_CONNECTIONS = 64

@@ -15,17 +15,11 @@ from pathlib import Path
 from pipeline_definitions.cli.run import add_run_commands
 from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts, estimate_run
 from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, load_config
-from pipeline_definitions.loading.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX, resource_base
-from pipeline_definitions.planning.plan import (
-    CHECK_STEP,
-    FAIL_STEP,
-    REGISTER_STEP,
-    EvaluationPlan,
-    build_plan,
-)
+from pipeline_definitions.loading.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX
+from pipeline_definitions.planning.plan import CHECK_STEP, FAIL_STEP, REGISTER_STEP, EvaluationPlan, build_plan
 from step_code.contract import algorithms
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, run_scoped_name
+from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, resource_base, run_scoped_name
 from step_code.contract.pricing import price_table
 
 EXIT_OK = 0
@@ -70,7 +64,7 @@ def _endpoint_names(config: Config, model: ModelConfig) -> list[str]:
 
     Bases are valid SageMaker names already, so run_scoped_name keeps them as they are unless it must cut.
     """
-    base = resource_base(config, model)
+    base = resource_base(config.pipeline.name, model)
     names = [f"<prefix>{base}-<execution-id>"]
     longest = run_scoped_name(WORST_CASE_RESOURCE_PREFIX, base, WORST_CASE_EXECUTION_ID)
     if base not in longest:

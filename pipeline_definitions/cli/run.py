@@ -29,7 +29,8 @@ from pipeline_definitions.local.engine import (
     rebuild_report,
     run_plan,
 )
-from pipeline_definitions.planning.plan import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS, PlannedStep
+from pipeline_definitions.planning.plan import PlannedStep
+from step_code.contract.files import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS
 from step_code.contract.results import Decision
 
 EXIT_OK = 0

@@ -36,7 +36,7 @@ from step_code.contract.config import (
     PricingConfig,
     SelectionPolicy,
 )
-from step_code.contract.naming import run_scoped_name
+from step_code.contract.naming import resource_base, run_scoped_name
 
 Loc = tuple[str | int, ...]
 
@@ -47,15 +47,6 @@ STEP_NAME_RE = re.compile(r"^[A-Za-z0-9\-_]*$")
 MAX_STEP_NAME_LENGTH = 64
 MAX_MODELS = 60
 S3_SCHEME = "s3://"
-
-
-def resource_base(config: Config, model: ModelConfig) -> str:
-    """What the deploy and finetune steps name a model's resources after (step_code/aws_resources.py)."""
-    return _resource_base(config.pipeline.name, model)
-
-
-def _resource_base(pipeline_name: str, model: ModelConfig) -> str:
-    return model.endpoint_name or f"{pipeline_name}-{model.name}"
 
 
 @dataclass(frozen=True)
@@ -211,7 +202,7 @@ def _endpoint_findings(pipeline_name: str, models: list[ModelConfig]) -> list[Fi
     for index, model in enumerate(models):
         if not model.deploys_endpoint:
             continue
-        base = _resource_base(pipeline_name, model)
+        base = resource_base(pipeline_name, model)
         name = run_scoped_name(WORST_CASE_RESOURCE_PREFIX, base, WORST_CASE_EXECUTION_ID)
         if name in created:
             other = created[name]

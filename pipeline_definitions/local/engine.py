@@ -40,17 +40,7 @@ from typing import Any, Literal, Protocol, TextIO
 
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.planning.plan import (
-    CATALOG_INPUT,
-    COMPARISON_REPORT_FILE,
-    CONFIG_FILE,
-    CONFIG_INPUT,
-    DECISION,
-    DECISION_FILE,
-    DEFAULT_APPROVAL_STATUS,
     PARAM_PROMPT_CATALOG_URI,
-    REGISTRATION,
-    REGISTRATION_FILE,
-    SUMMARIES,
     EvaluationPlan,
     PlannedStep,
     build_plan,
@@ -60,6 +50,18 @@ from pipeline_definitions.planning.plan import (
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config
+from step_code.contract.files import (
+    CATALOG_INPUT,
+    COMPARISON_REPORT_FILE,
+    CONFIG_FILE,
+    CONFIG_INPUT,
+    DECISION,
+    DECISION_FILE,
+    DEFAULT_APPROVAL_STATUS,
+    REGISTRATION,
+    REGISTRATION_FILE,
+    SUMMARIES,
+)
 from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, load_model_evidence
 from step_code.select_step import comparison_html, select

@@ -15,48 +15,31 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from step_code.contract.config import Config, ModelConfig
+from step_code.contract.files import (
+    CATALOG_INPUT,
+    CLEANUP,
+    CONFIG_FILE,
+    CONFIG_INPUT,
+    DATASET,
+    DECISION,
+    DEPLOYMENT,
+    EVALUATION,
+    FINETUNE,
+    REGISTRATION,
+    SUMMARIES,
+)
 
 StepKind = Literal["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"]
 
 # Pipeline parameters (SageMaker) / run options (local).
 PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
 PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
-APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
-DEFAULT_APPROVAL_STATUS = "PendingManualApproval"
-
-# Names of inputs and outputs; also the file names the step code reads and writes.
-CONFIG_INPUT = "config"
-CONFIG_FILE = "config.json"
-CATALOG_INPUT = "catalog"
-DATASET = "dataset"
-PROCESSED_FILE = "processed.jsonl"
-MANIFEST_FILE = "manifest.json"
-QUARANTINE_FILE = "quarantine.jsonl"
-FINETUNE = "finetune"
-FINETUNE_FILE = "finetune.json"
-DEPLOYMENT = "deployment"
-DEPLOYMENT_FILE = "deployment.json"
-EVALUATION = "evaluation"
-SUMMARY_FILE = "summary.json"
-RECORDS_FILE = "records.jsonl"
-SUMMARIES = "summaries"
-DECISION = "decision"
-DECISION_FILE = "decision.json"
-COMPARISON_REPORT_FILE = "comparison.html"
-REGISTRATION = "registration"
-REGISTRATION_FILE = "registration.json"
-CLEANUP = "cleanup"
-CLEANUP_FILE = "cleanup.json"
 
 SELECT_STEP = "Select"
 CHECK_STEP = "CheckSelectionPolicy"
 REGISTER_STEP = "RegisterWinner"
 FAIL_STEP = "SelectionPolicyNotMet"
 PREPROCESS_STEP = "Preprocess"
-
-# JSON paths in decision.json read by the condition and fail steps (PropertyFile + JsonGet).
-DECISION_MEETS_POLICY = "meets_policy"
-DECISION_REASON = "reason"
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,16 @@ from sagemaker.workflow.retry import (
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
 from pipeline_definitions.planning import plan as p
-from step_code.aws_resources import (
+from step_code.contract import files
+from step_code.contract.config import Config
+from step_code.contract.job_env import (
     ARTIFACTS_URI_ENV,
     DATA_URI_ENV,
     EXECUTION_ARN_ENV,
+    KMS_KEY_ENV,
     RESOURCE_PREFIX_ENV,
     ROLE_ARN_ENV,
 )
-from step_code.contract.config import Config
-from step_code.storage import KMS_KEY_ENV
 
 if TYPE_CHECKING:
     from sagemaker.workflow.step_collections import StepCollection
@@ -159,11 +160,13 @@ class DefinitionBuilder:
             ),
             p.PARAM_MODEL_APPROVAL_STATUS: ParameterString(
                 name=p.PARAM_MODEL_APPROVAL_STATUS,
-                default_value=p.DEFAULT_APPROVAL_STATUS,
-                enum_values=list(p.APPROVAL_STATUSES),
+                default_value=files.DEFAULT_APPROVAL_STATUS,
+                enum_values=list(files.APPROVAL_STATUSES),
             ),
         }
-        self.decision_file = PropertyFile(name=DECISION_PROPERTY_FILE, output_name=p.DECISION, path=p.DECISION_FILE)
+        self.decision_file = PropertyFile(
+            name=DECISION_PROPERTY_FILE, output_name=files.DECISION, path=files.DECISION_FILE
+        )
         self.steps: dict[str, ProcessingStep] = {}
         self.network_config = (
             NetworkConfig(security_group_ids=list(targets.security_group_ids), subnets=list(targets.subnets))
@@ -190,11 +193,11 @@ class DefinitionBuilder:
 
         fail = FailStep(
             name=p.FAIL_STEP,
-            error_message=Join(on=" ", values=["Selection policy not met:", decision(p.DECISION_REASON)]),
+            error_message=Join(on=" ", values=["Selection policy not met:", decision(files.DECISION_REASON)]),
         )
         return ConditionStep(
             name=p.CHECK_STEP,
-            conditions=[ConditionEquals(left=decision(p.DECISION_MEETS_POLICY), right=True)],
+            conditions=[ConditionEquals(left=decision(files.DECISION_MEETS_POLICY), right=True)],
             if_steps=[register],
             else_steps=[fail],
         )
@@ -272,12 +275,12 @@ class DefinitionBuilder:
         """The evaluate steps whose `summaries/<model>` inputs the step reads, checked to write where it looks."""
         sources: list[str] = []
         for item in step.inputs:
-            if not item.name.startswith(f"{p.SUMMARIES}/"):
+            if not item.name.startswith(f"{files.SUMMARIES}/"):
                 continue
-            if item.step is None or item.step not in self.steps or item.output != p.EVALUATION:
+            if item.step is None or item.step not in self.steps or item.output != files.EVALUATION:
                 raise ValueError(f"step {step.name}: {item.name} must be an evaluation planned before it")
             source = self.plan.step(item.step)
-            if source.kind != "evaluate" or item.name != f"{p.SUMMARIES}/{source.model}":
+            if source.kind != "evaluate" or item.name != f"{files.SUMMARIES}/{source.model}":
                 raise ValueError(f"step {step.name}: {item.name} reads {source.name}, not the evaluation of that model")
             sources.append(source.name)
         return sources
@@ -289,7 +292,7 @@ class DefinitionBuilder:
             )
         ]
         for item in step.inputs:
-            if item.name.startswith(f"{p.SUMMARIES}/"):
+            if item.name.startswith(f"{files.SUMMARIES}/"):
                 continue
             inputs.append(
                 ProcessingInput(
@@ -301,10 +304,10 @@ class DefinitionBuilder:
         if self._summary_sources(step):
             inputs.append(
                 ProcessingInput(
-                    input_name=p.SUMMARIES,
+                    input_name=files.SUMMARIES,
                     # The trailing "/" keeps <model>/ folders in the download (a prefix ending mid-name would not).
                     source=self._run_uri(f"{EVALUATIONS_PREFIX}/"),
-                    destination=f"{CONTAINER_INPUT_ROOT}/{p.SUMMARIES}",
+                    destination=f"{CONTAINER_INPUT_ROOT}/{files.SUMMARIES}",
                 )
             )
         names = [i.input_name for i in inputs]
@@ -328,7 +331,7 @@ class DefinitionBuilder:
             if item.parameter not in self.parameters:
                 raise ValueError(f"step {step.name} reads undeclared pipeline parameter {item.parameter!r}")
             return self.parameters[item.parameter]
-        if item.name == p.CONFIG_INPUT:
+        if item.name == files.CONFIG_INPUT:
             return self.targets.config_uri
         raise ValueError(f"step {step.name}: input {item.name!r} has no source")
 
@@ -348,7 +351,7 @@ class DefinitionBuilder:
         )
 
     def _output_uri(self, step: p.PlannedStep, name: str) -> Join:
-        if step.kind == "evaluate" and name == p.EVALUATION:
+        if step.kind == "evaluate" and name == files.EVALUATION:
             if step.model is None:
                 raise ValueError(f"evaluate step {step.name} names no model")
             return self._run_uri(EVALUATIONS_PREFIX, step.model)

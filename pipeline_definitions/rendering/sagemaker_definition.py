@@ -32,9 +32,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pipeline_definitions.planning.plan import CONFIG_FILE, EvaluationPlan
+from pipeline_definitions.planning.plan import EvaluationPlan
 from pipeline_definitions.rendering import definition_placeholders as ph
 from step_code.contract.config import Config
+from step_code.contract.files import CONFIG_FILE
 
 # The SDK logs "sagemaker.config INFO - Not applying SDK defaults ..." to stdout from its import on,
 # unless its logger already has a level; and per step it logs that it leaves out the job name.

@@ -1,4 +1,7 @@
-"""The step code as one zip on the processing jobs' PYTHONPATH: `step_code/` and `pipeline_definitions/`.
+"""The step code as one zip on the processing jobs' PYTHONPATH: `step_code/` (with its contract), nothing else.
+
+The CLI, the renderer and the local engine (`pipeline_definitions/`) never run in a job, so they are not shipped;
+the layer test (tests/test_layers.py) keeps step_code from importing them.
 
 The zip is built by local bundling, byte for byte the same from the same sources (sorted entries, fixed
 timestamps and permissions), so its asset hash and the pipeline definition change only with the code.
@@ -17,10 +20,7 @@ from constructs import Construct
 
 BUNDLE_FILE_NAME = "step-code.zip"
 # Packages in the bundle and the files of each that are code or data they read at run time.
-BUNDLED_PACKAGES: dict[str, tuple[str, ...]] = {
-    "step_code": ("**/*.py", "contract/*.yaml"),
-    "pipeline_definitions": ("**/*.py",),
-}
+BUNDLED_PACKAGES: dict[str, tuple[str, ...]] = {"step_code": ("**/*.py", "contract/*.yaml")}
 # Before 1980 cannot be stored in a zip; any fixed time makes the bytes reproducible.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644 << 16

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from step_code.contract.config import ModelConfig
 
 SAGEMAKER_NAME_MAX = 63
 EXECUTION_SUFFIX_LENGTH = 12
@@ -36,3 +40,8 @@ def run_scoped_name(prefix: str, base: str, execution_id: str, max_length: int =
         digest = hashlib.sha256(base.encode()).hexdigest()[:5]
         base = f"{base[: room - 6].rstrip('-')}-{digest}"
     return f"{prefix}{base}-{suffix}"
+
+
+def resource_base(pipeline_name: str, model: ModelConfig) -> str:
+    """What the deploy and finetune steps name a model's resources after (before prefix and execution suffix)."""
+    return model.endpoint_name or f"{pipeline_name}-{model.name}"

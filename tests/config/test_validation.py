@@ -6,8 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline_definitions.loading.loader import load_config
-from pipeline_definitions.loading.validation import Finding, resource_base, step_name_findings, validate
+from pipeline_definitions.loading.validation import Finding, step_name_findings, validate
 from pipeline_definitions.planning.plan import build_plan
+from step_code.contract.naming import resource_base
 
 
 def test_step_names_longer_than_64_or_with_bad_characters_are_reported(repo_root: Path) -> None:
@@ -39,6 +40,6 @@ def test_shipped_configs_have_no_findings(repo_root: Path) -> None:
 
 def test_resource_base_is_the_endpoint_name_or_pipeline_and_model(repo_root: Path) -> None:
     config = load_config(repo_root / "configs" / "reference.yaml").config
-    assert resource_base(config, config.models[0]) == "llm-eval-meta-textgeneration-llama-2-7b-f"
+    assert resource_base(config.pipeline.name, config.models[0]) == "llm-eval-meta-textgeneration-llama-2-7b-f"
     unnamed = config.models[0].model_copy(update={"endpoint_name": None})
-    assert resource_base(config, unnamed) == "llm-evaluation-multi-models-hybrid-llama2-7b-f"
+    assert resource_base(config.pipeline.name, unnamed) == "llm-evaluation-multi-models-hybrid-llama2-7b-f"

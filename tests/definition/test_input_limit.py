@@ -10,6 +10,7 @@ import pytest
 
 from pipeline_definitions.planning import plan as p
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
+from step_code.contract import files
 from step_code.contract.config import Config
 from tests.definition.conftest import all_steps, load_config, targets_for
 
@@ -41,7 +42,7 @@ def test_every_step_fits_the_input_limit_and_waits_for_every_evaluation(count: i
     evaluations = [f"Evaluate-candidate-{index:02d}" for index in range(count)]
     assert steps[p.SELECT_STEP]["DependsOn"] == evaluations
     for name in (p.SELECT_STEP, p.REGISTER_STEP):
-        summaries = [i for i in steps[name]["Arguments"]["ProcessingInputs"] if i["InputName"] == p.SUMMARIES]
+        summaries = [i for i in steps[name]["Arguments"]["ProcessingInputs"] if i["InputName"] == files.SUMMARIES]
         assert [i["S3Input"]["LocalPath"] for i in summaries] == ["/opt/ml/processing/input/summaries"]
     # Each evaluation lands in the folder select and register read, under the model's name.
     for index, evaluate in enumerate(evaluations):

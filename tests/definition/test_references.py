@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline_definitions.planning import plan as p
+from step_code.contract import files
 from tests.definition.conftest import all_steps
 
 STEP_OUTPUT_RE = re.compile(
@@ -72,13 +73,17 @@ def test_every_get_resolves(definition: dict[str, Any]) -> None:
 def test_json_gets_read_a_declared_property_file(definition: dict[str, Any]) -> None:
     steps = {s["Name"]: s for s in all_steps(definition)}
     reads = list(json_gets(definition["Steps"]))
-    assert [r["Path"] for r in reads] == [p.DECISION_MEETS_POLICY, p.DECISION_REASON]
+    assert [r["Path"] for r in reads] == [files.DECISION_MEETS_POLICY, files.DECISION_REASON]
     for read in reads:
         match = PROPERTY_FILE_RE.match(read["PropertyFile"]["Get"])
         assert match is not None
         step, name = match.groups()
         (declared,) = [f for f in steps[step]["PropertyFiles"] if f["PropertyFileName"] == name]
-        assert declared == {"PropertyFileName": "Decision", "OutputName": p.DECISION, "FilePath": p.DECISION_FILE}
+        assert declared == {
+            "PropertyFileName": "Decision",
+            "OutputName": files.DECISION,
+            "FilePath": files.DECISION_FILE,
+        }
         assert declared["OutputName"] in {
             o["OutputName"] for o in steps[step]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
         }
@@ -102,8 +107,8 @@ def test_parameters(definition: dict[str, Any]) -> None:
         {
             "Name": p.PARAM_MODEL_APPROVAL_STATUS,
             "Type": "String",
-            "DefaultValue": p.DEFAULT_APPROVAL_STATUS,
-            "EnumValues": list(p.APPROVAL_STATUSES),
+            "DefaultValue": files.DEFAULT_APPROVAL_STATUS,
+            "EnumValues": list(files.APPROVAL_STATUSES),
         },
     ]
     assert "PipelineExperimentConfig" not in definition

@@ -13,6 +13,7 @@ import yaml
 from pipeline_definitions.planning import plan as p
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.aws_resources import run_artifacts_uri
+from step_code.contract import files
 from step_code.contract.config import Config
 from tests.definition.conftest import REPO_ROOT, all_steps, load_config, targets_for
 
@@ -184,12 +185,12 @@ def test_inputs_land_where_the_arguments_point(rendered: tuple[Config, p.Evaluat
         by_path = {i["S3Input"]["LocalPath"]: i for i in inputs}
         assert by_path["/opt/ml/processing/input/code"]["S3Input"]["S3Uri"] == targets.code_uri
         assert by_path["/opt/ml/processing/input/config"]["S3Input"]["S3Uri"] == targets.config_uri
-        summaries = [i for i in planned.inputs if i.name.startswith(f"{p.SUMMARIES}/")]
+        summaries = [i for i in planned.inputs if i.name.startswith(f"{files.SUMMARIES}/")]
         assert len(inputs) == len(planned.inputs) - len(summaries) + (2 if summaries else 1)
         if summaries:
             # One input for every model's evaluation: SageMaker allows 10 inputs per job.
-            rendered_input = by_path[f"/opt/ml/processing/input/{p.SUMMARIES}"]
-            assert rendered_input["InputName"] == p.SUMMARIES
+            rendered_input = by_path[f"/opt/ml/processing/input/{files.SUMMARIES}"]
+            assert rendered_input["InputName"] == files.SUMMARIES
             assert joined(rendered_input["S3Input"]["S3Uri"], "a1b2c3d4e5f6") == (
                 f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}"
                 "/runs/a1b2c3d4e5f6/evaluations/"
@@ -207,7 +208,7 @@ def test_inputs_land_where_the_arguments_point(rendered: tuple[Config, p.Evaluat
             elif item.parameter is not None:
                 assert source == {"Get": f"Parameters.{item.parameter}"}
             else:
-                assert item.name == p.CONFIG_INPUT
+                assert item.name == files.CONFIG_INPUT
         for rendered_input in inputs:
             assert rendered_input["S3Input"]["S3DataType"] == "S3Prefix"
 
@@ -242,7 +243,7 @@ def test_retries_caching_and_dependencies(rendered: tuple[Config, p.EvaluationPl
             assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
         else:
             assert "CacheConfig" not in step
-        evaluations = [i.step for i in planned.inputs if i.name.startswith(f"{p.SUMMARIES}/")]
+        evaluations = [i.step for i in planned.inputs if i.name.startswith(f"{files.SUMMARIES}/")]
         if planned.kind == "register":
             evaluations = []  # inside the condition on Select's decision, which already waited for them
         assert step.get("DependsOn", []) == [*planned.after, *evaluations]
@@ -258,7 +259,7 @@ def test_register_runs_only_when_the_policy_is_met(definition: dict[str, Any]) -
             "LeftValue": {
                 "Std:JsonGet": {
                     "PropertyFile": {"Get": f"Steps.{p.SELECT_STEP}.PropertyFiles.Decision"},
-                    "Path": p.DECISION_MEETS_POLICY,
+                    "Path": files.DECISION_MEETS_POLICY,
                 }
             },
             "RightValue": True,
@@ -271,7 +272,7 @@ def test_register_runs_only_when_the_policy_is_met(definition: dict[str, Any]) -
     message = fail["Arguments"]["ErrorMessage"]["Std:Join"]
     assert message["On"] == " "
     assert message["Values"][0] == "Selection policy not met:"
-    assert message["Values"][1]["Std:JsonGet"]["Path"] == p.DECISION_REASON
+    assert message["Values"][1]["Std:JsonGet"]["Path"] == files.DECISION_REASON
     assert p.REGISTER_STEP not in [s["Name"] for s in definition["Steps"]]
 
 
@@ -325,16 +326,16 @@ def test_each_model_gets_its_own_branch_in_order() -> None:
     # Base and fine-tuned variants of one model_id deploy separately and read their own deployment.
     for model in ("llama2-7b-finetuned", "llama2-7b-base"):
         evaluate_inputs = steps[f"Evaluate-{model}"]["Arguments"]["ProcessingInputs"]
-        deployment = next(i for i in evaluate_inputs if i["InputName"] == p.DEPLOYMENT)
+        deployment = next(i for i in evaluate_inputs if i["InputName"] == files.DEPLOYMENT)
         assert deployment["S3Input"]["S3Uri"]["Get"].startswith(f"Steps.Deploy-{model}.")
     finetuned_deploy = steps["Deploy-llama2-7b-finetuned"]["Arguments"]["ProcessingInputs"]
-    assert [i["InputName"] for i in finetuned_deploy] == ["code", "config", p.FINETUNE]
+    assert [i["InputName"] for i in finetuned_deploy] == ["code", "config", files.FINETUNE]
     assert [i["InputName"] for i in steps["Deploy-llama2-7b-base"]["Arguments"]["ProcessingInputs"]] == [
         "code",
         "config",
     ]
     select_inputs = [i["InputName"] for i in steps[p.SELECT_STEP]["Arguments"]["ProcessingInputs"]]
-    assert select_inputs == ["code", "config", p.SUMMARIES]
+    assert select_inputs == ["code", "config", files.SUMMARIES]
     evaluations = [f"Evaluate-{m}" for m in expected_branches]
     assert steps[p.SELECT_STEP]["DependsOn"] == evaluations
     # Register sits inside the condition on Select's decision, so it needs no wait of its own.

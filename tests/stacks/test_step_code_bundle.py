@@ -1,4 +1,4 @@
-"""The step code bundle: a reproducible zip of step_code/ and pipeline_definitions/ that Python imports from."""
+"""The step code bundle: a reproducible zip of step_code/ (nothing else) that Python imports from."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import typing
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from pipeline_definitions.planning import plan
 from stacks.components.step_code_bundle import bundle_members, write_bundle
 from tests.stacks.conftest import SynthesizedApp
 
@@ -17,8 +19,8 @@ from tests.stacks.conftest import SynthesizedApp
 def test_the_bundle_holds_python_sources_and_definition_data_only(repo_root: Path) -> None:
     names = [name for name, _ in bundle_members(repo_root)]
     assert names == sorted(names)
-    assert {name.split("/", 1)[0] for name in names} == {"step_code", "pipeline_definitions"}
-    assert "step_code/__init__.py" in names and "pipeline_definitions/planning/plan.py" in names
+    assert {name.split("/", 1)[0] for name in names} == {"step_code"}
+    assert "step_code/__init__.py" in names and "step_code/contract/files.py" in names
     for name in names:
         assert name.endswith(".py") or (name.startswith("step_code/contract/") and name.endswith(".yaml")), name
         assert "__pycache__" not in name
@@ -52,20 +54,20 @@ def test_the_staged_asset_is_the_bundle(reference_app: SynthesizedApp, repo_root
 def test_python_imports_the_steps_from_the_staged_zip(reference_app: SynthesizedApp, tmp_path: Path) -> None:
     bundle = staged_bundle(reference_app)
     probe = (
-        "import json, step_code.step_io, pipeline_definitions.planning.plan as plan;"
-        "print(json.dumps([step_code.step_io.__file__, plan.__file__, plan.PREPROCESS_STEP]))"
+        "import json, step_code.step_io, step_code.contract.pricing as pricing;"
+        "print(json.dumps([step_code.step_io.__file__, pricing.__file__, pricing.price_table().region]))"
     )
-    step_io, plan_file, preprocess = run_from_bundle(bundle, probe, tmp_path)
-    assert step_io.startswith(str(bundle)) and plan_file.startswith(str(bundle))
-    assert preprocess == "Preprocess"
+    step_io, pricing_file, region = run_from_bundle(bundle, probe, tmp_path)
+    assert step_io.startswith(str(bundle)) and pricing_file.startswith(str(bundle))
+    assert region
 
 
 def test_every_step_entry_point_is_in_the_staged_zip(reference_app: SynthesizedApp, tmp_path: Path) -> None:
     bundle = staged_bundle(reference_app)
+    modules = {kind: plan.entry_module(kind) for kind in typing.get_args(plan.StepKind)}
     probe = (
-        "import importlib.util, json, typing, pipeline_definitions.planning.plan as plan;"
-        "print(json.dumps({k: importlib.util.find_spec(plan.entry_module(k)).origin"
-        " for k in typing.get_args(plan.StepKind)}))"
+        "import importlib.util, json;"
+        f"print(json.dumps({{k: importlib.util.find_spec(m).origin for k, m in {modules!r}.items()}}))"
     )
     origins = run_from_bundle(bundle, probe, tmp_path)
     assert sorted(origins) == sorted(["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"])

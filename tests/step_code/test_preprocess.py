@@ -10,14 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline_definitions.planning.plan import (
-    MANIFEST_FILE,
-    PROCESSED_FILE,
-    QUARANTINE_FILE,
-    build_plan,
-    step_arguments,
-)
+from pipeline_definitions.planning.plan import build_plan, step_arguments
 from step_code.contract.config import Config
+from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
 from step_code.preprocess import main, record_id
 from tests.support.moto_server import MotoServer
 

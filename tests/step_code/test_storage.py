@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from step_code import storage
+from step_code.contract.job_env import KMS_KEY_ENV
 from tests.support.moto_server import MotoServer
 
 BUCKET = "evalops-test-data"
@@ -52,7 +53,7 @@ def test_local_write_replaces_atomically(tmp_path: Path) -> None:
 
 def test_s3_writes_use_the_kms_key_when_set(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     key_arn = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
-    monkeypatch.setenv(storage.KMS_KEY_ENV, key_arn)
+    monkeypatch.setenv(KMS_KEY_ENV, key_arn)
 
     storage.write_text(f"{bucket}/encrypted.txt", "secret")
 

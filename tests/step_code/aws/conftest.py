@@ -13,8 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline_definitions.planning.plan import CONFIG_FILE, CONFIG_INPUT, PlannedStep, build_plan, step_arguments
+from pipeline_definitions.planning.plan import PlannedStep, build_plan, step_arguments
 from step_code.contract.config import Config
+from step_code.contract.files import CONFIG_FILE, CONFIG_INPUT
 from step_code.contract.results import (
     AlgorithmResult,
     CostEstimate,

@@ -7,7 +7,6 @@ from typing import Any
 import boto3
 import pytest
 
-from step_code import aws_resources, deploy
 from step_code.aws_resources import (
     ENDPOINT_WAIT,
     ControlPlaneError,
@@ -19,6 +18,7 @@ from step_code.aws_resources import (
     tags_by_key,
     wait_for,
 )
+from step_code.contract import tags as tag_keys
 from step_code.contract.config import Config
 from tests.step_code.aws.conftest import PREFIX
 from tests.support.moto_server import MotoServer
@@ -63,8 +63,8 @@ def test_tags_name_the_execution_and_include_its_arn_when_known(
 
 def test_safety_net_matches_the_tags_the_steps_write(safety_net: Any) -> None:
     for key in ("TAG_EXECUTION_ID", "TAG_EXECUTION_ARN", "TAG_PROVIDER", "TAG_MANAGED_BY", "MANAGED_BY"):
-        assert getattr(safety_net, key) == getattr(aws_resources, key), key
-    assert (safety_net.TAG_KEEP, safety_net.KEEP) == (deploy.TAG_KEEP, deploy.KEEP)
+        assert getattr(safety_net, key) == getattr(tag_keys, key), key
+    assert (safety_net.TAG_KEEP, safety_net.KEEP) == (tag_keys.TAG_KEEP, tag_keys.KEEP)
 
 
 class DescribeSequence:

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from pipeline_definitions.planning.plan import DEPLOYMENT, DEPLOYMENT_FILE, FINETUNE, FINETUNE_FILE
 from step_code import deploy
 from step_code.aws_resources import ControlPlaneError, resource_tags, sdk_session, tags_by_key
 from step_code.contract.config import Config
+from step_code.contract.files import DEPLOYMENT, DEPLOYMENT_FILE, FINETUNE, FINETUNE_FILE
 from step_code.contract.results import Deployment, FinetuneResult
+from step_code.contract.tags import TAG_KEEP
 from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request, find_endpoint, huggingface_definition
 from tests.step_code.aws import jumpstart_specs
 from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RUN_ARTIFACTS, RunDirs, planned_step
@@ -85,7 +86,7 @@ def test_an_endpoint_the_config_keeps_is_tagged_to_be_kept(aws: Any, config: Con
         )
         for arn in arns:
             tags = tags_by_key(aws.list_tags(ResourceArn=arn)["Tags"])
-            assert tags.get(deploy.TAG_KEEP) == keep, arn
+            assert tags.get(TAG_KEEP) == keep, arn
             assert tags["evalops:execution-id"] == EXECUTION
 
 

@@ -14,10 +14,10 @@ import pytest
 import sagemaker
 from sagemaker.estimator import Estimator
 
-from pipeline_definitions.planning.plan import FINETUNE, FINETUNE_FILE
 from step_code import finetune
 from step_code.aws_resources import ControlPlaneError, resource_name, resource_tags, run_artifacts_uri, tags_by_key
 from step_code.contract.config import Config
+from step_code.contract.files import FINETUNE, FINETUNE_FILE
 from step_code.contract.results import FinetuneResult
 from step_code.finetune import Launcher, finetune_result, run_training, training_channels
 from step_code.step_io import write_model

@@ -11,7 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline_definitions.planning.plan import (
+from step_code import register
+from step_code.contract.config import Config
+from step_code.contract.files import (
     CONFIG_FILE,
     CONFIG_INPUT,
     DECISION,
@@ -21,8 +23,6 @@ from pipeline_definitions.planning.plan import (
     SUMMARIES,
     SUMMARY_FILE,
 )
-from step_code import register
-from step_code.contract.config import Config
 from step_code.contract.results import CandidateVerdict, Decision, ModelArtifact
 from step_code.register import Registration, metadata_text
 from tests.step_code.aws.conftest import (

@@ -1,0 +1,39 @@
+"""Names of step inputs and outputs and of the files the steps read and write.
+
+An input or output name is also the folder it lands in: `<input root>/<name>/` in a processing
+container (/opt/ml/processing/input/<name>) and in a local run directory alike.
+"""
+
+from __future__ import annotations
+
+# Names of inputs and outputs; also the file names the step code reads and writes.
+CONFIG_INPUT = "config"
+CONFIG_FILE = "config.json"
+CATALOG_INPUT = "catalog"
+DATASET = "dataset"
+PROCESSED_FILE = "processed.jsonl"
+MANIFEST_FILE = "manifest.json"
+QUARANTINE_FILE = "quarantine.jsonl"
+FINETUNE = "finetune"
+FINETUNE_FILE = "finetune.json"
+DEPLOYMENT = "deployment"
+DEPLOYMENT_FILE = "deployment.json"
+EVALUATION = "evaluation"
+SUMMARY_FILE = "summary.json"
+RECORDS_FILE = "records.jsonl"
+SUMMARIES = "summaries"
+DECISION = "decision"
+DECISION_FILE = "decision.json"
+COMPARISON_REPORT_FILE = "comparison.html"
+REGISTRATION = "registration"
+REGISTRATION_FILE = "registration.json"
+CLEANUP = "cleanup"
+CLEANUP_FILE = "cleanup.json"
+
+# JSON paths in decision.json read by the condition and fail steps (PropertyFile + JsonGet).
+DECISION_MEETS_POLICY = "meets_policy"
+DECISION_REASON = "reason"
+
+# The approval statuses a registered model package can get.
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+DEFAULT_APPROVAL_STATUS = "PendingManualApproval"
