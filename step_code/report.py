@@ -7,7 +7,6 @@ config, a dataset or a model is escaped.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from step_code.aws_resources import ControlPlaneError
-from step_code.contract.files import SUMMARY_FILE
-from step_code.contract.results import AlgorithmResult, CandidateVerdict, Decision, EvaluationSummary
+from step_code.contract.files import SUMMARY_FILE, WORST_RECORDS_SUFFIX
+from step_code.contract.results import AlgorithmResult, CandidateVerdict, Decision, EvaluationSummary, WorstRecords
 from step_code.step_io import read_model
 
 # Chart geometry, in SVG user units.
@@ -33,13 +32,11 @@ WINNER_COLOR = "#2e7d32"
 MUTED_COLOR = "#9e9e9e"
 EXCLUDED_COLOR = "#b0bec5"
 MAX_TEXT = 600
-# The evaluate step writes algorithms/<stem>_worst_records.json beside each EvalOutput algorithms/<stem>.json.
-WORST_RECORDS_SUFFIX = "_worst_records.json"
 
 
 @dataclass(frozen=True)
-class WorstRecord:
-    """One low-scoring record of one algorithm, as the evaluate step lists them."""
+class ListedRecord:
+    """One worst record as the report lists it: which algorithm and score it was ranked by."""
 
     eval_name: str
     score_name: str
@@ -54,7 +51,7 @@ class ModelEvidence:
     """What the report shows about one candidate."""
 
     summary: EvaluationSummary
-    worst_records: Sequence[WorstRecord]
+    worst_records: Sequence[ListedRecord]
 
 
 @dataclass(frozen=True)
@@ -73,39 +70,19 @@ def worst_records_path(result: AlgorithmResult) -> str | None:
     return str(path.with_name(path.stem + WORST_RECORDS_SUFFIX))
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def read_worst_records(path: Path, eval_name: str) -> list[WorstRecord]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ControlPlaneError(f"{path}: file not found (the evaluate step writes it for every algorithm)") from None
-    except json.JSONDecodeError as exc:
-        raise ControlPlaneError(f"{path}: not JSON ({exc.msg})") from None
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("score"), str)
-        or not isinstance(data.get("records"), list)
-    ):
-        raise ControlPlaneError(f'{path}: expected {{"score": <score name>, "records": [...]}}')
-    records: list[WorstRecord] = []
-    for index, item in enumerate(data["records"]):
-        if not isinstance(item, dict):
-            raise ControlPlaneError(f"{path}: records[{index}]: expected an object")
-        score = item.get("score")
-        records.append(
-            WorstRecord(
-                eval_name=eval_name,
-                score_name=data["score"],
-                score=float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None,
-                prompt=_text(item.get("prompt", item.get("model_input"))) or "",
-                reference=_text(item.get("reference")),
-                output=_text(item.get("output")),
-            )
+def read_worst_records(path: Path, eval_name: str) -> list[ListedRecord]:
+    listed = read_model(path, WorstRecords)
+    return [
+        ListedRecord(
+            eval_name=eval_name,
+            score_name=listed.score,
+            score=record.score,
+            prompt=record.prompt or record.model_input or "",
+            reference=record.reference,
+            output=record.output,
         )
-    return records
+        for record in listed.records
+    ]
 
 
 def load_model_evidence(evaluation_dir: Path, model: str) -> ModelEvidence:
@@ -114,7 +91,7 @@ def load_model_evidence(evaluation_dir: Path, model: str) -> ModelEvidence:
     summary = read_model(summary_path, EvaluationSummary)
     if summary.model != model:
         raise ControlPlaneError(f"{summary_path}: model: expected {model!r}, found {summary.model!r}")
-    worst: list[WorstRecord] = []
+    worst: list[ListedRecord] = []
     for result in summary.algorithms:
         relative = worst_records_path(result)
         if relative is not None:
@@ -377,7 +354,7 @@ def _policy_value(value: Any) -> str:
     return "not set" if value is None else str(value)
 
 
-def _is_perfect(record: WorstRecord, higher_is_better: Mapping[str, bool]) -> bool:
+def _is_perfect(record: ListedRecord, higher_is_better: Mapping[str, bool]) -> bool:
     """fmeval scores lie in [0, 1]; a record at the best end of that range is no example of a weakness."""
     direction = higher_is_better.get(record.score_name)
     if record.score is None or direction is None:

@@ -32,7 +32,8 @@ from step_code import fmeval_runtime, offline_assets
 from step_code.algorithm_report import render_algorithm_page, render_failure_page
 from step_code.contract import algorithms as algorithm_table
 from step_code.contract.config import AlgorithmConfig
-from step_code.contract.results import AlgorithmResult
+from step_code.contract.files import WORST_RECORDS_SUFFIX
+from step_code.contract.results import AlgorithmResult, WorstRecords
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ def score_algorithm(
     folder.mkdir(parents=True, exist_ok=True)
     saved_path = folder / f"{file_stem}.jsonl"
     json_path, html_path = folder / f"{file_stem}.json", folder / f"{file_stem}.html"
-    worst_path = folder / f"{file_stem}_worst_records.json"
+    worst_path = folder / f"{file_stem}{WORST_RECORDS_SUFFIX}"
     relative = lambda path: path.relative_to(output_dir).as_posix()  # noqa: E731
     label = _label(planned.index, planned.name)
 
@@ -335,7 +336,8 @@ def score_algorithm(
         for judge in planned.omitted_judges
     ]
     json_path.write_text(json.dumps(_eval_output_json(eval_output, relative(saved_path)), indent=2) + "\n")
-    worst_path.write_text(json.dumps({"score": primary.name, "records": worst}, indent=2, ensure_ascii=False) + "\n")
+    listed = WorstRecords.model_validate({"score": primary.name, "records": worst})
+    worst_path.write_text(listed.model_dump_json(indent=2) + "\n", encoding="utf-8")
     html_path.write_text(
         render_algorithm_page(
             eval_output=eval_output,

@@ -21,6 +21,8 @@ DEPLOYMENT_FILE = "deployment.json"
 EVALUATION = "evaluation"
 SUMMARY_FILE = "summary.json"
 RECORDS_FILE = "records.jsonl"
+# The evaluate step writes algorithms/<stem>_worst_records.json beside each EvalOutput algorithms/<stem>.json.
+WORST_RECORDS_SUFFIX = "_worst_records.json"
 SUMMARIES = "summaries"
 DECISION = "decision"
 DECISION_FILE = "decision.json"

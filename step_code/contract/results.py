@@ -1,4 +1,4 @@
-"""What the steps hand to each other: deployment.json, summary.json, decision.json.
+"""What the steps hand to each other: deployment.json, summary.json, the worst records, decision.json.
 
 Plain pydantic models so the step code, the local runner and the report read one shape.
 """
@@ -130,3 +130,24 @@ class Decision(_Result):
     weights: dict[str, float]
     candidates: list[CandidateVerdict]
     policy: dict[str, Any]
+
+
+class WorstRecord(_Result):
+    """One low-scoring record of one algorithm, as the evaluate step lists it."""
+
+    record_id: str | None = None
+    index: int | None = None
+    prompt: str | None = None
+    model_input: str | None = None
+    reference: str | None = None
+    output: str | None = None
+    category: str | None = None
+    score: float
+    scores: dict[str, float | None] = Field(default_factory=dict)
+
+
+class WorstRecords(_Result):
+    """algorithms/<stem>_worst_records.json beside each algorithm's EvalOutput (files.WORST_RECORDS_SUFFIX)."""
+
+    score: str = Field(description="The score the records are ranked by.")
+    records: list[WorstRecord]

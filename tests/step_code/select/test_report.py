@@ -7,7 +7,7 @@ import pytest
 
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import SelectionPolicy
-from step_code.report import ModelEvidence, ReportContext, WorstRecord, load_model_evidence, render_report
+from step_code.report import ListedRecord, ModelEvidence, ReportContext, load_model_evidence, render_report
 from step_code.selection_policy import decide
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output
 
@@ -15,8 +15,8 @@ DIRECTIONS = {"factual_knowledge": True}
 CONTEXT = ReportContext("demo", "abc123", "trivia", DIRECTIONS)
 
 
-def _record(prompt: str, output: str, score: float) -> WorstRecord:
-    return WorstRecord("factual_knowledge", "factual_knowledge", score, prompt, "ref", output)
+def _record(prompt: str, output: str, score: float) -> ListedRecord:
+    return ListedRecord("factual_knowledge", "factual_knowledge", score, prompt, "ref", output)
 
 
 def _report(evidence: list[ModelEvidence], **policy: float) -> str:
@@ -94,7 +94,7 @@ def test_evidence_is_read_from_the_evaluation_output(tmp_path: Path) -> None:
 
     assert evidence.summary.model == "m"
     assert evidence.worst_records == [
-        WorstRecord(
+        ListedRecord(
             "factual_knowledge", "factual_knowledge", 0.0, "What is the capital of Australia?", "Canberra", "Sydney"
         )
     ]
