@@ -13,27 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
 
 from step_code.aws_resources import ControlPlaneError, describe_or_none, is_missing, resource_tags_of, sagemaker_client
 from step_code.contract.config import ModelConfig
 from step_code.contract.files import CLEANUP_FILE, DEPLOYMENT_FILE
-from step_code.contract.results import Deployment
+from step_code.contract.results import CleanupResult, Deployment
 from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PROVIDER
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.cleanup")
-
-
-class CleanupResult(BaseModel):
-    """cleanup.json: what this step did with each resource of the deployment."""
-
-    model: str
-    endpoint_name: str
-    skipped_reason: str | None = None
-    deleted: list[str] = Field(default_factory=list)
-    already_absent: list[str] = Field(default_factory=list)
-    not_managed: list[str] = Field(default_factory=list)
 
 
 def _managed_for(tags: dict[str, str], model: ModelConfig) -> bool:

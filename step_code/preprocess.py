@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import jmespath
-from pydantic import BaseModel
 
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config, DatasetConfig
 from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
+from step_code.contract.results import CatalogManifest
 from step_code.step_io import load_config, run_step
 
 logger = logging.getLogger(__name__)
@@ -64,22 +64,6 @@ class CleanCatalog:
     quarantined: list[QuarantinedRow]
     rows_in: int
     duplicates: int
-
-
-class CatalogManifest(BaseModel):
-    """manifest.json: what preprocess read and kept."""
-
-    dataset_name: str
-    source_file: str
-    dataset_mime_type: str
-    rows_in: int
-    rows_kept: int
-    quarantined: int
-    duplicates: int
-    processed_sha256: str
-    model_input_key: str
-    target_output_key: str
-    category_key: str | None
 
 
 def record_id(model_input: str, target_output: str) -> str:

@@ -30,10 +30,9 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import boto3
-from pydantic import BaseModel
 
 from step_code import storage
 from step_code.aws_resources import (
@@ -46,7 +45,7 @@ from step_code.aws_resources import (
 from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
 from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
-from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary
+from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, Registration
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.register")
@@ -60,24 +59,6 @@ MAX_CONTAINER_ENVIRONMENT = 16
 # Characters CreateModelPackage accepts in CustomerMetadataProperties keys and values.
 _METADATA_DISALLOWED = re.compile(r"[^\w .:/=+\-@]")
 CLIENT_TOKEN_LENGTH = 36
-
-
-class Registration(BaseModel):
-    """registration.json, written by the register step."""
-
-    winner: str
-    model_package_group_name: str
-    model_package_arn: str
-    model_package_version: int
-    approval_status: str
-    registry: Literal["sagemaker", "directory"]
-    deployable: bool
-    source_uri: str | None = None
-    image_uri: str | None = None
-    model_data_url: str | None = None
-    statistics_uri: str
-    constraints_uri: str
-    execution_id: str
 
 
 def metadata_text(value: str, limit: int) -> str:

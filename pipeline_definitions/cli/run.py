@@ -30,6 +30,7 @@ from pipeline_definitions.local.engine import (
     run_plan,
 )
 from pipeline_definitions.planning.plan import PlannedStep
+from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract.files import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS
 from step_code.contract.results import Decision
 
@@ -113,16 +114,20 @@ class RichEvents:
                 self._tasks[key] = task
             return task
 
+    @staticmethod
+    def _key(step: PlannedStep) -> str:
+        """Progress reported per prompt is keyed by model (what ModelEvents name); other steps by step name."""
+        return step.model if STEP_KINDS[step.kind].reports_progress and step.model else step.name
+
     def step_started(self, step: PlannedStep) -> None:
-        label = f"{step.model}: invoking" if step.kind == "evaluate" else f"{step.name}"
-        self._task(step.model if step.kind == "evaluate" and step.model else step.name, label)
+        label = f"{step.model}: invoking" if STEP_KINDS[step.kind].reports_progress else f"{step.name}"
+        self._task(self._key(step), label)
 
     def step_skipped(self, step: PlannedStep) -> None:
         self.console.print(f"[dim]{step.name}: already done, skipped[/dim]")
 
     def step_finished(self, step: PlannedStep, seconds: float) -> None:
-        key = step.model if step.kind == "evaluate" and step.model else step.name
-        task = self._task(key, step.name)
+        task = self._task(self._key(step), step.name)
         self.progress.update(task, description=f"{step.name}", total=1, completed=1)
         self.progress.stop_task(task)
         self.console.print(f"[green]✓[/green] {step.name} [dim]{seconds:.1f} s[/dim]")

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline_definitions.loading.loader import S3_SCHEME, LoadedConfig
 from pipeline_definitions.planning.plan import PlannedStep, build_plan
+from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
 
@@ -22,7 +23,9 @@ FMEVAL_FIXED_MINUTES = 1.0
 TRAINING_HOURS_PER_EPOCH = 1.0
 TRAINING_STARTUP_MINUTES = 10.0
 # Processing jobs other than evaluate and the ones that wait for an endpoint or a training job.
-STEP_MINUTES = {"preprocess": 3.0, "select": 2.0, "register": 2.0, "cleanup": 3.0}
+STEP_MINUTES = {
+    kind: spec.estimated_minutes for kind, spec in STEP_KINDS.items() if isinstance(spec.estimated_minutes, float)
+}
 BEDROCK_INPUT_TOKENS = 200
 DEFAULT_OUTPUT_TOKENS = 256
 OUTPUT_TOKEN_PARAMETERS = ("max_new_tokens", "max_tokens", "maxTokens", "maxTokenCount", "max_gen_len")
@@ -229,14 +232,13 @@ def _output_token_limit(model: ModelConfig) -> int:
 
 
 def _step_minutes(step: PlannedStep, by_model: dict[str, ModelEstimate]) -> float:
+    minutes = STEP_KINDS[step.kind].estimated_minutes
+    if isinstance(minutes, float):
+        return minutes
     model = by_model.get(step.model or "")
-    if model is not None and step.kind == "evaluate":
-        return model.evaluation_minutes
-    if model is not None and step.kind == "deploy":
-        return model.deploy_minutes + 1
-    if model is not None and step.kind == "finetune":
-        return model.training_hours * 60
-    return STEP_MINUTES[step.kind]
+    if model is None:
+        raise ValueError(f"step {step.name}: a {step.kind} step is estimated from its model, and it names none")
+    return minutes(model)
 
 
 def _step_estimate(

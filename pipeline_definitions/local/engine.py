@@ -44,9 +44,9 @@ from pipeline_definitions.planning.plan import (
     EvaluationPlan,
     PlannedStep,
     build_plan,
-    entry_module,
     step_arguments,
 )
+from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config
@@ -348,14 +348,14 @@ class _Runner:
         self.events.step_finished(step, time.monotonic() - started)
 
     def _call(self, step: PlannedStep, argv: list[str]) -> tuple[int, str]:
-        module = importlib.import_module(entry_module(step.kind))
+        module = importlib.import_module(STEP_KINDS[step.kind].entry_module)
         entry: Callable[..., int] = module.main
         lines: list[str] = []
         self.stderr.capture(lines)
         logger.info("%s: step_code.%s %s", step.name, step.kind, " ".join(argv))
         try:
-            # The evaluate step reports per-prompt progress to the display; the others finish quickly.
-            status = entry(argv, progress=self.events) if step.kind == "evaluate" else entry(argv)
+            # A step that reports per-prompt progress feeds the display; the others finish quickly.
+            status = entry(argv, progress=self.events) if STEP_KINDS[step.kind].reports_progress else entry(argv)
         except SystemExit as exc:
             # argparse exits 2 on arguments it does not accept: a mismatch between plan and step code.
             status = exc.code if isinstance(exc.code, int) else 1

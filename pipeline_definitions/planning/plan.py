@@ -1,7 +1,7 @@
 """The evaluation plan: which steps run, what each reads and writes, in which order. Pure data.
 
 Both engines consume it: `sagemaker_definition.py` renders it to a SageMaker pipeline definition and
-`local.py` runs it on one machine. Step code entry points (`entry_module(kind)`) take exactly the
+`local.py` runs it on one machine. Step code entry points (`STEP_KINDS[kind].entry_module`) take exactly the
 arguments `step_arguments()` builds, so the two engines cannot drift apart.
 
 Layout of a step's files, the same in a processing container and in a local run directory:
@@ -12,8 +12,9 @@ Layout of a step's files, the same in a processing container and in a local run 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from pipeline_definitions.planning.step_kinds import STEP_KINDS, StepKind
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import (
     CATALOG_INPUT,
@@ -28,8 +29,6 @@ from step_code.contract.files import (
     REGISTRATION,
     SUMMARIES,
 )
-
-StepKind = Literal["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"]
 
 # Pipeline parameters (SageMaker) / run options (local).
 PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
@@ -95,17 +94,6 @@ class EvaluationPlan:
             if step.name == name:
                 return step
         raise KeyError(name)
-
-
-# Entry point of each step kind. `evaluate` and `select` carry a suffix: a module named `evaluate` or
-# `select` would shadow the Hugging Face `evaluate` library fmeval imports (or the standard `select`)
-# whenever step_code/ itself lands on sys.path.
-_ENTRY_MODULES: dict[str, str] = {"evaluate": "evaluate_step", "select": "select_step"}
-
-
-def entry_module(kind: StepKind) -> str:
-    """`python -m <this>` runs a step of this kind; the local runner imports it and calls its `main(argv)`."""
-    return f"step_code.{_ENTRY_MODULES.get(kind, kind)}"
 
 
 def step_name(kind: str, model: ModelConfig) -> str:
@@ -228,7 +216,7 @@ def step_arguments(
     cache_uri: str,
     local_registry_dir: str | None = None,
 ) -> list[Any]:
-    """Command-line arguments of a step's entry point (`python -m <entry_module(kind)> ...`).
+    """Command-line arguments of a step's entry point (`python -m <STEP_KINDS[kind].entry_module> ...`).
 
     `execution_id` and `approval_status` are strings in a local run and SageMaker pipeline variables
     when rendering, which is why the result is a list of Any.
@@ -240,9 +228,10 @@ def step_arguments(
         "--output-dir",
         f"{output_root}/{step.outputs[0]}",
     ]
+    spec = STEP_KINDS[step.kind]
     if step.model is not None:
         args += ["--model", step.model]
-    if step.kind in ("finetune", "deploy", "evaluate", "register"):
+    if spec.takes_execution_id:
         args += ["--execution-id", execution_id]
     for item in step.inputs:
         if item.name == CONFIG_INPUT or item.name.startswith(f"{SUMMARIES}/"):
@@ -250,11 +239,13 @@ def step_arguments(
         args += [f"--{item.name}-dir", f"{input_root}/{item.name}"]
     if any(i.name.startswith(f"{SUMMARIES}/") for i in step.inputs):
         args += ["--summaries-dir", f"{input_root}/{SUMMARIES}"]
-    if step.kind == "evaluate":
-        args += ["--cache-uri", cache_uri]
-    if step.kind == "register":
-        args += ["--approval-status", approval_status]
-        if local_registry_dir is not None:
-            # A local run keeps its registry in files shaped like SageMaker model packages.
-            args += ["--registry-dir", local_registry_dir]
+    # A local run keeps its registry in files shaped like SageMaker model packages (`registry-dir`).
+    values: dict[str, Any] = {
+        "cache-uri": cache_uri,
+        "approval-status": approval_status,
+        "registry-dir": local_registry_dir,
+    }
+    for option in spec.run_options:
+        if values[option] is not None:
+            args += [f"--{option}", values[option]]
     return args

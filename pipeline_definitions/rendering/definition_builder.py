@@ -34,6 +34,7 @@ from sagemaker.workflow.retry import (
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
 from pipeline_definitions.planning import plan as p
+from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract import files
 from step_code.contract.config import Config
 from step_code.contract.job_env import (
@@ -63,29 +64,6 @@ MAX_PROCESSING_INPUTS = 10
 # read all of them through one input (one per model would pass the input limit with 8 models).
 EVALUATIONS_PREFIX = "evaluations"
 
-# Run-specific environment variables, each only for the step kinds whose code reads it (SageMaker's cache
-# key of a processing step includes its Environment, so an execution ARN in preprocess's would never hit).
-# deploy/finetune name, tag and store what they create; register tags the package and stores its metrics;
-# finetune resolves training data paths relative to the prompt catalog.
-STEP_ENVIRONMENT: dict[p.StepKind, tuple[str, ...]] = {
-    "preprocess": (),
-    "finetune": (RESOURCE_PREFIX_ENV, ROLE_ARN_ENV, EXECUTION_ARN_ENV, ARTIFACTS_URI_ENV, DATA_URI_ENV),
-    "deploy": (RESOURCE_PREFIX_ENV, ROLE_ARN_ENV, EXECUTION_ARN_ENV, ARTIFACTS_URI_ENV),
-    "evaluate": (),
-    "cleanup": (),
-    "select": (),
-    "register": (EXECUTION_ARN_ENV, ARTIFACTS_URI_ENV),
-}
-
-# How long each job may run. Finetune and deploy wait for a training job or an endpoint they start.
-MAX_RUNTIME_SECONDS: dict[str, int] = {
-    "preprocess": 3600,
-    "deploy": 2 * 3600,
-    "evaluate": 24 * 3600,
-    "cleanup": 3600,
-    "select": 3600,
-    "register": 3600,
-}
 # Finetune waits for its training job (bounded by the config's max_run_seconds) and then stores the model.
 FINETUNE_MARGIN_SECONDS = 2 * 3600
 
@@ -136,14 +114,14 @@ def container_input_name(name: str) -> str:
 
 
 def max_runtime_seconds(step: p.PlannedStep, config: Config) -> int:
-    if step.kind == "finetune":
-        if step.model is None:
-            raise ValueError(f"finetune step {step.name} names no model")
-        finetuning = config.model(step.model).finetuning
-        if finetuning is None:
-            raise ValueError(f"step {step.name}: model {step.model} has no finetuning config")
-        return finetuning.parameters.max_run_seconds + FINETUNE_MARGIN_SECONDS
-    return MAX_RUNTIME_SECONDS[step.kind]
+    limit = STEP_KINDS[step.kind].max_runtime_seconds
+    if limit is not None:
+        return limit
+    # The one kind without a fixed limit waits for a training job its config bounds, then stores the model.
+    finetuning = config.model(step.model).finetuning if step.model is not None else None
+    if finetuning is None:
+        raise ValueError(f"step {step.name}: a {step.kind} step needs a model with a finetuning config")
+    return finetuning.parameters.max_run_seconds + FINETUNE_MARGIN_SECONDS
 
 
 class DefinitionBuilder:
@@ -217,7 +195,7 @@ class DefinitionBuilder:
             "PYTHONPATH": f"{CONTAINER_INPUT_ROOT}/{CODE_INPUT}/{targets.code_file_name}",
             "AWS_DEFAULT_REGION": targets.region,
             KMS_KEY_ENV: targets.kms_key_arn,
-            **{name: run_values[name] for name in STEP_ENVIRONMENT[step.kind]},
+            **{name: run_values[name] for name in STEP_KINDS[step.kind].environment},
         }
 
     def _cacheable(self, step: p.PlannedStep) -> bool:
@@ -232,7 +210,7 @@ class DefinitionBuilder:
             image_uri=targets.image_uri,
             instance_count=1,
             instance_type=step.instance_type,
-            entrypoint=["python3", "-m", p.entry_module(step.kind)],
+            entrypoint=["python3", "-m", STEP_KINDS[step.kind].entry_module],
             volume_size_in_gb=VOLUME_SIZE_GB,
             # SageMaker refuses a volume key for instance types with local NVMe storage, which their hardware
             # encrypts; the SDK's rule (family with a "d", g5, g6, p5, trn1) tells them apart.

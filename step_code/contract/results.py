@@ -1,11 +1,11 @@
-"""What the steps hand to each other: deployment.json, summary.json, the worst records, decision.json.
+"""What the steps write: manifest.json, deployment.json, summary.json, the worst records, decision.json, ...
 
 Plain pydantic models so the step code, the local runner and the report read one shape.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,3 +151,48 @@ class WorstRecords(_Result):
 
     score: str = Field(description="The score the records are ranked by.")
     records: list[WorstRecord]
+
+
+class CatalogManifest(_Result):
+    """manifest.json: what preprocess read and kept."""
+
+    dataset_name: str
+    source_file: str
+    dataset_mime_type: str
+    rows_in: int
+    rows_kept: int
+    quarantined: int
+    duplicates: int
+    processed_sha256: str
+    model_input_key: str
+    target_output_key: str
+    category_key: str | None
+
+
+class CleanupResult(_Result):
+    """cleanup.json: what this step did with each resource of the deployment."""
+
+    model: str
+    endpoint_name: str
+    skipped_reason: str | None = None
+    deleted: list[str] = Field(default_factory=list)
+    already_absent: list[str] = Field(default_factory=list)
+    not_managed: list[str] = Field(default_factory=list)
+
+
+class Registration(_Result):
+    """registration.json, written by the register step."""
+
+    winner: str
+    model_package_group_name: str
+    model_package_arn: str
+    model_package_version: int
+    approval_status: str
+    registry: Literal["sagemaker", "directory"]
+    deployable: bool
+    source_uri: str | None = None
+    image_uri: str | None = None
+    model_data_url: str | None = None
+    statistics_uri: str
+    constraints_uri: str
+    execution_id: str

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pipeline_definitions.planning import plan as p
+from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.aws_resources import run_artifacts_uri
 from step_code.contract import files
@@ -45,7 +46,11 @@ def test_every_planned_step_is_a_processing_job(rendered: tuple[Config, p.Evalua
     for planned in plan.processing_steps:
         args = steps[planned.name]["Arguments"]
         assert args["AppSpecification"]["ImageUri"] == targets.image_uri
-        assert args["AppSpecification"]["ContainerEntrypoint"] == ["python3", "-m", p.entry_module(planned.kind)]
+        assert args["AppSpecification"]["ContainerEntrypoint"] == [
+            "python3",
+            "-m",
+            STEP_KINDS[planned.kind].entry_module,
+        ]
         assert args["RoleArn"] == targets.role_arn
         assert args["ProcessingResources"]["ClusterConfig"] == {
             "InstanceType": planned.instance_type,

@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import typing
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.planning import plan
+from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from stacks.components.step_code_bundle import bundle_members, write_bundle
 from tests.stacks.conftest import SynthesizedApp
 
@@ -64,7 +63,7 @@ def test_python_imports_the_steps_from_the_staged_zip(reference_app: Synthesized
 
 def test_every_step_entry_point_is_in_the_staged_zip(reference_app: SynthesizedApp, tmp_path: Path) -> None:
     bundle = staged_bundle(reference_app)
-    modules = {kind: plan.entry_module(kind) for kind in typing.get_args(plan.StepKind)}
+    modules = {kind: spec.entry_module for kind, spec in STEP_KINDS.items()}
     probe = (
         "import importlib.util, json;"
         f"print(json.dumps({{k: importlib.util.find_spec(m).origin for k, m in {modules!r}.items()}}))"

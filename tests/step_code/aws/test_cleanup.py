@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from step_code import cleanup, deploy
-from step_code.cleanup import CleanupResult
 from step_code.contract.config import Config
 from step_code.contract.files import CLEANUP, CLEANUP_FILE, DEPLOYMENT, DEPLOYMENT_FILE
-from step_code.contract.results import Deployment, ModelArtifact
+from step_code.contract.results import CleanupResult, Deployment, ModelArtifact
 from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request
 from tests.step_code.aws.conftest import ROLE_ARN, RunDirs, planned_step
 

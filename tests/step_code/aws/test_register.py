@@ -23,8 +23,8 @@ from step_code.contract.files import (
     SUMMARIES,
     SUMMARY_FILE,
 )
-from step_code.contract.results import CandidateVerdict, Decision, ModelArtifact
-from step_code.register import Registration, metadata_text
+from step_code.contract.results import CandidateVerdict, Decision, ModelArtifact, Registration
+from step_code.register import metadata_text
 from tests.step_code.aws.conftest import (
     ARTIFACTS_BUCKET,
     GROUP,
