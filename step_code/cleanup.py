@@ -7,7 +7,6 @@ this platform manages it for this model.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from step_code.contract.config import ModelConfig
 from step_code.contract.files import CLEANUP_FILE, DEPLOYMENT_FILE
 from step_code.contract.results import CleanupResult, Deployment
 from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PROVIDER
+from step_code.step_args import step_parser
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.cleanup")
@@ -92,10 +92,7 @@ def run_cleanup(model: ModelConfig, deployment_dir: Path, output_dir: Path) -> C
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m step_code.cleanup", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--model", required=True)
+    parser = step_parser("step_code.cleanup", __doc__, model=True)
     parser.add_argument("--deployment-dir", required=True, type=Path)
     args = parser.parse_args(argv)
 

@@ -18,7 +18,6 @@ the safety net, which deletes what a failed or stopped execution left, leaves th
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
 from step_code.contract.files import DEPLOYMENT_FILE, FINETUNE_FILE
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
 from step_code.contract.tags import KEEP, MANAGED_BY, TAG_KEEP, TAG_MANAGED_BY, TAG_MODEL
+from step_code.step_args import step_parser
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.deploy")
@@ -365,11 +365,7 @@ def deploy(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m step_code.deploy", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--execution-id", required=True)
+    parser = step_parser("step_code.deploy", __doc__, model=True, execution_id=True)
     parser.add_argument("--finetune-dir", type=Path, help="Output of the model's finetune step, if it has one.")
     args = parser.parse_args(argv)
 

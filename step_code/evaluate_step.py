@@ -19,7 +19,6 @@ costs endpoint time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from step_code.progress import LoggingProgress, ProgressListener
 from step_code.response_cache import ResponseCache
 from step_code.run_cost import estimate_cost
 from step_code.runners.factory import build_runner
+from step_code.step_args import step_parser
 from step_code.step_io import config_model, load_config, read_model, run_step
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,7 @@ class EvaluateArgs:
 
 
 def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
-    parser = argparse.ArgumentParser(prog="step_code.evaluate_step", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--execution-id", required=True)
+    parser = step_parser("step_code.evaluate_step", __doc__, model=True, execution_id=True, output_type=str)
     parser.add_argument("--dataset-dir", required=True)
     parser.add_argument("--deployment-dir")
     parser.add_argument("--catalog-dir")

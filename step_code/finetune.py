@@ -8,7 +8,6 @@ adopts the job its earlier attempt started instead of failing on the name.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from step_code.contract.config import Config, FinetuningConfig, ModelConfig
 from step_code.contract.files import FINETUNE_FILE
 from step_code.contract.job_env import DATA_URI_ENV, KMS_KEY_ENV
 from step_code.contract.results import FinetuneResult
+from step_code.step_args import step_parser
 from step_code.step_io import config_model, load_config, run_step, write_model
 
 logger = logging.getLogger("evalops.finetune")
@@ -195,11 +195,7 @@ def finetune(config: Config, model: ModelConfig, execution_id: str, output_dir: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m step_code.finetune", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--execution-id", required=True)
+    parser = step_parser("step_code.finetune", __doc__, model=True, execution_id=True)
     args = parser.parse_args(argv)
 
     def body() -> None:

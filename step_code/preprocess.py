@@ -14,7 +14,6 @@ the rows are rejected.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -31,6 +30,7 @@ from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config, DatasetConfig
 from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
 from step_code.contract.results import CatalogManifest
+from step_code.step_args import step_parser
 from step_code.step_io import load_config, run_step
 
 logger = logging.getLogger(__name__)
@@ -244,9 +244,7 @@ def preprocess(config: Config, catalog_dir: str, output_dir: str) -> CatalogMani
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m step_code.preprocess", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path, help="config.json of the evaluation")
-    parser.add_argument("--output-dir", required=True, help="where processed.jsonl, quarantine.jsonl, manifest.json go")
+    parser = step_parser("step_code.preprocess", __doc__, output_type=str)
     parser.add_argument("--catalog-dir", required=True, help="folder holding the prompt catalog file")
     args = parser.parse_args(argv)
     return run_step("preprocess", lambda: _run(args.config, args.catalog_dir, args.output_dir))

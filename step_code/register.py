@@ -22,7 +22,6 @@ and the same token looked up in the directory), so a retried step does not add a
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -46,6 +45,7 @@ from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
 from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, Registration
+from step_code.step_args import step_parser
 from step_code.step_io import config_model, load_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.register")
@@ -346,10 +346,7 @@ def register(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m step_code.register", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--execution-id", required=True)
+    parser = step_parser("step_code.register", __doc__, execution_id=True)
     parser.add_argument("--decision-dir", required=True, type=Path)
     parser.add_argument("--summaries-dir", required=True, type=Path)
     parser.add_argument("--approval-status", required=True)

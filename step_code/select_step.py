@@ -9,7 +9,6 @@ policy is a result, not an error: the step succeeds and the condition step fails
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from step_code.contract.files import COMPARISON_REPORT_FILE, DECISION_FILE
 from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, ReportContext, load_model_evidence, render_report
 from step_code.selection_policy import PolicyError, decide
+from step_code.step_args import step_parser
 from step_code.step_io import load_config, run_step, write_model
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,7 @@ class SelectArgs:
 
 
 def parse_args(argv: Sequence[str] | None) -> SelectArgs:
-    parser = argparse.ArgumentParser(prog="step_code.select_step", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--output-dir", required=True, type=Path)
+    parser = step_parser("step_code.select_step", __doc__)
     parser.add_argument("--summaries-dir", required=True, type=Path)
     ns = parser.parse_args(argv)
     return SelectArgs(config=ns.config, output_dir=ns.output_dir, summaries_dir=ns.summaries_dir)
