@@ -32,7 +32,7 @@ STEP_IMAGE_DIRECTORY = "step_code"
 def uses_local_catalog_files(config: Config) -> bool:
     """Whether any file the steps read comes from the repository's prompt catalog rather than from S3."""
     locations = [config.dataset.input_data_location]
-    locations += [m.responses_location or "" for m in config.models if m.model_provider == "recorded"]
+    locations += [m.responses_location or "" for m in config.models if not m.provider.calls_model]
     return any(location and not location.startswith(S3_SCHEME) for location in locations)
 
 

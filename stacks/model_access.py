@@ -78,18 +78,22 @@ def bedrock_model_arns(model_id: str, *, partition: str, region: str, account: s
 
 
 def bedrock_model_ids(config: Config) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(m.model_id for m in config.models if m.model_provider == "bedrock" and m.model_id))
+    return tuple(
+        dict.fromkeys(m.model_id for m in config.models if m.provider.access == "bedrock-invoke" and m.model_id)
+    )
 
 
 def existing_endpoint_names(config: Config) -> tuple[str, ...]:
     """Endpoints the platform invokes but did not create (`model_provider: endpoint`)."""
     return tuple(
-        dict.fromkeys(m.endpoint_name for m in config.models if m.model_provider == "endpoint" and m.endpoint_name)
+        dict.fromkeys(
+            m.endpoint_name for m in config.models if m.provider.access == "endpoint-invoke" and m.endpoint_name
+        )
     )
 
 
 def deploys_jumpstart(config: Config) -> bool:
-    return any(m.model_provider == "jumpstart" for m in config.models)
+    return any(m.provider.access == "jumpstart-artifacts" for m in config.models)
 
 
 def deploys_containers(config: Config) -> bool:

@@ -69,7 +69,7 @@ def cleanup(client: Any, model: ModelConfig, deployment: Deployment) -> CleanupR
     if deployment.model != model.name:
         raise ControlPlaneError(f"deployment.json is for model {deployment.model!r}, not {model.name!r}")
     result = CleanupResult(model=model.name, endpoint_name=deployment.endpoint_name)
-    if model.model_provider == "endpoint" or deployment.artifact.provider == "endpoint":
+    if model.provider.existing_endpoint or deployment.artifact.provider == "endpoint":
         result.skipped_reason = "the endpoint belongs to the user (model_provider endpoint)"
     elif not deployment.created:
         result.skipped_reason = "the deploy step reused an endpoint it did not create"

@@ -44,8 +44,9 @@ from step_code.aws_resources import (
     sdk_session,
     wait_for,
 )
-from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
+from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import DEPLOYMENT_FILE, FINETUNE_FILE
+from step_code.contract.providers import DEPLOYED_PROVIDERS
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
 from step_code.contract.tags import KEEP, MANAGED_BY, TAG_KEEP, TAG_MANAGED_BY, TAG_MODEL
 from step_code.step_args import step_parser
@@ -314,7 +315,7 @@ def keep_tags(model: ModelConfig) -> list[dict[str, str]]:
 def endpoint_request(
     config: Config, model: ModelConfig, execution_id: str, finetuned: FinetuneResult | None
 ) -> EndpointRequest:
-    if model.model_provider not in DEPLOYED_PROVIDERS or model.deployment_config is None:
+    if not model.deploys_endpoint or model.deployment_config is None:
         raise ControlPlaneError(
             f"model {model.name!r} has model_provider {model.model_provider!r}, which this platform does not "
             f"deploy (only {', '.join(sorted(DEPLOYED_PROVIDERS))} are); the plan has no deploy step for it"
@@ -341,7 +342,7 @@ def deploy(
 
     def build() -> ModelDefinition:
         session = sdk_session()
-        if model.model_provider == "huggingface":
+        if model.provider.deploys == "huggingface-tgi":
             return huggingface_definition(
                 model,
                 instance_type=request.instance_type,

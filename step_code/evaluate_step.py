@@ -127,7 +127,7 @@ def _deployment(args: EvaluateArgs, model: ModelConfig) -> Deployment | None:
 def responses_path(model: ModelConfig, catalog_dir: str | None) -> str | None:
     """Where a recorded model's responses are: an s3:// location as it is, else a file of the catalog."""
     location = model.responses_location
-    if model.model_provider != "recorded" or location is None:
+    if model.provider.calls_model or location is None:
         return None
     if storage.is_s3(location):
         return location
@@ -143,7 +143,7 @@ def default_artifact(model: ModelConfig) -> ModelArtifact:
         provider=model.model_provider,
         model_id=model.model_id,
         model_version=model.model_version if model.model_id else None,
-        endpoint_name=model.endpoint_name if model.model_provider == "endpoint" else None,
+        endpoint_name=model.endpoint_name if model.provider.existing_endpoint else None,
     )
 
 
@@ -308,7 +308,7 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
                 config,
                 result,
                 deployment=deployment,
-                sagemaker=sagemaker_client() if model.model_provider == "endpoint" else None,
+                sagemaker=sagemaker_client() if model.provider.existing_endpoint else None,
             ),
             artifact=deployment.artifact if deployment else default_artifact(model),
             execution_id=args.execution_id,

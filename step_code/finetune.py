@@ -172,7 +172,7 @@ def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]
 
 def finetune(config: Config, model: ModelConfig, execution_id: str, output_dir: Path) -> FinetuneResult:
     finetuning = model.finetuning
-    if finetuning is None or model.model_provider != "jumpstart":
+    if finetuning is None or not model.provider.finetunable:
         raise ControlPlaneError(f"model {model.name!r} has no finetuning settings for a jumpstart model")
     job_name = resource_name(config, model, execution_id)
     channels = training_channels(model, finetuning, os.environ.get(DATA_URI_ENV))

@@ -41,7 +41,7 @@ from step_code.aws_resources import (
     run_artifacts_uri,
     sagemaker_client,
 )
-from step_code.contract.config import DEPLOYED_PROVIDERS, Config, ModelConfig
+from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, Registration
@@ -144,12 +144,12 @@ def _region() -> str:
 
 def source_uri(model: ModelConfig, summary: EvaluationSummary) -> str:
     """What a reference registration points at, for a winner this platform did not deploy."""
-    provider = model.model_provider
-    if provider == "bedrock":
+    provider, registration = model.model_provider, model.provider.registration
+    if registration == "bedrock-arn":
         region = _region()
         partition = boto3.session.Session().get_partition_for_region(region)
         return f"arn:{partition}:bedrock:{region}::foundation-model/{model.model_id}"
-    if provider == "endpoint":
+    if registration == "endpoint-arn":
         identity = boto3.client("sts").get_caller_identity()
         partition = identity["Arn"].split(":")[1]
         name = summary.artifact.endpoint_name or model.endpoint_name
@@ -207,7 +207,7 @@ def package_request(
             summary, decision, verdict, execution_id=execution_id, config_sha256=config_sha256
         ),
     }
-    if model.model_provider in DEPLOYED_PROVIDERS:
+    if model.provider.registration == "container":
         specification: dict[str, Any] = {
             "Containers": [inference_container(summary, model)],
             "SupportedContentTypes": [JSON_CONTENT_TYPE],

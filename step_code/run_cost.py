@@ -85,11 +85,11 @@ def estimate_cost(
     """`sagemaker` (a boto3 client) is only used for an existing endpoint, to read its instances."""
     if deployment is not None and deployment.instance_type:
         return instance_hours_cost(deployment.instance_type, deployment.instance_count, config, result)
-    if model.model_provider == "endpoint" and model.endpoint_name and sagemaker is not None:
+    if model.provider.existing_endpoint and model.endpoint_name and sagemaker is not None:
         instances = endpoint_instances(sagemaker, model.endpoint_name)
         if instances is not None:
             return instance_hours_cost(instances[0], instances[1], config, result)
         return CostEstimate(basis="instance-hours")
-    if model.model_provider == "bedrock" and model.model_id:
+    if model.provider.pricing == "bedrock-tokens" and model.model_id:
         return per_token_cost(model.model_id, config, result)
     return CostEstimate(basis="none")

@@ -107,7 +107,7 @@ def _endpoint_lines(loaded: LoadedConfig) -> list[str]:
             lines.append(f"  {model.name}: {deployment.instance_type} x{deployment.num_instances}, {fate}")
             lines.append(f"    {names[0]}")
             lines += [f"    or {name}" for name in names[1:]]
-        elif model.model_provider == "endpoint":
+        elif model.provider.existing_endpoint:
             lines.append(f"  {model.name}: uses the existing endpoint {model.endpoint_name} (never deleted)")
     if len(lines) == 1:
         lines.append("  none: no model deploys an endpoint")

@@ -163,7 +163,7 @@ def _price(instance_type: str, config: Config, usage: Usage, warnings: list[str]
 
 def _model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: list[str]) -> ModelEstimate:
     # One call per prompt whatever the number of algorithms: they all score the stored outputs.
-    calls = 0 if model.model_provider == "recorded" else prompts
+    calls = prompts if model.provider.calls_model else 0
     evaluation_minutes = calls * SECONDS_PER_CALL / model.evaluation_config.max_concurrency / 60
     evaluation_minutes += FMEVAL_FIXED_MINUTES
     estimate = ModelEstimate(
@@ -198,7 +198,7 @@ def _model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: 
             ),
             priced=estimate.priced and price is not None,
         )
-    if model.model_provider == "bedrock" and model.model_id is not None:
+    if model.provider.pricing == "bedrock-tokens" and model.model_id is not None:
         token_prices = bedrock_usd_per_1k_tokens(model.model_id, config)
         if token_prices is None:
             warnings.append(

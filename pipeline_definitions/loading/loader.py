@@ -265,7 +265,7 @@ class _LocalFiles:
         # With the dataset on S3 a local responses file is an error already (validation): nothing to resolve.
         dataset_on_s3 = dataset_location.startswith(S3_SCHEME)
         for index, model in enumerate(config.models):
-            if model.model_provider == "recorded" and model.responses_location is not None and not dataset_on_s3:
+            if not model.provider.calls_model and model.responses_location is not None and not dataset_on_s3:
                 location = self._resolve(("models", index, "responses_location"), model.responses_location)
                 models[index] = model.model_copy(update={"responses_location": self._relative(location)})
         dataset = config.dataset.model_copy(update={"input_data_location": self._relative(dataset_location)})

@@ -224,7 +224,7 @@ def _s3_dataset_findings(dataset: DatasetConfig, models: list[ModelConfig]) -> l
         return []
     local: list[tuple[Loc, str]] = []
     for index, model in enumerate(models):
-        if model.model_provider == "recorded" and model.responses_location is not None:
+        if not model.provider.calls_model and model.responses_location is not None:
             local.append((("models", index, "responses_location"), model.responses_location))
         if model.finetuning is not None:
             local.append((("models", index, "finetuning", "train_data_path"), model.finetuning.train_data_path))

@@ -104,7 +104,7 @@ def step_name(kind: str, model: ModelConfig) -> str:
 def _recorded_responses_input(model: ModelConfig) -> tuple[StepInput, ...]:
     """A recorded model whose responses sit in the prompt catalog reads them from the catalog input."""
     location = model.responses_location
-    if model.model_provider == "recorded" and location and not location.startswith("s3://"):
+    if not model.provider.calls_model and location and not location.startswith("s3://"):
         return (StepInput(CATALOG_INPUT, parameter=PARAM_PROMPT_CATALOG_URI),)
     return ()
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import jmespath
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from step_code.contract.providers import FINETUNABLE_PROVIDERS, PROVIDERS, ModelProvider, ProviderSpec
+
 PROMPT_PLACEHOLDER = "PROMPT_PLACEHOLDER"
 MODEL_INPUT_PLACEHOLDER = "$model_input"
 LEGACY_MODEL_INPUT_PLACEHOLDER = "$feature"
@@ -26,12 +28,6 @@ INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+(\.[a-z0-9-]+)+$")
 # Our model names become part of step names and S3 keys.
 MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_MODEL_NAME_LENGTH = 40
-
-ModelProvider = Literal["jumpstart", "huggingface", "bedrock", "endpoint", "http", "openai", "recorded"]
-# Providers whose endpoint this platform creates (and therefore deletes).
-DEPLOYED_PROVIDERS: frozenset[str] = frozenset({"jumpstart", "huggingface"})
-# Providers that can run on one machine without AWS.
-LOCAL_ONLY_PROVIDERS: frozenset[str] = frozenset({"http", "openai", "recorded"})
 
 
 class StrictModel(BaseModel):
@@ -272,31 +268,27 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _provider_fields(self) -> ModelConfig:
-        provider = self.model_provider
-        if provider in DEPLOYED_PROVIDERS:
-            if not self.model_id:
-                raise ValueError(f"model_id is required for model_provider {provider!r}")
-            if self.deployment_config is None:
-                raise ValueError(f"deployment_config is required for model_provider {provider!r}")
-        if provider == "bedrock" and not self.model_id:
-            raise ValueError("model_id (the Bedrock model id) is required for model_provider 'bedrock'")
-        if provider == "endpoint" and not self.endpoint_name:
-            raise ValueError("endpoint_name (the existing endpoint) is required for model_provider 'endpoint'")
-        if provider in ("http", "openai") and not self.endpoint_url:
-            raise ValueError(f"endpoint_url is required for model_provider {provider!r}")
-        if provider == "recorded" and not self.responses_location:
-            raise ValueError("responses_location is required for model_provider 'recorded'")
-        if self.finetuning is not None and provider != "jumpstart":
-            raise ValueError(f"finetuning is only supported for jumpstart models, not {provider!r}")
-        if provider not in DEPLOYED_PROVIDERS and self.deployment_config is not None:
+        provider, spec = self.model_provider, self.provider
+        for requirement in spec.requires:
+            value = getattr(self, requirement.field)
+            if value is None or value == "":
+                raise ValueError(f"{requirement.field}{requirement.hint} is required for model_provider {provider!r}")
+        if self.finetuning is not None and not spec.finetunable:
+            supported = ", ".join(FINETUNABLE_PROVIDERS)
+            raise ValueError(f"finetuning is only supported for {supported} models, not {provider!r}")
+        if spec.deploys is None and self.deployment_config is not None:
             raise ValueError(f"deployment_config has no effect for model_provider {provider!r}; remove it")
-        if provider in ("jumpstart", "huggingface", "endpoint") and self.evaluation_config.output is None:
+        if spec.output_required and self.evaluation_config.output is None:
             raise ValueError(f"evaluation_config.output (JMESPath of the generated text) is required for {provider!r}")
         return self
 
     @property
+    def provider(self) -> ProviderSpec:
+        return PROVIDERS[self.model_provider]
+
+    @property
     def deploys_endpoint(self) -> bool:
-        return self.model_provider in DEPLOYED_PROVIDERS
+        return self.provider.deploys is not None
 
     @property
     def identity(self) -> str:
@@ -304,7 +296,7 @@ class ModelConfig(StrictModel):
         parts = [self.model_provider, self.model_id or "", self.model_version]
         if self.finetuning is not None:
             parts.append("finetuned:" + self.name)
-        parts.append((self.endpoint_name or "") if self.model_provider == "endpoint" else "")
+        parts.append((self.endpoint_name or "") if self.provider.existing_endpoint else "")
         parts.append(self.endpoint_url or "")
         parts.append(self.responses_location or "")
         return "|".join(parts)

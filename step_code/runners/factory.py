@@ -29,20 +29,20 @@ def build_runner(
     Raises ValueError (one line, naming the model) when something the provider needs is missing.
     """
     pool = model.evaluation_config.max_concurrency
-    provider = model.model_provider
-    if provider in ("jumpstart", "huggingface", "endpoint"):
-        name = endpoint_name or (model.endpoint_name if provider == "endpoint" else None)
+    provider, invocation = model.model_provider, model.provider.invocation
+    if invocation == "sagemaker-endpoint":
+        name = endpoint_name or (model.endpoint_name if model.provider.existing_endpoint else None)
         if name is None:
             raise ValueError(
                 f"models[{model.name}]: the endpoint name (deployment.json's endpoint_name) is required "
                 f"to call a {provider} model"
             )
         return SageMakerEndpointRunner(model, endpoint_name=name, region=region, max_pool_connections=pool)
-    if provider == "bedrock":
+    if invocation == "bedrock":
         return BedrockRunner(model, region=region, max_pool_connections=pool)
-    if provider == "http":
+    if invocation == "http-tgi":
         return HttpTgiRunner(model, max_pool_connections=pool)
-    if provider == "openai":
+    if invocation == "openai-chat":
         return OpenAIChatRunner(model, max_pool_connections=pool)
     if responses_path is None:
         raise ValueError(f"models[{model.name}]: the recorded responses file location is required")
