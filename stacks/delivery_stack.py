@@ -40,7 +40,7 @@ SETUP_COMMAND = "bash scripts/setup.sh"
 FAST_TESTS_COMMAND = '.venv/bin/python -m pytest -m "not slow"'
 CONNECTION_SOURCE_PROVIDER = "CodeStarSourceConnection"
 
-StageFactory = Callable[[Construct, Environment], Stage]
+MakeStage = Callable[[Construct, Environment], Stage]
 
 
 def synth_command(context: Mapping[str, str]) -> str:
@@ -63,7 +63,7 @@ class DeliveryStack(Stack):
         *,
         delivery: DeliverySettings,
         environments: Sequence[Environment],
-        stage_factory: StageFactory,
+        stage_factory: MakeStage,
         connection_arn: str,
         synth_context: Mapping[str, str] | None = None,
         cli_version: str | None = None,
@@ -202,7 +202,7 @@ def pinned_cli_version(repo_root: Path) -> str | None:
 def add_delivery(
     scope: Construct,
     environments_file: EnvironmentsFile,
-    stage_factory: StageFactory,
+    stage_factory: MakeStage,
     *,
     repo_root: Path,
     source: Path,

@@ -24,8 +24,8 @@ from stacks.components.uploads import (
 )
 from step_code.contract.config import Config
 from step_code.contract.files import CONFIG_FILE
+from step_code.contract.locations import is_catalog_file
 
-S3_SCHEME = "s3://"
 STEP_IMAGE_DIRECTORY = "step_code"
 
 
@@ -33,7 +33,7 @@ def uses_local_catalog_files(config: Config) -> bool:
     """Whether any file the steps read comes from the repository's prompt catalog rather than from S3."""
     locations = [config.dataset.input_data_location]
     locations += [m.responses_location or "" for m in config.models if not m.provider.calls_model]
-    return any(location and not location.startswith(S3_SCHEME) for location in locations)
+    return any(is_catalog_file(location) for location in locations)
 
 
 class EvaluationPipelineStack(Stack):

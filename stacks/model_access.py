@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from step_code.contract.config import Config
+from step_code.contract.locations import is_s3
 
 # JumpStart reads its model manifest, scripts and weights from these AWS-owned buckets; gated models
 # (Llama, for example) come from the private one.
@@ -108,4 +109,4 @@ def external_s3_uris(config: Config) -> tuple[str, ...]:
         if model.finetuning is not None:
             uris += [model.finetuning.train_data_path, model.finetuning.validation_data_path or ""]
         uris.append(model.responses_location or "")
-    return tuple(dict.fromkeys(u for u in uris if u.startswith("s3://")))
+    return tuple(dict.fromkeys(u for u in uris if is_s3(u)))

@@ -15,9 +15,10 @@ from stacks.evaluation_pipeline_stack import EvaluationPipelineStack
 from stacks.registry_stack import RegistryStack
 from stacks.safety_net_stack import SafetyNetStack
 from stacks.storage_stack import StorageStack
+from step_code.contract.naming import deployed_pipeline_name
+from step_code.contract.tags import TAG_PIPELINE
 
 TAG_ENVIRONMENT = "evalops:environment"
-TAG_PIPELINE = "evalops:pipeline"
 
 
 def stage_id(environment: Environment) -> str:
@@ -26,7 +27,7 @@ def stage_id(environment: Environment) -> str:
 
 def sagemaker_pipeline_name(environment: Environment, loaded: LoadedConfig) -> str:
     """`{prefix}-{env}-{pipeline}`: the pipeline's name, prefixed like every resource of the environment."""
-    return f"{environment.resource_prefix}{loaded.config.pipeline.name}"
+    return deployed_pipeline_name(environment.resource_prefix, loaded.config.pipeline.name)
 
 
 class EvaluationStage(cdk.Stage):
@@ -94,3 +95,8 @@ class EvaluationStage(cdk.Stage):
         cdk.Aspects.of(self).add(AwsSolutionsChecks(verbose=True))
         cdk.Tags.of(self).add(TAG_ENVIRONMENT, environment.name)
         cdk.Tags.of(self).add(TAG_PIPELINE, pipeline_name)
+
+    @property
+    def stacks(self) -> list[cdk.Stack]:
+        """The Stage's stacks in the order they are created, read from the construct tree so none is left out."""
+        return [child for child in self.node.children if isinstance(child, cdk.Stack)]

@@ -26,7 +26,8 @@ from step_code.contract.job_env import (
     RESOURCE_PREFIX_ENV,
     ROLE_ARN_ENV,
 )
-from step_code.contract.naming import resource_base, run_scoped_name
+from step_code.contract.locations import is_s3
+from step_code.contract.naming import deployed_pipeline_name, resource_base, run_scoped_name
 from step_code.contract.tags import (
     MANAGED_BY,
     TAG_EXECUTION_ARN,
@@ -72,7 +73,7 @@ def resource_tags(config: Config, model: ModelConfig, execution_id: str) -> list
     tags = {
         TAG_EXECUTION_ID: execution_id,
         TAG_MODEL: model.name,
-        TAG_PIPELINE: config.pipeline.name,
+        TAG_PIPELINE: deployed_pipeline_name(resource_prefix(), config.pipeline.name),
         TAG_PROVIDER: model.model_provider,
         TAG_MANAGED_BY: MANAGED_BY,
     }
@@ -240,6 +241,6 @@ def run_artifacts_uri(execution_id: str, *parts: str) -> str:
     goes here is kept: a registered model package points at the fine-tuned model and the metrics in it.
     """
     root = required_env(ARTIFACTS_URI_ENV, "the S3 location of run artifacts")
-    if not root.startswith("s3://"):
+    if not is_s3(root):
         raise ControlPlaneError(f"{ARTIFACTS_URI_ENV}={root!r} is not an s3:// URI")
     return "/".join([root, "artifacts", execution_id, *parts])

@@ -19,7 +19,7 @@ from step_code.contract.files import CLEANUP_FILE, DEPLOYMENT_FILE
 from step_code.contract.results import CleanupResult, Deployment
 from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PROVIDER
 from step_code.step_args import step_parser
-from step_code.step_io import config_model, load_config, read_model, run_step, write_model
+from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.cleanup")
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        config = load_config(args.config)
+        config = read_config(args.config)
         run_cleanup(config_model(config, args.model, args.config), args.deployment_dir, args.output_dir)
 
     return run_step("cleanup", body)

@@ -50,7 +50,7 @@ from step_code.contract.providers import DEPLOYED_PROVIDERS
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
 from step_code.contract.tags import KEEP, MANAGED_BY, TAG_KEEP, TAG_MANAGED_BY, TAG_MODEL
 from step_code.step_args import step_parser
-from step_code.step_io import config_model, load_config, read_model, run_step, write_model
+from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.deploy")
 
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        config = load_config(args.config)
+        config = read_config(args.config)
         model = config_model(config, args.model, args.config)
         finetuned = read_model(args.finetune_dir / FINETUNE_FILE, FinetuneResult) if args.finetune_dir else None
         if model.finetuning is not None and finetuned is None:

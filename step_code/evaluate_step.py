@@ -41,7 +41,7 @@ from step_code.response_cache import ResponseCache
 from step_code.run_cost import estimate_cost
 from step_code.runners.factory import build_runner
 from step_code.step_args import step_parser
-from step_code.step_io import config_model, load_config, read_model, run_step
+from step_code.step_io import config_model, read_config, read_model, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def staged_output(output_dir: str) -> Iterator[Path]:
 
 
 def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) -> EvaluationSummary:
-    config: Config = load_config(args.config)
+    config: Config = read_config(args.config)
     model = config_model(config, args.model, args.config)
     try:
         planned = scoring.plan_scoring(config.algorithms, skip_missing_judges=scoring.skip_missing_judges_requested())

@@ -36,9 +36,10 @@ from step_code.aws_resources import (
 from step_code.contract.config import Config, FinetuningConfig, ModelConfig
 from step_code.contract.files import FINETUNE_FILE
 from step_code.contract.job_env import DATA_URI_ENV, KMS_KEY_ENV
+from step_code.contract.locations import is_s3
 from step_code.contract.results import FinetuneResult
 from step_code.step_args import step_parser
-from step_code.step_io import config_model, load_config, run_step, write_model
+from step_code.step_io import config_model, read_config, run_step, write_model
 
 logger = logging.getLogger("evalops.finetune")
 
@@ -54,7 +55,7 @@ Launcher = Callable[[dict[str, str], str], None]
 
 
 def _channel_uri(path: str, key: str, data_uri: str | None) -> str:
-    if path.startswith("s3://"):
+    if is_s3(path):
         return path
     if not data_uri:
         raise ControlPlaneError(
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        config = load_config(args.config)
+        config = read_config(args.config)
         finetune(config, config_model(config, args.model, args.config), args.execution_id, args.output_dir)
 
     return run_step("finetune", body)

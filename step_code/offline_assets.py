@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BERTSCORE_DEFAULT_MODEL = "microsoft/deberta-xlarge-mnli"
-BERTSCORE_MODELS = ("microsoft/deberta-xlarge-mnli", "roberta-large-mnli")
+from step_code.contract import algorithms as algorithm_table
+from step_code.contract.algorithms import BERTSCORE_DEFAULT_MODEL, BERTSCORE_MODELS, AssetKind
+
 TOXIGEN_REPO = "tomh/toxigen_roberta"
 # fmeval's DetoxifyHelperModel: a torch hub checkpoint plus roberta-base's config and tokenizer.
 DETOXIFY_CHECKPOINT = "toxic_debiased-c7548aa0.ckpt"
@@ -154,16 +155,24 @@ DETOXIFY_ASSET = Asset(
 )
 
 
+def _toxicity_model(fields: Mapping[str, Any]) -> list[Asset]:
+    return [TOXIGEN_ASSET] if fields.get("model_type") == "toxigen" else [DETOXIFY_ASSET]
+
+
+# The assets of each download kind of the algorithm table, given the algorithm's config fields.
+ASSETS_OF: dict[AssetKind, Callable[[Mapping[str, Any]], list[Asset]]] = {
+    "bertscore": lambda fields: bertscore_assets(str(fields.get("model_type_for_bertscore", BERTSCORE_DEFAULT_MODEL))),
+    "meteor-rouge": lambda _fields: [ROUGE_ASSET, NLTK_ASSET],
+    "toxicity-model": _toxicity_model,
+    # Only GeneralSemanticRobustness loads it, and validation refuses that algorithm (it invokes the model).
+    "wer": lambda _fields: [],
+}
+
+
 def required_assets(algorithm: str, fields: Mapping[str, Any]) -> list[Asset]:
     """The downloads fmeval's `algorithm` makes with these config fields (an empty list: none)."""
-    bertscore_model = str(fields.get("model_type_for_bertscore", BERTSCORE_DEFAULT_MODEL))
-    if algorithm in ("QAAccuracy", "GeneralSemanticRobustness", "QAAccuracySemanticRobustness"):
-        return bertscore_assets(bertscore_model)
-    if algorithm in ("SummarizationAccuracy", "SummarizationAccuracySemanticRobustness"):
-        return [*bertscore_assets(bertscore_model), ROUGE_ASSET, NLTK_ASSET]
-    if algorithm in ("Toxicity", "QAToxicity", "SummarizationToxicity"):
-        return [TOXIGEN_ASSET] if fields.get("model_type") == "toxigen" else [DETOXIFY_ASSET]
-    return []
+    kinds = algorithm_table.lookup(algorithm).downloads
+    return [asset for kind in ASSETS_OF if kind in kinds for asset in ASSETS_OF[kind](fields)]
 
 
 def missing_assets(algorithm: str, fields: Mapping[str, Any], provided_judges: frozenset[str]) -> list[Asset]:

@@ -31,7 +31,7 @@ from step_code.contract.config import Config, DatasetConfig
 from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
 from step_code.contract.results import CatalogManifest
 from step_code.step_args import step_parser
-from step_code.step_io import load_config, run_step
+from step_code.step_io import read_config, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config_path: Path, catalog_dir: str, output_dir: str) -> None:
-    preprocess(load_config(config_path), catalog_dir, output_dir)
+    preprocess(read_config(config_path), catalog_dir, output_dir)
 
 
 if __name__ == "__main__":

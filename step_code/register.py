@@ -46,7 +46,7 @@ from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRAT
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, Registration
 from step_code.step_args import step_parser
-from step_code.step_io import config_model, load_config, read_model, run_step, write_model
+from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.register")
 
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        config = load_config(args.config)
+        config = read_config(args.config)
         decision_path = args.decision_dir / DECISION_FILE
         decision = read_model(decision_path, Decision)
         registration = register(

@@ -22,7 +22,7 @@ from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, ReportContext, load_model_evidence, render_report
 from step_code.selection_policy import PolicyError, decide
 from step_code.step_args import step_parser
-from step_code.step_io import load_config, run_step, write_model
+from step_code.step_io import read_config, run_step, write_model
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def comparison_html(config: Config, decision: Decision, evidence: Sequence[Model
 
 
 def _run(args: SelectArgs) -> None:
-    config = load_config(args.config)
+    config = read_config(args.config)
     evidence = load_evidence(config, args.summaries_dir)
     decision = select(config, evidence)
     write_model(args.output_dir, DECISION_FILE, decision)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -41,7 +40,7 @@ def read_model(path: Path, model_type: type[ResultT]) -> ResultT:
         raise ControlPlaneError(_validation_line(path, exc)) from None
 
 
-def load_config(path: Path) -> Config:
+def read_config(path: Path) -> Config:
     return read_model(path, Config)
 
 
@@ -58,11 +57,6 @@ def write_model(output_dir: Path, file_name: str, result: BaseModel) -> Path:
     path = output_dir / file_name
     path.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return path
-
-
-def write_json(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
 def run_step(step: str, body: Callable[[], None]) -> int:

@@ -19,17 +19,13 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from step_code.contract.job_env import KMS_KEY_ENV
+from step_code.contract.locations import S3_SCHEME, is_s3
 
-S3_SCHEME = "s3://"
 # Cache readers fetch many small objects in parallel; botocore's default pool of 10 would serialise them.
 S3_MAX_POOL_CONNECTIONS = 64
 
 _clients: dict[tuple[str | None, ...], Any] = {}
 _clients_lock = threading.Lock()
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith(S3_SCHEME)
 
 
 def split_s3(uri: str) -> tuple[str, str]:

@@ -10,8 +10,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from pipeline_definitions.cli.common import EXIT_INTERNAL_ERROR, EXIT_OK, EXIT_USER_ERROR, add_catalog_dir
 from pipeline_definitions.cli.run import add_run_commands
 from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts, estimate_run
 from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, load_config
@@ -22,9 +22,6 @@ from step_code.contract.config import Config, ModelConfig
 from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, resource_base, run_scoped_name
 from step_code.contract.pricing import price_table
 
-EXIT_OK = 0
-EXIT_INTERNAL_ERROR = 1
-EXIT_USER_ERROR = 2
 DEBUG_ENV = "EVALOPS_DEBUG"
 
 
@@ -202,12 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     def config_command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("config", metavar="CONFIG", help="evaluation config, e.g. configs/sample.yaml")
-        sub.add_argument(
-            "--catalog-dir",
-            type=Path,
-            default=None,
-            help="prompt catalog folder (default: prompt_catalog/ at the repository root)",
-        )
+        add_catalog_dir(sub)
         return sub
 
     validate = config_command("validate", "Check a config; print every problem, one line each.")

@@ -18,6 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline_definitions.cli.common import (
+    EXIT_OK,
+    EXIT_POLICY_NOT_MET,
+    EXIT_STEP_FAILED,
+    EXIT_USER_ERROR,
+    add_catalog_dir,
+)
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.local.engine import (
     PolicyNotMet,
@@ -34,10 +41,6 @@ from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract.files import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS
 from step_code.contract.results import Decision
 
-EXIT_OK = 0
-EXIT_STEP_FAILED = 1
-EXIT_USER_ERROR = 2
-EXIT_POLICY_NOT_MET = 3
 # Our loggers whose warnings reach the terminal during a run (everything is in run.log).
 TERMINAL_LOGGERS = ("step_code", "evalops", "pipeline_definitions")
 PLAIN_PROGRESS_EVERY = 0.25
@@ -253,12 +256,7 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     run.add_argument("config", metavar="CONFIG", help="evaluation config, e.g. configs/sample.yaml")
     run.add_argument("--local", action="store_true", help="run every step in this process (required)")
-    run.add_argument(
-        "--catalog-dir",
-        type=Path,
-        default=None,
-        help="prompt catalog folder (default: prompt_catalog/ at the repository root)",
-    )
+    add_catalog_dir(run)
     run.add_argument(
         "--output", default=None, help="run folder or s3:// prefix (default: runs/<pipeline name>)", metavar="DIR"
     )

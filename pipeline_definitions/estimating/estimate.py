@@ -11,10 +11,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline_definitions.loading.loader import S3_SCHEME, LoadedConfig
+from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.planning.plan import PlannedStep, build_plan
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract.config import Config, ModelConfig
+from step_code.contract.locations import is_s3
 from step_code.contract.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
 
 DEPLOY_MINUTES = 12.0
@@ -119,7 +120,7 @@ class RunEstimate:
 
 def count_prompts(loaded: LoadedConfig) -> int | None:
     """Records in a local dataset (non-empty lines of JSON Lines, items of a JSON array); None for S3."""
-    if loaded.dataset_location.startswith(S3_SCHEME):
+    if is_s3(loaded.dataset_location):
         return None
     path = Path(loaded.dataset_location)
     dataset = loaded.config.dataset

@@ -35,8 +35,8 @@ from pipeline_definitions.loading.validation import (
     validate_sections,
 )
 from step_code.contract.config import Config
+from step_code.contract.locations import is_s3
 
-S3_SCHEME = "s3://"
 REPO_MARKER = "cdk.json"
 CATALOG_FOLDER = "prompt_catalog"
 # What the catalog upload leaves out: hidden files and caches. The globs are the CDK asset's `exclude`;
@@ -88,7 +88,7 @@ class LoadedConfig:
 
     def resolve_location(self, location: str) -> str:
         """An s3:// URI unchanged, else the absolute path of a local file (catalog first, then beside the config)."""
-        if location.startswith(S3_SCHEME):
+        if is_s3(location):
             return location
         places = _search_places(location, self.catalog_dir, self.path.parent)
         for candidate in places:
@@ -175,7 +175,7 @@ def _finetuning_data_warnings(config: Config, catalog: Path | None) -> list[Find
     With the dataset on S3 a relative path is an error already (validation), as no catalog is uploaded; a local
     dataset always has a catalog folder (the config's own folder when there is no prompt catalog).
     """
-    if catalog is None or config.dataset.input_data_location.startswith(S3_SCHEME):
+    if catalog is None or is_s3(config.dataset.input_data_location):
         return []
     findings: list[Finding] = []
     for index, model in enumerate(config.models):
@@ -185,7 +185,7 @@ def _finetuning_data_warnings(config: Config, catalog: Path | None) -> list[Find
         if model.finetuning.validation_data_path is not None:
             paths["validation_data_path"] = model.finetuning.validation_data_path
         for key, path in paths.items():
-            if path.startswith(S3_SCHEME) or _uploads_data(catalog, path):
+            if is_s3(path) or _uploads_data(catalog, path):
                 continue
             findings.append(
                 Finding(
@@ -263,7 +263,7 @@ class _LocalFiles:
         self.dataset_location = dataset_location
         models = list(config.models)
         # With the dataset on S3 a local responses file is an error already (validation): nothing to resolve.
-        dataset_on_s3 = dataset_location.startswith(S3_SCHEME)
+        dataset_on_s3 = is_s3(dataset_location)
         for index, model in enumerate(config.models):
             if not model.provider.calls_model and model.responses_location is not None and not dataset_on_s3:
                 location = self._resolve(("models", index, "responses_location"), model.responses_location)
@@ -272,7 +272,7 @@ class _LocalFiles:
         return config.model_copy(update={"dataset": dataset, "models": models})
 
     def _resolve(self, loc: Loc, location: str) -> str:
-        if location.startswith(S3_SCHEME):
+        if is_s3(location):
             return location
         self.used = True
         places = _search_places(location, self.catalog, self.config_dir)
@@ -292,7 +292,7 @@ class _LocalFiles:
 
     def _relative(self, location: str) -> str:
         path = Path(location)
-        if location.startswith(S3_SCHEME) or not path.is_absolute() or not path.is_relative_to(self.root.resolve()):
+        if is_s3(location) or not path.is_absolute() or not path.is_relative_to(self.root.resolve()):
             return location
         return path.relative_to(self.root.resolve()).as_posix()
 

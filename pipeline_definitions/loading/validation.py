@@ -36,6 +36,7 @@ from step_code.contract.config import (
     PricingConfig,
     SelectionPolicy,
 )
+from step_code.contract.locations import is_s3
 from step_code.contract.naming import resource_base, run_scoped_name
 
 Loc = tuple[str | int, ...]
@@ -46,7 +47,6 @@ WORST_CASE_EXECUTION_ID = "e" * 12
 STEP_NAME_RE = re.compile(r"^[A-Za-z0-9\-_]*$")
 MAX_STEP_NAME_LENGTH = 64
 MAX_MODELS = 60
-S3_SCHEME = "s3://"
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def _endpoint_findings(pipeline_name: str, models: list[ModelConfig]) -> list[Fi
 
 
 def _s3_dataset_findings(dataset: DatasetConfig, models: list[ModelConfig]) -> list[Finding]:
-    if not dataset.input_data_location.startswith(S3_SCHEME):
+    if not is_s3(dataset.input_data_location):
         return []
     local: list[tuple[Loc, str]] = []
     for index, model in enumerate(models):
@@ -238,7 +238,7 @@ def _s3_dataset_findings(dataset: DatasetConfig, models: list[ModelConfig]) -> l
             "(the local prompt catalog is not uploaded)",
         )
         for loc, location in local
-        if not location.startswith(S3_SCHEME)
+        if not is_s3(location)
     ]
 
 

@@ -62,6 +62,7 @@ from step_code.contract.files import (
     REGISTRATION_FILE,
     SUMMARIES,
 )
+from step_code.contract.locations import is_s3
 from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, load_model_evidence
 from step_code.select_step import comparison_html, select
@@ -73,7 +74,6 @@ STEPS_DIR = "steps"
 CACHE_DIR = "cache"
 REGISTRY_DIR = "registry"
 EMPTY_CATALOG_DIR = "empty-catalog"
-S3_SCHEME = "s3://"
 
 Registry = Literal["local", "sagemaker"]
 
@@ -486,7 +486,7 @@ def _files(root: Path) -> Iterator[Path]:
 
 def run_plan(loaded: LoadedConfig, options: RunOptions, events: RunEvents) -> RunOutcome:
     """Run in `options.output`; an s3:// output runs in a temporary folder synchronised with that prefix."""
-    if not options.output.startswith(S3_SCHEME):
+    if not is_s3(options.output):
         return run_in_folder(loaded, Path(options.output), options, events)
     prefix = options.output.rstrip("/")
     with tempfile.TemporaryDirectory(prefix="evalops-run-") as temp:

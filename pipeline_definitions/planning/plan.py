@@ -29,6 +29,7 @@ from step_code.contract.files import (
     REGISTRATION,
     SUMMARIES,
 )
+from step_code.contract.locations import is_catalog_file
 
 # Pipeline parameters (SageMaker) / run options (local).
 PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
@@ -76,7 +77,6 @@ class Branch:
 
     model: str
     steps: tuple[PlannedStep, ...]
-    endpoint_created: bool
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def step_name(kind: str, model: ModelConfig) -> str:
 def _recorded_responses_input(model: ModelConfig) -> tuple[StepInput, ...]:
     """A recorded model whose responses sit in the prompt catalog reads them from the catalog input."""
     location = model.responses_location
-    if not model.provider.calls_model and location and not location.startswith("s3://"):
+    if not model.provider.calls_model and is_catalog_file(location):
         return (StepInput(CATALOG_INPUT, parameter=PARAM_PROMPT_CATALOG_URI),)
     return ()
 
@@ -175,7 +175,7 @@ def build_plan(config: Config) -> EvaluationPlan:
                     after=(evaluate.name,),
                 )
             )
-        branches.append(Branch(model=model.name, steps=tuple(steps), endpoint_created=model.deploys_endpoint))
+        branches.append(Branch(model=model.name, steps=tuple(steps)))
 
     summaries = tuple(StepInput(f"{SUMMARIES}/{s.model}", step=s.name, output=EVALUATION) for s in evaluate_steps)
     select = PlannedStep(

@@ -45,6 +45,7 @@ from step_code.contract.job_env import (
     RESOURCE_PREFIX_ENV,
     ROLE_ARN_ENV,
 )
+from step_code.contract.locations import is_s3
 
 if TYPE_CHECKING:
     from sagemaker.workflow.step_collections import StepCollection
@@ -201,7 +202,7 @@ class DefinitionBuilder:
     def _cacheable(self, step: p.PlannedStep) -> bool:
         # An s3:// dataset can change at its fixed URI without the definition changing; the uploaded
         # catalog sits under a content hash, so a cached result of it stays right.
-        return step.cacheable and not self.config.dataset.input_data_location.startswith("s3://")
+        return step.cacheable and not is_s3(self.config.dataset.input_data_location)
 
     def _processing_step(self, step: p.PlannedStep) -> ProcessingStep:
         targets = self.targets

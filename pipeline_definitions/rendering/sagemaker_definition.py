@@ -36,6 +36,7 @@ from pipeline_definitions.planning.plan import EvaluationPlan
 from pipeline_definitions.rendering import definition_placeholders as ph
 from step_code.contract.config import Config
 from step_code.contract.files import CONFIG_FILE
+from step_code.contract.locations import is_s3
 
 # The SDK logs "sagemaker.config INFO - Not applying SDK defaults ..." to stdout from its import on,
 # unless its logger already has a level; and per step it logs that it leaves out the job name.
@@ -64,7 +65,7 @@ class RenderTargets:
             ("config_uri", self.config_uri),
             ("prompt_catalog_uri", self.prompt_catalog_uri),
         ):
-            if not uri.startswith("s3://") or len(uri.split("/", 3)) < 4:
+            if not is_s3(uri) or len(uri.split("/", 3)) < 4:
                 raise ValueError(f"render targets: {label} {uri!r} is not an s3://bucket/key URI")
         if self.code_uri.endswith("/"):
             raise ValueError(

@@ -22,7 +22,7 @@ from constructs import Construct
 PIPELINE_STATUS_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
 END_STATES_WITH_LEFTOVERS = ["Failed", "Stopped"]
 HANDLER = "index.handler"
-RESOURCE_PREFIX_ENV = "RESOURCE_PREFIX"
+LAMBDA_PREFIX_ENV = "RESOURCE_PREFIX"
 # Latest Python runtime of the installed aws-cdk-lib (cdk-nag AwsSolutions-L1 checks the same list).
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Deleting endpoints is quick; listing and reading the tags of every endpoint in a busy account is not.
@@ -124,7 +124,7 @@ class EndpointSafetyNet(Construct):
             runtime=RUNTIME,
             handler=HANDLER,
             code=lambda_.Code.from_asset(str(handler_dir), exclude=CODE_EXCLUDE),
-            environment={RESOURCE_PREFIX_ENV: resource_prefix},
+            environment={LAMBDA_PREFIX_ENV: resource_prefix},
             role=role,
             timeout=TIMEOUT,
             memory_size=256,

@@ -113,4 +113,3 @@ class EvaluationPipeline(Construct):
         )
         if self.definition_upload is not None:
             self.pipeline.node.add_dependency(self.definition_upload.deployment)
-        self.step_names = tuple(step.name for step in plan.processing_steps)

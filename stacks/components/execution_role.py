@@ -22,6 +22,7 @@ from constructs import Construct
 
 from stacks import model_access
 from step_code.contract.config import Config
+from step_code.contract.locations import S3_SCHEME
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 # SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
@@ -43,7 +44,7 @@ class StepCodeObject:
 
 
 @dataclass(frozen=True)
-class Finding:
+class NagAcknowledgement:
     """cdk-nag IAM5 wildcard findings acknowledged for one policy, with why the wildcard is needed."""
 
     reason: str
@@ -100,28 +101,28 @@ class EvaluationExecutionRole(Construct):
                 self._metric_statement(),
             ],
             [
-                Finding(
+                NagAcknowledgement(
                     "Object reads are limited to the prompt catalog prefix of the environment's data bucket.",
                     [f"Resource::{_nag_arn(data_bucket)}/{catalog_prefix}*"],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "The environment's artifacts bucket holds only this pipeline's configs, runs and caches.",
                     [f"Resource::{_nag_arn(artifacts_bucket)}/*"],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "SageMaker names one log stream per job instance inside these fixed log groups.",
                     [_regex(r"^Resource::arn:[^:]+:logs:[^:]+:.+:log-group:\/aws\/sagemaker\/[A-Za-z]+:\*$")],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "Each run-scoped endpoint logs into a group named after it; the environment prefix is fixed.",
                     [_regex(rf":log-group:\/aws\/sagemaker\/Endpoints\/{resource_prefix}\*$")],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "cloudwatch:PutMetricData has no resource-level permissions; a condition keeps it to SageMaker's "
                     "namespaces.",
                     ["Resource::*"],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "s3:// inputs named by the config are read below the prefixes it gives.",
                     [f"Resource::{arn}" for arn in self._external_object_arns(config)],
                 ),
@@ -136,15 +137,15 @@ class EvaluationExecutionRole(Construct):
                 *self._image_pull_statements(config, image_repository),
             ],
             [
-                Finding(
+                NagAcknowledgement(
                     "Pipeline job names carry the execution id and a random token; the pipelines- prefix is fixed.",
                     [_regex(r":processing-job\/pipelines-\*$")],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "ecr:GetAuthorizationToken has no resource-level permissions; image pulls name repositories.",
                     ["Resource::*"],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "AWS deep learning containers are pulled from the AWS-owned registries of this region only.",
                     [_regex(r"^Resource::arn:[^:]+:ecr:[^:]+:\d{12}:repository\/\*$")],
                 ),
@@ -159,15 +160,15 @@ class EvaluationExecutionRole(Construct):
                 self._list_statement(),
             ],
             [
-                Finding(
+                NagAcknowledgement(
                     "Run-scoped names are unique per execution; the environment prefix is their fixed part.",
                     [_regex(rf":(model|endpoint-config|endpoint|training-job)\/{resource_prefix}\*$")],
                 ),
-                Finding(
+                NagAcknowledgement(
                     "SageMaker numbers the model package versions inside the configured groups.",
                     [_regex(r":model-package\/[^/]+\/\*$")],
                 ),
-                Finding("sagemaker:ListEndpoints has no resource-level permissions.", ["Resource::*"]),
+                NagAcknowledgement("sagemaker:ListEndpoints has no resource-level permissions.", ["Resource::*"]),
             ],
         )
         model_statements = self._model_access_statements(config)
@@ -177,18 +178,18 @@ class EvaluationExecutionRole(Construct):
                 "Invokes the configured Bedrock models and existing endpoints; reads JumpStart artifacts",
                 model_statements,
                 [
-                    Finding(
+                    NagAcknowledgement(
                         "JumpStart model artifacts and scripts are spread over keys of these AWS-owned buckets.",
                         [
                             f"Resource::arn:{self._partition}:s3:::{name}/*"
                             for name in model_access.jumpstart_buckets(self._region)
                         ],
                     ),
-                    Finding(
+                    NagAcknowledgement(
                         "A cross-region inference profile routes to its base model in any region of its geography.",
                         [_regex(r"^Resource::arn:[^:]+:bedrock:\*::foundation-model\/")],
                     ),
-                    Finding(
+                    NagAcknowledgement(
                         "An existing endpoint's config name is only known from DescribeEndpoint at run time; "
                         "this read-only action gives the cost estimate its instance type.",
                         [_regex(r":endpoint-config\/\*$")],
@@ -206,7 +207,11 @@ class EvaluationExecutionRole(Construct):
         return self._arn("sagemaker", f"{resource_type}/{name.lower()}")
 
     def _attach(
-        self, policy_id: str, description: str, statements: list[iam.PolicyStatement], findings: list[Finding]
+        self,
+        policy_id: str,
+        description: str,
+        statements: list[iam.PolicyStatement],
+        findings: list[NagAcknowledgement],
     ) -> None:
         # Managed policies (6,144 characters each) rather than inline ones (10,240 for the whole role):
         # a config with many Bedrock models or endpoints must still fit.
@@ -263,7 +268,7 @@ class EvaluationExecutionRole(Construct):
         """Bucket -> key prefixes of the s3:// inputs the config names."""
         locations: dict[str, list[str]] = {}
         for uri in model_access.external_s3_uris(config):
-            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            bucket, _, key = uri.removeprefix(S3_SCHEME).partition("/")
             locations.setdefault(bucket, []).append(key)
         return locations
 

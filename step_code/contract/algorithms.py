@@ -21,6 +21,7 @@ FieldKind = Literal["str", "optional_str", "int", "float", "bool", "labels"]
 FieldValue = str | int | float | bool | None
 
 BERTSCORE_MODELS = ("microsoft/deberta-xlarge-mnli", "roberta-large-mnli")
+BERTSCORE_DEFAULT_MODEL = BERTSCORE_MODELS[0]
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 PERTURBATION_TYPES = ("butter_finger", "random_upper_case", "whitespace_add_remove")
 TOXICITY_MODEL_TYPES = ("detoxify", "toxigen")
@@ -83,10 +84,6 @@ class ConfigField:
         return "a non-empty list of labels (strings or integers) or null"
 
 
-def _is_label(value: Any) -> bool:
-    return isinstance(value, str | int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class Score:
     name: str
@@ -102,8 +99,8 @@ class AlgorithmSpec:
     fields: tuple[ConfigField, ...]
     scores: tuple[Score, ...]
     needs_target_output: bool
-    # What the algorithm fetches the first time it runs (the step image bakes these in), or None.
-    download: str | None
+    # What the algorithm fetches the first time it runs (step_code/offline_assets.py bakes these in).
+    downloads: tuple[AssetKind, ...]
     # Semantic robustness algorithms invoke the model themselves on perturbed prompts; the evaluate step
     # scores stored outputs only, so validation refuses them.
     invokes_model: bool = False
@@ -111,6 +108,11 @@ class AlgorithmSpec:
     python_only_fields: tuple[str, ...] = ()
     # Algorithms whose scores depend on a config field: (field name, field value -> scores).
     scores_by_field: tuple[str, Mapping[str, tuple[Score, ...]]] | None = None
+
+    @property
+    def download(self) -> str | None:
+        """What `downloads` fetch, for people (`evalops plan`), or None."""
+        return "; ".join(ASSET_DESCRIPTIONS[kind] for kind in self.downloads) or None
 
     def field(self, name: str) -> ConfigField:
         for item in self.fields:
@@ -140,7 +142,7 @@ def _lower(*names: str) -> tuple[Score, ...]:
     return tuple(Score(name, higher_is_better=False) for name in names)
 
 
-_BERTSCORE_FIELD = ConfigField("model_type_for_bertscore", BERTSCORE_MODELS[0], "str", BERTSCORE_MODELS)
+_BERTSCORE_FIELD = ConfigField("model_type_for_bertscore", BERTSCORE_DEFAULT_MODEL, "str", BERTSCORE_MODELS)
 _DELIMITER_FIELD = ConfigField("target_output_delimiter", "<OR>", "optional_str")
 _SEMANTIC_ROBUSTNESS_FIELDS = (
     ConfigField("perturbation_type", "butter_finger", "str", PERTURBATION_TYPES),
@@ -155,12 +157,17 @@ _ROUGE_FIELDS = (
     ConfigField("use_stemmer_for_rouge", True, "bool"),
 )
 
-_BERTSCORE_DOWNLOAD = "BERTScore: the Hugging Face `evaluate` bertscore metric and the model_type_for_bertscore model"
-_METEOR_ROUGE_DOWNLOAD = "nltk wordnet, punkt, punkt_tab and omw-1.4 (METEOR), the `evaluate` rouge metric"
-_TOXICITY_DOWNLOAD = (
-    "detoxify: the toxic_debiased checkpoint (torch hub, a GitHub release) with the roberta-base config and "
-    "tokenizer; toxigen: the tomh/toxigen_roberta model (Hugging Face hub)"
-)
+# What an algorithm downloads the first time it runs, by kind.
+AssetKind = Literal["meteor-rouge", "bertscore", "toxicity-model", "wer"]
+ASSET_DESCRIPTIONS: dict[AssetKind, str] = {
+    "meteor-rouge": "nltk wordnet, punkt, punkt_tab and omw-1.4 (METEOR), the `evaluate` rouge metric",
+    "bertscore": "BERTScore: the Hugging Face `evaluate` bertscore metric and the model_type_for_bertscore model",
+    "toxicity-model": (
+        "detoxify: the toxic_debiased checkpoint (torch hub, a GitHub release) with the roberta-base config and "
+        "tokenizer; toxigen: the tomh/toxigen_roberta model (Hugging Face hub)"
+    ),
+    "wer": "the `evaluate` wer metric",
+}
 
 _QA_SCORES = _higher(
     "f1_score", "exact_match_score", "quasi_exact_match_score", "precision_over_words", "recall_over_words", "bertscore"
@@ -184,7 +191,7 @@ def _toxicity(algorithm: str, module: str, eval_name: str) -> AlgorithmSpec:
         fields=(ConfigField("model_type", "detoxify", "str", TOXICITY_MODEL_TYPES),),
         scores=_DETOXIFY_SCORES,
         needs_target_output=False,
-        download=_TOXICITY_DOWNLOAD,
+        downloads=("toxicity-model",),
         scores_by_field=("model_type", _TOXICITY_SCORES_BY_MODEL),
     )
 
@@ -198,7 +205,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         fields=(_DELIMITER_FIELD, ConfigField("logical_operator", "OR", "str", ("OR", "AND"))),
         scores=_higher("factual_knowledge", "factual_knowledge_quasi_exact"),
         needs_target_output=True,
-        download=None,
+        downloads=(),
     ),
     AlgorithmSpec(
         algorithm="QAAccuracy",
@@ -208,7 +215,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         fields=(_DELIMITER_FIELD, _BERTSCORE_FIELD),
         scores=_QA_SCORES,
         needs_target_output=True,
-        download=_BERTSCORE_DOWNLOAD,
+        downloads=("bertscore",),
     ),
     AlgorithmSpec(
         algorithm="QAAccuracySemanticRobustness",
@@ -218,7 +225,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         fields=(*_SEMANTIC_ROBUSTNESS_FIELDS, _DELIMITER_FIELD, _BERTSCORE_FIELD),
         scores=_QA_SCORES + _lower(*(f"delta_{score.name}" for score in _QA_SCORES)),
         needs_target_output=True,
-        download=_BERTSCORE_DOWNLOAD,
+        downloads=("bertscore",),
         invokes_model=True,
     ),
     AlgorithmSpec(
@@ -229,7 +236,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         fields=(*_ROUGE_FIELDS, _BERTSCORE_FIELD),
         scores=_SUMMARIZATION_SCORES,
         needs_target_output=True,
-        download=f"{_METEOR_ROUGE_DOWNLOAD}; {_BERTSCORE_DOWNLOAD}",
+        downloads=("meteor-rouge", "bertscore"),
     ),
     AlgorithmSpec(
         algorithm="SummarizationAccuracySemanticRobustness",
@@ -239,7 +246,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         fields=(*_SEMANTIC_ROBUSTNESS_FIELDS, *_ROUGE_FIELDS, _BERTSCORE_FIELD),
         scores=_SUMMARIZATION_SCORES + _lower(*(f"delta_{score.name}" for score in _SUMMARIZATION_SCORES)),
         needs_target_output=True,
-        download=f"{_METEOR_ROUGE_DOWNLOAD}; {_BERTSCORE_DOWNLOAD}",
+        downloads=("meteor-rouge", "bertscore"),
         invokes_model=True,
     ),
     AlgorithmSpec(
@@ -256,7 +263,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         ),
         scores=_higher("classification_accuracy_score", "balanced_accuracy_score", "precision_score", "recall_score"),
         needs_target_output=True,
-        download=None,
+        downloads=(),
         python_only_fields=("converter_fn",),
     ),
     AlgorithmSpec(
@@ -267,7 +274,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         fields=(*_SEMANTIC_ROBUSTNESS_FIELDS, ConfigField("valid_labels", None, "labels")),
         scores=_higher("classification_accuracy_score") + _lower("delta_classification_accuracy_score"),
         needs_target_output=True,
-        download=None,
+        downloads=(),
         invokes_model=True,
         python_only_fields=("converter_fn",),
     ),
@@ -283,7 +290,7 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         ),
         scores=_lower("bertscore_dissimilarity", "word_error_rate"),
         needs_target_output=False,
-        download=f"{_BERTSCORE_DOWNLOAD}; the `evaluate` wer metric",
+        downloads=("bertscore", "wer"),
         invokes_model=True,
     ),
     _toxicity("Toxicity", "fmeval.eval_algorithms.toxicity", "toxicity"),

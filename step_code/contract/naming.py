@@ -45,3 +45,11 @@ def run_scoped_name(prefix: str, base: str, execution_id: str, max_length: int =
 def resource_base(pipeline_name: str, model: ModelConfig) -> str:
     """What the deploy and finetune steps name a model's resources after (before prefix and execution suffix)."""
     return model.endpoint_name or f"{pipeline_name}-{model.name}"
+
+
+def deployed_pipeline_name(resource_prefix: str, pipeline_name: str) -> str:
+    """The SageMaker pipeline's name: the config's, prefixed like every resource of the environment.
+
+    It is also the value of the `evalops:pipeline` tag, on the stacks' resources and on what a run creates.
+    """
+    return f"{resource_prefix}{pipeline_name}"

@@ -16,7 +16,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from stacks.delivery_stack import DeliveryStack
+from stacks.delivery_stack import DeliveryStack, MakeStage
 from stacks.environments import Environment, EnvironmentsFile
 
 TOOLING_ACCOUNT = "333333333333"
@@ -72,9 +72,6 @@ class SmallEvaluationStage(Stage):
             Aspects.of(self).add(AwsSolutionsChecks())
 
 
-StageFactory = Callable[[Construct, Environment], Stage]
-
-
 @pytest.fixture(scope="session")
 def asset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("step-image")
@@ -96,7 +93,7 @@ def build_delivery(asset_dir: Path, project_context: dict[str, Any]) -> Callable
         outdir: Path,
         nag: bool = False,
         connection_arn: str = CONNECTION_ARN,
-        stage_factory: StageFactory | None = None,
+        stage_factory: MakeStage | None = None,
     ) -> tuple[App, DeliveryStack]:
         assert envs.delivery is not None
         app = App(outdir=str(outdir), context=project_context)

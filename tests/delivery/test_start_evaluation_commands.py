@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +27,8 @@ START_ROLE_ARN = f"arn:aws:iam::{TARGET_ACCOUNT}:role/acme-prod-delivery-start"
 PIPELINE_NAME = "acme-prod-evaluation"
 EXECUTION_ID = "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9"
 
-pytestmark = pytest.mark.skipif(shutil.which("aws") is None, reason="needs the AWS CLI, as in the CodeBuild image")
+# The AWS CLI comes with the dev requirements (as it comes with the CodeBuild image), beside this Python.
+VENV_BIN = str(Path(sys.executable).parent)
 
 
 class ContainerCredentials(BaseHTTPRequestHandler):
@@ -90,6 +91,7 @@ def run_start_commands(moto: MotoServer, credentials_url: str, home: Path) -> su
     environment.update(
         {
             "HOME": str(home),
+            "PATH": os.pathsep.join([VENV_BIN, os.environ.get("PATH", "")]),
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials_url,
             # CodeBuild's own region (the tooling account's), not the target's.
             "AWS_DEFAULT_REGION": "us-east-1",

@@ -62,7 +62,7 @@ class SynthesizedApp:
 
 
 def stage_stacks(stage: EvaluationStage) -> list[cdk.Stack]:
-    return [stage.storage, stage.registry, stage.evaluation, stage.safety_net]
+    return stage.stacks
 
 
 def synthesize(repo_root: Path, outdir: Path, options: AppOptions) -> SynthesizedApp:

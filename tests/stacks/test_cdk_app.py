@@ -126,9 +126,7 @@ def test_building_the_app_imports_no_evaluation_libraries(repo_root: Path, tmp_p
 
 
 def test_two_environments_become_two_stages_with_their_own_names(mixed_app: SynthesizedApp) -> None:
-    names = [
-        [stack.stack_name for stack in (s.storage, s.registry, s.evaluation, s.safety_net)] for s in mixed_app.stages
-    ]
+    names = [[stack.stack_name for stack in s.stacks] for s in mixed_app.stages]
     assert names == [
         ["evalops-dev-storage", "evalops-dev-registry", "evalops-dev-evaluation", "evalops-dev-safety-net"],
         ["acme-prod-storage", "acme-prod-registry", "acme-prod-evaluation", "acme-prod-safety-net"],

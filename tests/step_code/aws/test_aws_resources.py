@@ -48,11 +48,13 @@ def test_tags_name_the_execution_and_include_its_arn_when_known(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("EVALOPS_EXECUTION_ARN", raising=False)
+    monkeypatch.setenv("EVALOPS_RESOURCE_PREFIX", PREFIX)
     tags = tags_by_key(resource_tags(config, config.model("falcon-hf"), "a1b2c3d4e5f6"))
     assert tags == {
         "evalops:execution-id": "a1b2c3d4e5f6",
         "evalops:model": "falcon-hf",
-        "evalops:pipeline": "evalops-aws-test",
+        # The deployed pipeline's name, as on the stacks' resources.
+        "evalops:pipeline": f"{PREFIX}evalops-aws-test",
         "evalops:provider": "huggingface",
         "evalops:managed-by": "evalops",
     }

@@ -1,0 +1,22 @@
+"""What the `evalops` commands share: exit codes and the prompt catalog option."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXIT_OK = 0
+# An unexpected error (a bug), or a step of a local run that failed.
+EXIT_INTERNAL_ERROR = 1
+EXIT_STEP_FAILED = 1
+EXIT_USER_ERROR = 2
+EXIT_POLICY_NOT_MET = 3
+
+
+def add_catalog_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog-dir",
+        type=Path,
+        default=None,
+        help="prompt catalog folder (default: prompt_catalog/ at the repository root)",
+    )
