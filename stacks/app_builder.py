@@ -16,11 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from constructs import Construct
 from pydantic import ValidationError
 
-from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, Problem, key_path, load_config
+from pipeline_definitions.loading.loader import (
+    ConfigError,
+    LoadedConfig,
+    Problem,
+    YamlIndex,
+    load_config,
+    read_yaml_mapping,
+)
+from pipeline_definitions.loading.validation import Finding
 from stacks import model_access
 from stacks.components.step_image import DOCKERFILE
 from stacks.delivery_stack import add_delivery
@@ -68,25 +75,13 @@ def _validation_message(error: Any) -> str:
 
 
 def load_environments(path: Path) -> EnvironmentsFile:
-    display = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([Problem(display, None, "", "no such file")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(
-            [Problem(display, line, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}")]
-        ) from None
+    """The environments file, read like a config: every problem with its line and key path."""
+    root, data = read_yaml_mapping(path, "settings (environments, delivery)")
     try:
         return EnvironmentsFile.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            Problem(display, None, key_path(tuple(error["loc"])), _validation_message(error))
-            for error in exc.errors(include_url=False)
-        ]
-        raise ConfigError(problems) from None
+        findings = [Finding(tuple(error["loc"]), _validation_message(error)) for error in exc.errors(include_url=False)]
+        raise ConfigError(YamlIndex(root).problems(str(path), findings)) from None
 
 
 def select_environments(environments: EnvironmentsFile, only: str | None, path: Path) -> list[Environment]:

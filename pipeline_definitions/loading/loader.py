@@ -101,30 +101,8 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
     """Load and validate a config file; raises ConfigError listing every problem found."""
     display = str(path)
     config_path = Path(path).resolve()
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Problem(display, None, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            [Problem(display, None, "", f"cannot read the file ({exc.__class__.__name__}: {exc})")]
-        ) from None
-
-    try:
-        root, data = _parse_yaml(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([Problem(display, line, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(display, None, "", f"invalid YAML: {exc}")]) from None
-    if not isinstance(data, dict) or root is None:
-        line = root.start_mark.line + 1 if root is not None else 1
-        raise ConfigError(
-            [Problem(display, line, "", "expected a mapping of settings (pipeline, dataset, models, ...)")]
-        )
-
-    index = _YamlIndex(root)
+    root, data = read_yaml_mapping(path, "settings (pipeline, dataset, models, ...)")
+    index = YamlIndex(root)
     findings = index.duplicate_keys() + placeholder_findings(data)
     try:
         config = Config.model_validate(data)
@@ -297,6 +275,31 @@ class _LocalFiles:
         return path.relative_to(self.root.resolve()).as_posix()
 
 
+def read_yaml_mapping(path: str | Path, what: str) -> tuple[yaml.Node, dict[str, Any]]:
+    """A YAML file holding a mapping of `what`, and its node tree (for line numbers); ConfigError if it is not."""
+    display = str(path)
+    try:
+        text = Path(path).resolve().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(display, None, "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [Problem(display, None, "", f"cannot read the file ({exc.__class__.__name__}: {exc})")]
+        ) from None
+    try:
+        root, data = _parse_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem(display, line, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(display, None, "", f"invalid YAML: {exc}")]) from None
+    if not isinstance(data, dict) or root is None:
+        line = root.start_mark.line + 1 if root is not None else 1
+        raise ConfigError([Problem(display, line, "", f"expected a mapping of {what}")])
+    return root, data
+
+
 def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
     """The node tree (for line numbers) and the data built from that same tree."""
     loader = yaml.SafeLoader(text)
@@ -307,7 +310,7 @@ def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-class _YamlIndex:
+class YamlIndex:
     """Maps key paths to YAML lines, following the spellings the file actually uses."""
 
     def __init__(self, root: yaml.Node) -> None:

@@ -42,7 +42,7 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     assert line.startswith(f"{path}:4: invalid YAML")
 
 
-def test_invalid_entries_name_their_key_paths(tmp_path: Path) -> None:
+def test_invalid_entries_name_their_lines_and_key_paths(tmp_path: Path) -> None:
     path = write(
         tmp_path / "environments.yaml",
         {"environments": [{"name": "dev", "account": "12345", "config": "c.yaml"}, {"name": "Prod"}]},
@@ -50,10 +50,10 @@ def test_invalid_entries_name_their_key_paths(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_environments(path)
     assert problems(error) == [
-        f"{path}: environments[0].account: '12345' is not an AWS account id (expected 12 digits)",
-        f"{path}: environments[1].name: 'Prod' is not a valid environment name "
+        f"{path}:2: environments[0].account: '12345' is not an AWS account id (expected 12 digits)",
+        f"{path}:5: environments[1].name: 'Prod' is not a valid environment name "
         "(expected 1-15 of a-z 0-9 -, starting a-z)",
-        f"{path}: environments[1].config: Field required",
+        f"{path}:5: environments[1].config: Field required",
     ]
 
 
