@@ -3,7 +3,7 @@
 Read from the installed fmeval source: class and config-class names, each config dataclass's fields and
 defaults, the eval name (`EvalAlgorithm` value), the dataset-level score names, whether the algorithm
 compares with a target output, and what it downloads the first time it runs.
-`tests/config/test_algorithm_table.py` checks every entry against the real fmeval classes.
+`tests/step_code/contract/test_algorithms.py` checks every entry against the real fmeval classes.
 
 fmeval's PromptStereotyping is left out on purpose: it scores pairs of sentences (sent_more/sent_less
 columns) by the model's log probabilities, and the dataset config maps one prompt and one target per record.

@@ -16,7 +16,7 @@ from pipeline_definitions.rendering.sagemaker_definition import (
     render_for_cloudformation,
 )
 from step_code.contract.config import Config
-from tests.definition.conftest import load_config, targets_for
+from tests.pipeline_definitions.rendering.conftest import shipped_config, targets_for
 
 CODE_KEY = "5d41402abc4b2a76b9719d911017c592.zip"
 SUBSTITUTION_RE = re.compile(r"\$\{([^}]*)\}")
@@ -92,7 +92,7 @@ def test_the_body_substitutes_only_its_variables(rendered: tuple[Config, Evaluat
 
 def test_a_literal_dollar_brace_survives_fn_sub() -> None:
     # The reference config deploys endpoints: its deploy steps get the resource prefix.
-    config = load_config("reference")
+    config = shipped_config("reference")
     plan = build_plan(config)
     result = for_stack(config, plan, resource_prefix="team-${env}-")
     assert "team-${!env}-" in result.body
@@ -112,7 +112,7 @@ def test_placeholders_are_distinct_and_none_contains_another() -> None:
 
 @pytest.mark.parametrize("field", ["code_object_key", "pipeline_name", "resource_prefix"])
 def test_text_that_looks_like_a_placeholder_is_refused(field: str) -> None:
-    config = load_config("sample")
+    config = shipped_config("sample")
     arguments = {"code_object_key": CODE_KEY, "pipeline_name": "evalops-dev-sample", "resource_prefix": "evalops-dev-"}
     arguments[field] = f"x-{ph.ARTIFACTS_BUCKET.value}"
     with pytest.raises(ValueError, match=f"{field} .* must not contain 'evalops-placeholder'"):
@@ -120,7 +120,7 @@ def test_text_that_looks_like_a_placeholder_is_refused(field: str) -> None:
 
 
 def test_a_config_that_contains_a_placeholder_is_refused() -> None:
-    config = load_config("sample")
+    config = shipped_config("sample")
     models = [config.models[0].model_copy(update={"name": "evalops-placeholder-region"}), *config.models[1:]]
     config = config.model_copy(update={"models": models})
     with pytest.raises(ValueError, match=r"config.models\[0\].name 'evalops-placeholder-region' must not contain"):

@@ -19,7 +19,7 @@ from pipeline_definitions.cli.main import main
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.local.engine import RunOptions, run_plan
 from step_code.contract.results import Decision, EvaluationSummary
-from tests.local.doubles import RecordingEvents
+from tests.pipeline_definitions.local.doubles import RecordingEvents
 from tests.support.model_server import ModelServer
 
 DECISION_DIR = Path("steps/Select/output/decision")

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline_definitions.loading.loader import ConfigError, load_config
 from pipeline_definitions.loading.validation import MAX_MODELS
-from tests.config.conftest import WriteConfig
+from tests.pipeline_definitions.conftest import WriteConfig
 
 HEAD = """\
 pipeline: {name: p}

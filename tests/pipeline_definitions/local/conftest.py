@@ -8,7 +8,7 @@ import pytest
 
 from pipeline_definitions.loading.loader import LoadedConfig, load_config
 from step_code import evaluate_step
-from tests.local.doubles import InstantEvaluate, RecordingEvents
+from tests.pipeline_definitions.local.doubles import InstantEvaluate, RecordingEvents
 
 
 @pytest.fixture

@@ -12,14 +12,14 @@ from pipeline_definitions.planning import plan as p
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.contract import files
 from step_code.contract.config import Config
-from tests.definition.conftest import all_steps, load_config, targets_for
+from tests.pipeline_definitions.rendering.conftest import all_steps, shipped_config, targets_for
 
 MAX_INPUTS = 10
 
 
 def many_models(count: int) -> Config:
     """The sample config with `count` recorded models, each reading its responses from the catalog."""
-    config = load_config("sample")
+    config = shipped_config("sample")
     template = config.models[0]
     models = [template.model_copy(update={"name": f"candidate-{index:02d}"}) for index in range(count)]
     return config.model_copy(update={"models": models})
@@ -63,7 +63,7 @@ def with_inputs(plan: p.EvaluationPlan, name: str, inputs: tuple[p.StepInput, ..
 
 
 def test_a_step_over_the_input_limit_is_refused() -> None:
-    config = load_config("sample")
+    config = shipped_config("sample")
     plan = p.build_plan(config)
     extra = tuple(p.StepInput(f"extra-{index}", parameter=p.PARAM_PROMPT_CATALOG_URI) for index in range(8))
     crowded = with_inputs(plan, p.PREPROCESS_STEP, (*plan.preprocess.inputs, *extra))

@@ -16,7 +16,7 @@ from step_code.contract.pricing import (
     instance_usd_per_hour,
     price_table,
 )
-from tests.config.conftest import WriteConfig
+from tests.pipeline_definitions.conftest import WriteConfig
 
 HEAD = """\
 pipeline: {name: p, processing_instance_type: ml.m5.large, evaluation_instance_type: ml.m5.xlarge}

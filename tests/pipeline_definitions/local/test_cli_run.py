@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_definitions.cli.main import main
-from tests.local.doubles import SAMPLE_MODELS, InstantEvaluate
+from tests.pipeline_definitions.local.doubles import SAMPLE_MODELS, InstantEvaluate
 
 
 def _run(repo_root: Path, output: Path, *extra: str) -> int:

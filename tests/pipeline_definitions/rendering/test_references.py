@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline_definitions.planning import plan as p
 from step_code.contract import files
-from tests.definition.conftest import all_steps
+from tests.pipeline_definitions.rendering.conftest import all_steps
 
 STEP_OUTPUT_RE = re.compile(
     r"^Steps\.([A-Za-z0-9_-]+)\.ProcessingOutputConfig\.Outputs\['([A-Za-z0-9_-]+)'\]\.S3Output\.S3Uri$"

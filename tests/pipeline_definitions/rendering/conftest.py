@@ -13,12 +13,12 @@ from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
 from pipeline_definitions.rendering.sagemaker_definition import RenderTargets, render_definition
 from step_code.contract.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 CONFIG_NAMES = ("reference", "sample")
 
 
-def load_config(name: str) -> Config:
+def shipped_config(name: str) -> Config:
     return Config.model_validate(yaml.safe_load((REPO_ROOT / "configs" / f"{name}.yaml").read_text()))
 
 
@@ -58,7 +58,7 @@ def config_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def rendered(config_name: str) -> tuple[Config, EvaluationPlan, str]:
-    config = load_config(config_name)
+    config = shipped_config(config_name)
     plan = build_plan(config)
     return config, plan, render_definition(plan, config, targets_for(config))
 

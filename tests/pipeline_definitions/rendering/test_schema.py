@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.definition.conftest import REPO_ROOT
+from tests.pipeline_definitions.rendering.conftest import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT.parent / "shared" / "reference" / "sagemaker-pipeline-definition.schema.json"
 GET = {"$ref": "#/definitions/GetFunction"}

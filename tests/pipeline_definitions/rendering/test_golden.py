@@ -1,7 +1,7 @@
 """The rendered definitions of the shipped configs, compared byte for byte with the files in golden/.
 
 After an intended change, regenerate them and review the diff:
-    EVALOPS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/definition/test_golden.py
+    EVALOPS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/pipeline_definitions/rendering/test_golden.py
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.contract.config import Config
-from tests.definition.conftest import GOLDEN_DIR, REPO_ROOT, load_config, targets_for
+from tests.pipeline_definitions.rendering.conftest import GOLDEN_DIR, REPO_ROOT, shipped_config, targets_for
 
 
 def test_matches_golden_file(config_name: str, rendered: tuple[Config, EvaluationPlan, str]) -> None:
@@ -27,17 +27,17 @@ def test_matches_golden_file(config_name: str, rendered: tuple[Config, Evaluatio
 def test_a_second_render_in_this_process_is_identical(
     config_name: str, rendered: tuple[Config, EvaluationPlan, str]
 ) -> None:
-    config = load_config(config_name)
+    config = shipped_config(config_name)
     assert render_definition(build_plan(config), config, targets_for(config)) == rendered[2]
 
 
 RENDER_SCRIPT = """
 import sys
-from tests.definition.conftest import load_config, targets_for
+from tests.pipeline_definitions.rendering.conftest import shipped_config, targets_for
 from pipeline_definitions.planning.plan import build_plan
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
 
-config = load_config(sys.argv[1])
+config = shipped_config(sys.argv[1])
 sys.stdout.write(render_definition(build_plan(config), config, targets_for(config)))
 """
 

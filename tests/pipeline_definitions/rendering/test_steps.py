@@ -16,7 +16,7 @@ from pipeline_definitions.rendering.sagemaker_definition import render_definitio
 from step_code.aws_resources import run_artifacts_uri
 from step_code.contract import files
 from step_code.contract.config import Config
-from tests.definition.conftest import REPO_ROOT, all_steps, load_config, targets_for
+from tests.pipeline_definitions.rendering.conftest import REPO_ROOT, all_steps, shipped_config, targets_for
 
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
 EXECUTION_ARN = {"Get": "Execution.PipelineExecutionArn"}
@@ -126,7 +126,7 @@ def test_preprocess_has_nothing_execution_specific_in_its_cache_key(
 
 
 def test_preprocess_of_an_s3_dataset_is_never_cached() -> None:
-    config = load_config("sample")
+    config = shipped_config("sample")
     cached = processing_steps(render(config))[p.PREPROCESS_STEP]
     assert cached["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     s3_dataset = config.model_copy(
@@ -151,7 +151,7 @@ def test_preprocess_of_an_s3_dataset_is_never_cached() -> None:
     ],
 )
 def test_no_volume_key_on_instances_with_local_nvme_storage(instance_type: str, volume_key: bool) -> None:
-    config = load_config("reference")
+    config = shipped_config("reference")
     config = config.model_copy(
         update={"pipeline": config.pipeline.model_copy(update={"evaluation_instance_type": instance_type})}
     )
@@ -282,7 +282,7 @@ def test_register_runs_only_when_the_policy_is_met(definition: dict[str, Any]) -
 
 
 def test_runtime_limits_follow_the_step_kind() -> None:
-    config = load_config("reference")
+    config = shipped_config("reference")
     steps = processing_steps(render(config))
     runtime = {name: s["Arguments"]["StoppingCondition"]["MaxRuntimeInSeconds"] for name, s in steps.items()}
     training = config.model("llama2-7b-finetuned").finetuning
@@ -348,7 +348,7 @@ def test_each_model_gets_its_own_branch_in_order() -> None:
 
 
 def test_vpc_settings_become_the_network_config() -> None:
-    config = load_config("sample")
+    config = shipped_config("sample")
     steps = processing_steps(render(config, security_group_ids=("sg-0a1b2c3d",), subnets=("subnet-1", "subnet-2")))
     for step in steps.values():
         assert step["Arguments"]["NetworkConfig"] == {
@@ -369,12 +369,12 @@ def test_vpc_settings_become_the_network_config() -> None:
 )
 def test_bad_targets_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match="render targets: ") as error:
-        targets_for(load_config("sample"), **overrides)
+        targets_for(shipped_config("sample"), **overrides)
     assert message in str(error.value)
 
 
 def test_run_artifacts_share_the_pipeline_tree_but_not_the_expiring_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = load_config("reference")
+    config = shipped_config("reference")
     targets = targets_for(config)
     steps = processing_steps(render(config))
     tree = f"s3://{targets.artifacts_bucket}/{targets.pipeline_name}/"

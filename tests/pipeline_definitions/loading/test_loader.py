@@ -13,7 +13,7 @@ from pipeline_definitions.loading.loader import LoadedConfig, LocationNotFoundEr
 from pipeline_definitions.loading.validation import MAX_MODELS
 from pipeline_definitions.planning.plan import build_plan
 from step_code.contract.config import Config
-from tests.config.conftest import WriteConfig
+from tests.pipeline_definitions.conftest import WriteConfig
 
 MINIMAL = """\
 pipeline: {name: p}

@@ -14,7 +14,7 @@ from pipeline_definitions.loading.loader import LoadedConfig, load_config
 from pipeline_definitions.local.engine import PolicyNotMet, RunError, RunOptions, StepsFailed, run_plan
 from step_code import cleanup, deploy
 from step_code.contract.results import Decision
-from tests.local.doubles import SAMPLE_MODELS, InstantEvaluate, RecordingEvents
+from tests.pipeline_definitions.local.doubles import SAMPLE_MODELS, InstantEvaluate, RecordingEvents
 from tests.support.moto_server import MotoServer
 
 EVALUATE_STEPS = tuple(f"Evaluate-{model}" for model in SAMPLE_MODELS)

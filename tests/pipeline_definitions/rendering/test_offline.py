@@ -14,7 +14,7 @@ import pytest
 
 from pipeline_definitions.planning.plan import build_plan
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
-from tests.definition.conftest import REPO_ROOT, load_config, targets_for
+from tests.pipeline_definitions.rendering.conftest import REPO_ROOT, shipped_config, targets_for
 
 CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -55,7 +55,7 @@ def test_renders_with_the_network_blocked_and_no_credentials(monkeypatch: pytest
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
-    config = load_config("reference")
+    config = shipped_config("reference")
     definition = json.loads(render_definition(build_plan(config), config, targets_for(config)))
 
     assert attempts == []
@@ -75,10 +75,10 @@ socket.create_connection = refuse
 
 import pipeline_definitions.rendering.sagemaker_definition
 cheap_import = "sagemaker" not in sys.modules
-from tests.definition.conftest import load_config, targets_for
+from tests.pipeline_definitions.rendering.conftest import shipped_config, targets_for
 from pipeline_definitions.planning.plan import build_plan
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
-config = load_config("reference")
+config = shipped_config("reference")
 render_definition(build_plan(config), config, targets_for(config))
 heavy = sorted({name.split(".")[0] for name in sys.modules} & {"torch", "ray", "fmeval", "transformers"})
 print(json.dumps({"attempts": attempts, "cheap_import": cheap_import, "sdk_loaded": "sagemaker" in sys.modules,

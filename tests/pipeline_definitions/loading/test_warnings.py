@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_definitions.loading.loader import load_config
-from tests.config.conftest import WriteConfig
+from tests.pipeline_definitions.conftest import WriteConfig
 
 FINETUNED = """\
 pipeline: {name: p}
