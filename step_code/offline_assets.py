@@ -88,6 +88,12 @@ def _fetch_rouge() -> None:
     evaluate.load("rouge").compute(predictions=["a prediction"], references=["a reference"])
 
 
+def _fetch_wer() -> None:
+    import evaluate
+
+    evaluate.load("wer").compute(predictions=["a prediction"], references=["a reference"])
+
+
 def _fetch_nltk() -> None:
     import nltk
 
@@ -131,6 +137,13 @@ ROUGE_ASSET = Asset(
     is_present=lambda: _evaluate_metric_cached("rouge"),
     fetch=_fetch_rouge,
 )
+# GeneralSemanticRobustness's WER transform loads it when it is built.
+WER_ASSET = Asset(
+    description="the evaluate metric script 'wer'",
+    judge=None,
+    is_present=lambda: _evaluate_metric_cached("wer"),
+    fetch=_fetch_wer,
+)
 NLTK_ASSET = Asset(
     description=f"the nltk data {', '.join(NLTK_PACKAGES)} (METEOR)",
     judge=None,
@@ -157,8 +170,10 @@ DETOXIFY_ASSET = Asset(
 def required_assets(algorithm: str, fields: Mapping[str, Any]) -> list[Asset]:
     """The downloads fmeval's `algorithm` makes with these config fields (an empty list: none)."""
     bertscore_model = str(fields.get("model_type_for_bertscore", BERTSCORE_DEFAULT_MODEL))
-    if algorithm in ("QAAccuracy", "GeneralSemanticRobustness", "QAAccuracySemanticRobustness"):
+    if algorithm in ("QAAccuracy", "QAAccuracySemanticRobustness"):
         return bertscore_assets(bertscore_model)
+    if algorithm == "GeneralSemanticRobustness":
+        return [*bertscore_assets(bertscore_model), WER_ASSET]
     if algorithm in ("SummarizationAccuracy", "SummarizationAccuracySemanticRobustness"):
         return [*bertscore_assets(bertscore_model), ROUGE_ASSET, NLTK_ASSET]
     if algorithm in ("Toxicity", "QAToxicity", "SummarizationToxicity"):
@@ -176,7 +191,7 @@ def missing_assets(algorithm: str, fields: Mapping[str, Any], provided_judges: f
 
 def image_assets(bertscore_models: list[str]) -> list[Asset]:
     """What the step image bakes: every algorithm's downloads, with the chosen BERTScore models."""
-    assets: list[Asset] = [ROUGE_ASSET, NLTK_ASSET, TOXIGEN_ASSET, DETOXIFY_ASSET]
+    assets: list[Asset] = [ROUGE_ASSET, WER_ASSET, NLTK_ASSET, TOXIGEN_ASSET, DETOXIFY_ASSET]
     for model_type in bertscore_models:
         assets.extend(bertscore_assets(model_type))
     return assets
