@@ -20,6 +20,7 @@ from pipeline_definitions.plan import (
     CATALOG_INPUT,
     CONFIG_FILE,
     CONFIG_INPUT,
+    PROCESSED_FILE,
     RECORDS_FILE,
     SUMMARY_FILE,
     EvaluationPlan,
@@ -81,6 +82,11 @@ class StepFolder:
         (self.config_dir / CONFIG_FILE).write_text(loaded.normalized_json(), encoding="utf-8")
         self.plan: EvaluationPlan = build_plan(loaded.config)
         self.cache_dir = root / "cache"
+
+    def processed_records(self) -> Path:
+        """The processed dataset preprocess wrote (the records every evaluate step reads, in order)."""
+        step = self.plan.preprocess
+        return self._output(step.name, step.outputs[0]) / PROCESSED_FILE
 
     def _step_dir(self, name: str) -> Path:
         return self.root / "steps" / name
