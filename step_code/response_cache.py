@@ -196,7 +196,9 @@ class ModelResponseCache:
             header = json.loads(lines.readline())
             if header.get("format") != SEGMENT_FORMAT:
                 raise UnreadableSegment(f"format {header.get('format')!r}, expected {SEGMENT_FORMAT}")
-            if header.get("identity") != self.identity or header.get("settings") != self.settings:
+            # Compared in canonical form: settings with tuples or non-JSON values come back as lists or strings.
+            same_settings = canonical_json(header.get("settings")) == canonical_json(self.settings)
+            if header.get("identity") != self.identity or not same_settings:
                 raise UnreadableSegment("it belongs to another model or request settings")
             for line in lines:
                 data = json.loads(line)

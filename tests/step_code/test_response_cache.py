@@ -351,3 +351,12 @@ def test_a_rerun_on_segments_costs_one_list_and_one_get(moto: object) -> None:
     # A LIST of the segments, the segment's PUT, two DeleteObjects batches of at most 1,000 keys.
     assert compaction == {"ListObjectsV2": 1, "PutObject": 1, "DeleteObjects": 2}
     assert on_segments == {"ListObjectsV2": 1, "GetObject": 1}
+
+
+def test_settings_that_json_does_not_round_trip_still_find_their_segment(tmp_path: Path) -> None:
+    settings = {"stop_sequences": ("\n\n", "###"), "inference_parameters": {"max_new_tokens": 10}}
+    view = ResponseCache(str(tmp_path)).for_model("m", settings)
+    fill(view, answers(3))
+    view.compact()
+
+    assert ResponseCache(str(tmp_path)).for_model("m", settings).load(answers(3)) == answers(3)
