@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -180,8 +181,10 @@ def run(sizes: tuple[int, ...] = DEFAULT_SIZES) -> ScaleBenchResult:
     ):
         for prompts in sizes:
             cases.append(_run_one(prompts, server, Path(tmp)))
-    result = ScaleBenchResult(cases)
-    print_result(result)
+            # Each case's folder goes at once: deleting 100k cache files takes a while on a busy disk.
+            shutil.rmtree(Path(tmp, f"n{prompts}"), ignore_errors=True)
+        result = ScaleBenchResult(cases)
+        print_result(result)
     return result
 
 
