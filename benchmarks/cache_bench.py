@@ -47,6 +47,7 @@ FAKE_AWS = {
 class CachePhase:
     name: str
     objects: int
+    stored_bytes: int
     requests: Counter[str]
     seconds: float
     answers_found: int | None
@@ -78,8 +79,15 @@ def _answer(prompt: str) -> CachedResponse:
     return CachedResponse(text, len(prompt) // 4, 1, True, 50.0, None)
 
 
-def _objects(view: ModelResponseCache) -> int:
-    return len(storage.list_names(view.prefix))
+def _objects(view: ModelResponseCache) -> tuple[int, int]:
+    """(objects, bytes) under the model's prefix, listed outside the counted client."""
+    bucket, key = storage.split_s3(view.prefix)
+    count = size = 0
+    for page in boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/"):
+        for item in page.get("Contents", []):
+            count += 1
+            size += item["Size"]
+    return count, size
 
 
 def run(prompts: int = 100_000) -> CacheBenchResult:
@@ -96,9 +104,9 @@ def run(prompts: int = 100_000) -> CacheBenchResult:
                 found = action()
                 seconds = time.perf_counter() - started
                 requests = counter.snapshot()
-                phases.append(
-                    CachePhase(name, _objects(view), requests, seconds, len(found) if isinstance(found, dict) else None)
-                )
+                objects, stored = _objects(view)
+                answers = len(found) if isinstance(found, dict) else None
+                phases.append(CachePhase(name, objects, stored, requests, seconds, answers))
 
             first = ResponseCache(CACHE_URI)
             writer = first.for_model(IDENTITY, SETTINGS)
@@ -129,7 +137,7 @@ def run(prompts: int = 100_000) -> CacheBenchResult:
 def print_result(result: CacheBenchResult) -> None:
     print()
     print_table(
-        ["phase", "objects after", "LIST", "GET", "PUT", "DELETE (batches)", "answers found", "seconds"],
+        ["phase", "objects after", "LIST", "GET", "PUT", "DELETE (batches)", "answers found", "seconds", "stored MB"],
         [
             (
                 p.name,
@@ -140,6 +148,7 @@ def print_result(result: CacheBenchResult) -> None:
                 f"{p.requests['DeleteObjects']:,}",
                 "-" if p.answers_found is None else f"{p.answers_found:,}",
                 f"{p.seconds:.1f}",
+                f"{p.stored_bytes / 1e6:.2f}",
             )
             for p in result.phases
         ],
