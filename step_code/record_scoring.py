@@ -129,7 +129,7 @@ def _mean_aggregate(dataset: FrameDataset, names: list[str]) -> tuple[list[Any],
     from fmeval.constants import MEAN
     from fmeval.eval_algorithms.util import aggregate_evaluation_scores
 
-    return aggregate_evaluation_scores(dataset, names, agg_method=MEAN)  # type: ignore[arg-type]
+    return aggregate_evaluation_scores(dataset, names, agg_method=MEAN)
 
 
 def _with_output(record: ScoringRecord) -> dict[str, Any] | None:
@@ -220,7 +220,8 @@ def _classification_accuracy(algorithm: Any, context: ScoringContext) -> Algorit
     )
 
     def aggregate(dataset: FrameDataset, names: list[str]) -> tuple[list[Any], list[Any] | None]:
-        return algorithm._generate_dataset_and_category_level_scores(dataset)  # type: ignore[no-any-return]
+        scores: tuple[list[Any], list[Any] | None] = algorithm._generate_dataset_and_category_level_scores(dataset)
+        return scores
 
     names = [CLASSIFICATION_ACCURACY_SCORE]
     return AlgorithmScoring(
@@ -328,22 +329,20 @@ def _apply(transforms: Sequence[Any], records: list[dict[str, Any]]) -> list[dic
 
     current: list[dict[str, Any] | None] = list(records)
     for transform in transforms:
-        alive = [index for index, record in enumerate(current) if record is not None]
+        alive = {index: record for index, record in enumerate(current) if record is not None}
         if not alive:
             break
         if isinstance(transform, BatchedTransform):
-            rows = [current[index] for index in alive]
-            keys = list(rows[0])  # type: ignore[arg-type]
-            batch = {key: np.array([row[key] for row in rows], dtype=object) for key in keys}  # type: ignore[index]
+            rows = list(alive.values())
+            batch: dict[str, Any] = {key: np.asarray([row[key] for row in rows], dtype=object) for key in rows[0]}
             result = transform(batch)
             for key in transform.output_keys:
-                values = np.asarray(result[key]).tolist()
-                for position, index in enumerate(alive):
-                    current[index][key] = values[position]  # type: ignore[index]
+                for row, value in zip(rows, np.asarray(result[key]).tolist(), strict=True):
+                    row[key] = value
             continue
-        for index in alive:
+        for index, record in alive.items():
             try:
-                current[index] = transform(current[index])
+                current[index] = transform(record)
             except FailedPromptError:
                 current[index] = None
     return current
@@ -439,11 +438,16 @@ class AlgorithmScorer:
     def finish(self) -> ScoredAlgorithm:
         import pandas as pd
 
-        columns = {name: values for name, values in self._columns.items() if name != CATEGORY or any(values)}
+        # fmeval aggregates per category only when the dataset has a category column.
+        columns = {
+            name: values
+            for name, values in self._columns.items()
+            if name != CATEGORY or any(value is not None for value in values)
+        }
         frame = pd.DataFrame(columns)
-        if self.scored == 0:
-            dataset_scores, category_scores = [], None
-        else:
+        dataset_scores: list[Any] = []
+        category_scores: list[Any] | None = None
+        if self.scored > 0:
             dataset_scores, category_scores = self._scoring.aggregate(FrameDataset(frame), self._scoring.dataset_scores)
         return ScoredAlgorithm(
             dataset_scores=[_finite(score) for score in dataset_scores],
