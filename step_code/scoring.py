@@ -94,12 +94,21 @@ def _missing_message(label: str, missing: Sequence[offline_assets.Asset], *, can
     return f"{label} needs {what}, which is not in the local caches (HF_HOME, NLTK_DATA, TORCH_HOME): {hint}"
 
 
+def _uses_judges(algorithms: Sequence[AlgorithmConfig]) -> bool:
+    known = [
+        algorithm_table.lookup(e.algorithm) for e in algorithms if e.algorithm in algorithm_table.algorithm_names()
+    ]
+    return any(spec.download is not None for spec in known)
+
+
 def plan_scoring(algorithms: Sequence[AlgorithmConfig], *, skip_missing_judges: bool) -> list[PlannedAlgorithm]:
     """Check every configured algorithm before the model is called; raises ScoringError (one line).
 
-    Installs the judge models first (fmeval's modules must not be imported before that).
+    Installs the judge models first when an algorithm scores with one (fmeval's modules must not be
+    imported before that). The others (nothing to download) never import fmeval's helper models, and
+    with them transformers and torch, which cost 10 s of a small evaluate step.
     """
-    provided_judges = fmeval_runtime.install_judge_models()
+    provided_judges = fmeval_runtime.install_judge_models() if _uses_judges(algorithms) else frozenset()
     planned: list[PlannedAlgorithm] = []
     for index, entry in enumerate(algorithms):
         label = _label(index, entry.algorithm)
@@ -307,6 +316,7 @@ def _write_result(
             worst=scored.worst,
             worst_score_name=primary_name,
             notes=notes,
+            higher_is_better={score.name: score.higher_is_better for score in planned.spec.scores_for(planned.fields)},
         ),
         encoding="utf-8",
     )

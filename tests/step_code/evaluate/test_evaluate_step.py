@@ -102,7 +102,8 @@ def test_model_calls_do_not_grow_with_algorithms_and_every_record_is_scored(
     assert eval_output["output_path"] == "algorithms/qa_accuracy.jsonl"
     assert {s["name"] for s in eval_output["dataset_scores"]} >= {"f1_score", "bertscore"}
     page = (output / "algorithms/factual_knowledge.html").read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and "Factual Knowledge" in page and "no idea" in page
+    assert page.startswith("<!DOCTYPE html>") and "FactualKnowledge — candidate" in page and "no idea" in page
+    assert "<th>factual_knowledge (higher is better)</th>" in page and "<th>even</th>" in page
 
 
 def test_failed_records_are_kept_but_not_scored(
