@@ -78,7 +78,7 @@ EXTRA_PROMPTS: Mapping[str, Callable[[Any, str], RecordPrompts]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredAnswer:
     """One planned prompt's outcome: an output (and log probability), or the error of its call."""
 

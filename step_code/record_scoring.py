@@ -41,7 +41,7 @@ SENT_MORE_INPUT = "sent_more_input"
 SENT_LESS_INPUT = "sent_less_input"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScoringRecord:
     """One dataset record and what the model answered to its own prompt (output None: the call failed)."""
 
