@@ -22,6 +22,7 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 PERTURBATION_TYPES = ("butter_finger", "random_upper_case", "whitespace_add_remove")
 TOXICITY_MODEL_TYPES = ("detoxify", "toxigen")
 
+
 @dataclass(frozen=True)
 class ConfigField:
     """One field of an fmeval config dataclass that a YAML config may set."""
