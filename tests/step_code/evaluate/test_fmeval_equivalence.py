@@ -186,6 +186,8 @@ OUTPUT_ALGORITHMS: list[tuple[dict[str, Any], str, str]] = [
         "ClassificationAccuracyConfig",
     ),
     ({"algorithm": "Toxicity"}, "fmeval.eval_algorithms.toxicity", "ToxicityConfig"),
+    ({"algorithm": "QAToxicity"}, "fmeval.eval_algorithms.qa_toxicity", "ToxicityConfig"),
+    ({"algorithm": "SummarizationToxicity"}, "fmeval.eval_algorithms.summarization_toxicity", "ToxicityConfig"),
 ]
 
 
