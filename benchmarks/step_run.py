@@ -18,7 +18,14 @@ from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.planning.plan import EvaluationPlan, PlannedStep, build_plan, step_arguments
 from step_code import evaluate_step, preprocess
 from step_code.contract.config import Config
-from step_code.contract.files import CATALOG_INPUT, CONFIG_FILE, CONFIG_INPUT, RECORDS_FILE, SUMMARY_FILE
+from step_code.contract.files import (
+    CATALOG_INPUT,
+    CONFIG_FILE,
+    CONFIG_INPUT,
+    PROCESSED_FILE,
+    RECORDS_FILE,
+    SUMMARY_FILE,
+)
 from step_code.contract.results import EvaluationSummary
 from step_code.scoring import SKIP_JUDGE_SCORES_ENV
 
@@ -72,6 +79,11 @@ class StepFolder:
         (self.config_dir / CONFIG_FILE).write_text(loaded.normalized_json(), encoding="utf-8")
         self.plan: EvaluationPlan = build_plan(loaded.config)
         self.cache_dir = root / "cache"
+
+    def processed_records(self) -> Path:
+        """The processed dataset preprocess wrote (the records every evaluate step reads, in order)."""
+        step = self.plan.preprocess
+        return self._output(step.name, step.outputs[0]) / PROCESSED_FILE
 
     def _step_dir(self, name: str) -> Path:
         return self.root / "steps" / name

@@ -87,8 +87,11 @@ def write_catalog(catalog_dir: Path, rows: Sequence[Mapping[str, str]]) -> Path:
     return path
 
 
-def write_config(folder: Path, endpoint_url: str, *, concurrency: int) -> Path:
-    """The evaluation config of the benchmark: one `http` model at the local endpoint, three algorithms."""
+def write_config(
+    folder: Path, endpoint_url: str, *, concurrency: int, algorithms: Sequence[Mapping[str, Any]] = ALGORITHMS
+) -> Path:
+    """The evaluation config of the benchmark: one `http` model at the local endpoint, the given algorithms
+    (default: the three of `ALGORITHMS`)."""
     config = {
         "pipeline": {"name": "evalops-benchmark", "description": "Endpoint calls and wall time of an evaluation"},
         "dataset": {
@@ -108,7 +111,7 @@ def write_config(folder: Path, endpoint_url: str, *, concurrency: int) -> Path:
             }
         ],
         "model_registry": {"model_package_group_name": "evalops-benchmark"},
-        "algorithms": [dict(item) for item in ALGORITHMS],
+        "algorithms": [dict(item) for item in algorithms],
     }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CONFIG_FILE

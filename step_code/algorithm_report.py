@@ -1,13 +1,14 @@
-"""One self-contained HTML page per algorithm: fmeval's own report cells plus the worst-scored records.
+"""One self-contained HTML page per algorithm: its dataset and per-category scores and the worst records.
 
-fmeval's `EvalOutputCell` renders the score descriptions, averages and per-category bar charts; its
-example tables sort the whole dataset in Ray for every score, which costs seconds per score, so the
-worst records come from the per-record scores already read in Python instead.
+Not fmeval's `EvalOutputCell`: importing fmeval's reporting imports every algorithm module, and through
+them transformers and torch (12 s of the 13 s an evaluate step of 40 records took), and its per-category
+matplotlib charts cost about 0.2 s each, all after the last model answer. The scores are the ones fmeval's
+aggregation computed; the page only lays them out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -59,6 +60,29 @@ def render_failure_page(*, model: str, algorithm: str, error: str) -> str:
     return _page(f"{algorithm} — {model}", f'<p class="note">This algorithm failed: {escape(error)}</p>')
 
 
+def _value(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else escape(str(value))
+
+
+def scores_table(eval_output: Any, higher_is_better: Mapping[str, bool]) -> str:
+    """Dataset scores in the first row, one row per category below; a header marks each score's direction."""
+    names = [score.name for score in eval_output.dataset_scores or []]
+    if not names:
+        return "<p>No score.</p>"
+
+    def direction(name: str) -> str:
+        better = higher_is_better.get(name)
+        return "" if better is None else " (higher is better)" if better else " (lower is better)"
+
+    header = "<tr><th></th>" + "".join(f"<th>{escape(name)}{direction(name)}</th>" for name in names) + "</tr>"
+    rows = ["<tr><th>dataset</th>" + "".join(f"<td>{_value(s.value)}</td>" for s in eval_output.dataset_scores)]
+    for category in eval_output.category_scores or []:
+        values = {score.name: score.value for score in category.scores}
+        cells = "".join(f"<td>{_value(values.get(name))}</td>" for name in names)
+        rows.append(f"<tr><th>{escape(str(category.name))}</th>{cells}</tr>")
+    return f"<table>{header}{''.join(rows)}</table>"
+
+
 def render_algorithm_page(
     *,
     eval_output: Any,
@@ -69,17 +93,15 @@ def render_algorithm_page(
     worst: Sequence[dict[str, Any]],
     worst_score_name: str,
     notes: Sequence[str],
+    higher_is_better: Mapping[str, bool],
 ) -> str:
     """`eval_output` is fmeval's EvalOutput; `notes` are shown above the scores (e.g. omitted judge scores)."""
-    import markdown
-    from fmeval.reporting.constants import MARKDOWN_EXTENSIONS
-    from fmeval.reporting.eval_output_cells import EvalOutputCell
-
-    body = markdown.markdown(str(EvalOutputCell(eval_output, dataset=None)), extensions=MARKDOWN_EXTENSIONS)
-    failed = f"; {records_failed} record(s) without a model output were excluded from scoring" if records_failed else ""
+    failed = f"; {records_failed} record(s) could not be scored" if records_failed else ""
     note_html = "".join(f'<p class="note">{escape(note)}</p>' for note in notes)
+    meta = f"fmeval {escape(eval_output.eval_name)} on dataset {escape(eval_output.dataset_name)}"
     return _page(
         f"{algorithm} — {model}",
-        f'<p class="meta">{records_scored} record(s) scored{escape(failed)}.</p>{note_html}{body}'
+        f'<p class="meta">{meta}: {records_scored} record(s) scored{escape(failed)}.</p>{note_html}'
+        f"<h2>Scores</h2>{scores_table(eval_output, higher_is_better)}"
         f"<h2>Worst records by {escape(worst_score_name)}</h2>{worst_records_table(worst, worst_score_name)}",
     )

@@ -1,4 +1,4 @@
-"""The evaluate step: call one model once per prompt, score the outputs with every configured algorithm.
+"""The evaluate step: send each prompt the algorithms need once, then score every algorithm in-process.
 
     python -m step_code.evaluate_step --config C --output-dir O --model M --execution-id E --dataset-dir D
         [--deployment-dir P] [--catalog-dir K] --cache-uri U
@@ -7,14 +7,16 @@ Output layout (`--output-dir`, a local folder; an s3:// URI is written through a
   summary.json                               EvaluationSummary (step_code/contract/results.py)
   records.jsonl                              every record: prompt, input, reference, category, output or
                                              error, latency, tokens, cached, attempts
-  scored_records.jsonl                       the succeeded records, as fmeval reads them (model_output_location)
   algorithms/<eval_name>.json                fmeval's EvalOutput
-  algorithms/<eval_name>.jsonl               fmeval's per-record scores
+  algorithms/<eval_name>.jsonl               fmeval's per-record scores (EvalOutputRecord rows, dataset order)
   algorithms/<eval_name>.html                report page
   algorithms/<eval_name>_worst_records.json  the 10 worst-scored records
 
 Algorithms are checked (config, offline assets) before the model is called, so a missing asset never
-costs endpoint time.
+costs endpoint time. The invocation plan (`invocation_plan`) lists every prompt they need: the records'
+own prompts and, for the robustness and stereotyping algorithms, the perturbed prompts and sentence
+pairs; `invoke_all` sends each distinct one once (cache, bounded concurrency, retries), the cache is
+compacted, and `scoring.score_all` scores all algorithms in one pass over the records.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +36,17 @@ from step_code import fmeval_runtime, scoring, storage
 from step_code.aws_resources import ControlPlaneError, sagemaker_client
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
-from step_code.contract.results import AlgorithmResult, Deployment, EvaluationSummary, ModelArtifact
-from step_code.invocation import InvocationRecord, InvocationResult, invoke_all, prompt_items
+from step_code.contract.results import Deployment, EvaluationSummary, ModelArtifact
+from step_code.invocation import InvocationRecord, InvocationResult, invoke_all
+from step_code.invocation_plan import (
+    SENT_LESS_INPUT,
+    SENT_MORE_INPUT,
+    PlannedAlgorithmPrompts,
+    StoredAnswer,
+    plan_invocations,
+)
 from step_code.progress import LoggingProgress, ProgressListener
+from step_code.record_scoring import BATCH_SIZE, ScoringRecord
 from step_code.response_cache import ResponseCache
 from step_code.run_cost import estimate_cost
 from step_code.runners.factory import build_runner
@@ -45,7 +55,6 @@ from step_code.step_io import config_model, read_config, read_model, run_step
 
 logger = logging.getLogger(__name__)
 
-SCORED_RECORDS_FILE = "scored_records.jsonl"
 UNCATEGORIZED = "uncategorized"
 CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/jsonlines", ".html": "text/html; charset=utf-8"}
 
@@ -152,31 +161,55 @@ def _category(row: Mapping[str, Any]) -> str:
     return UNCATEGORIZED if value is None or value == "" else str(value)
 
 
-def write_records(
-    folder: Path, result: InvocationResult, categories: Mapping[str, str] | None
-) -> tuple[Path, list[dict[str, Any]]]:
-    """records.jsonl (every record) and scored_records.jsonl (succeeded ones, fmeval's columns)."""
-    scored: list[dict[str, Any]] = []
-    with (folder / RECORDS_FILE).open("w", encoding="utf-8") as all_out:
-        for record in result.records:
+def write_records(folder: Path, records: Sequence[InvocationRecord], categories: Mapping[str, str] | None) -> None:
+    """records.jsonl: every record of the dataset, with its output or error."""
+    with (folder / RECORDS_FILE).open("w", encoding="utf-8") as out:
+        for record in records:
             row = record.to_json()
             if categories is not None:
                 row["category"] = categories[record.record_id]
-            all_out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            if record.succeeded:
-                scored.append(row)
-    scored_path = folder / SCORED_RECORDS_FILE
-    with scored_path.open("w", encoding="utf-8") as out:
-        for row in scored:
-            columns = {
-                scoring.MODEL_INPUT: row["model_input"],
-                scoring.TARGET_OUTPUT: row["target_output"],
-                scoring.MODEL_OUTPUT: row["model_output"],
-            }
-            if categories is not None:
-                columns[scoring.CATEGORY] = row["category"]
-            out.write(json.dumps(columns, ensure_ascii=False) + "\n")
-    return scored_path, scored
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _scoring_records(
+    rows: Sequence[Mapping[str, Any]], records: Sequence[InvocationRecord], categories: Mapping[str, str] | None
+) -> Iterator[list[ScoringRecord]]:
+    batch: list[ScoringRecord] = []
+    for row, record in zip(rows, records, strict=True):
+        batch.append(
+            ScoringRecord(
+                record_id=record.record_id,
+                index=record.index,
+                prompt=record.prompt,
+                model_input=record.model_input,
+                target_output=record.target_output,
+                category=categories[record.record_id] if categories is not None else None,
+                model_output=record.model_output,
+                extra={key: row[key] for key in (SENT_MORE_INPUT, SENT_LESS_INPUT) if key in row},
+            )
+        )
+        if len(batch) == BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _answers(records: Iterable[InvocationRecord]) -> dict[str, StoredAnswer]:
+    return {
+        record.prompt: StoredAnswer(
+            output=record.model_output, log_probability=record.log_probability, error=record.error
+        )
+        for record in records
+    }
+
+
+def _compact(cache: ResponseCache) -> None:
+    try:
+        cache.compact()
+    except Exception as exc:
+        # The answers are stored as loose entries already; only the next run's read gets slower.
+        logger.warning("could not compact the response cache %s: %s", cache.uri, exc)
 
 
 def _failed_summary_line(records: Sequence[InvocationRecord]) -> str:
@@ -230,72 +263,69 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
             region=region,
             endpoint_name=deployment.endpoint_name if deployment else None,
         )
-        items = prompt_items(rows, model.evaluation_config.prompt_template)
+        plan = plan_invocations(
+            rows,
+            model.evaluation_config.prompt_template,
+            [
+                PlannedAlgorithmPrompts(
+                    label=f"algorithms[{item.index}]", algorithm=item.name, config_object=item.config_object
+                )
+                for item in planned
+            ],
+        )
     except ValueError as exc:
         raise ControlPlaneError(str(exc)) from None
 
     settings = model.evaluation_config
+    cache = ResponseCache(args.cache_uri)
     result = invoke_all(
-        items,
+        plan.items,
         runner,
-        cache=ResponseCache(args.cache_uri),
+        cache=cache,
         concurrency=settings.max_concurrency,
         max_retries=settings.max_retries,
         timeout_seconds=settings.timeout_seconds,
         progress=progress or LoggingProgress(),
     )
+    _compact(cache)
+    originals = result.records[: plan.originals]
+    failed = sum(1 for record in originals if not record.succeeded)
     logger.info(
-        "%s: %d records, %d failed, %d model calls, %d cache hits, %.2f s",
+        "%s: %d records, %d planned prompts (%d distinct), %d failed, %d model calls, %d cache hits, %.2f s",
         model.name,
-        len(result.records),
-        result.failed,
+        len(originals),
+        len(plan.items),
+        plan.distinct_prompts,
+        failed,
         result.model_calls,
         result.cache_hits,
         result.wall_seconds,
     )
-    if result.failed:
+    if failed:
         logger.warning(
-            "%s: %d record(s) failed and are not scored; %s",
-            model.name,
-            result.failed,
-            _failed_summary_line(result.records),
+            "%s: %d record(s) failed and are not scored; %s", model.name, failed, _failed_summary_line(originals)
         )
 
     categories = {str(r["record_id"]): _category(r) for r in rows} if config.dataset.category_key else None
     with staged_output(args.output_dir) as folder:
-        scored_path, scored_rows = write_records(folder, result, categories)
-        if scored_rows:
-            data = scoring.ScoringData(
-                path=scored_path,
-                record_count=len(scored_rows),
-                dataset_name=config.dataset.dataset_name,
-                with_category=categories is not None,
-                records_failed=result.failed,
-                prompt_template=model.evaluation_config.prompt_template,
-                records=scored_rows,
-            )
-            with fmeval_runtime.ray_session(), fmeval_runtime.scoring_turn():
-                algorithm_results = scoring.score_all(planned, data, folder, model=model.name)
-        else:
-            algorithm_results = [
-                AlgorithmResult(
-                    algorithm=item.name,
-                    eval_name=item.spec.eval_name,
-                    scores={},
-                    output_path="",
-                    report_path="",
-                    error="no record has a model output to score",
-                )
-                for item in planned
-            ]
+        write_records(folder, originals, categories)
+        inputs = scoring.ScoringInputs(
+            batches=lambda: _scoring_records(rows, originals, categories),
+            answers=_answers(result.records),
+            dataset_name=config.dataset.dataset_name,
+            prompt_template=model.evaluation_config.prompt_template,
+            target_labels=list(dict.fromkeys(record.target_output for record in originals if record.succeeded)),
+            records_failed=failed,
+        )
+        algorithm_results = scoring.score_all(planned, inputs, folder, model=model.name)
         summary = EvaluationSummary(
             model=model.name,
             provider=model.model_provider,
             model_identity=model.identity,
             dataset_sha256=dataset_sha256,
-            records_total=len(result.records),
-            records_succeeded=result.succeeded,
-            records_failed=result.failed,
+            records_total=len(originals),
+            records_succeeded=len(originals) - failed,
+            records_failed=failed,
             model_calls=result.model_calls,
             cache_hits=result.cache_hits,
             latency=result.latency_stats(),

@@ -1,11 +1,11 @@
-"""Running fmeval inside a step: one Ray runtime per process and the judge models every Ray worker sees.
+"""Running fmeval in a process: the judge models it scores with, and a Ray runtime for fmeval's `evaluate()`.
 
+The evaluate step scores in-process (`record_scoring`) and never starts Ray. fmeval's own `evaluate()`
+still runs on Ray Data: the reference approach of the benchmarks and the equivalence tests call it.
 fmeval never starts Ray itself; left alone, the first `ray.data` call starts it with defaults that
 ignore our CPU budget and without our worker set-up. `ray_session()` starts Ray once per process
 (idempotent, thread-safe, from a thread of its own: see `_RayOwner`) and shuts it down when the last
-user leaves; `scoring_turn()` serialises scoring: two algorithms scoring at once on a small machine
-each pin a judge-model actor to a CPU and can starve each other's map tasks for ever (fmeval's
-BERTScore hangs with a single CPU), and with 2 CPUs there is nothing to gain from overlapping them.
+user leaves.
 
 Judge models (the BERTScore, Detoxify and ToxiGen models fmeval's algorithms score with) are
 installed by `install_judge_models()` in the driver and, through Ray's `worker_process_setup_hook`,
@@ -34,7 +34,6 @@ PARALLELIZATION_FACTOR_ENV = "PARALLELIZATION_FACTOR"
 JUDGE_NAMES = frozenset({"bertscore", "detoxify", "toxigen"})
 
 _state_lock = threading.Lock()
-_scoring_lock = threading.Lock()
 _users = 0
 _owner: _RayOwner | None = None
 # Hooks installed in this process, and the judges they provide.
@@ -239,10 +238,3 @@ def ray_session() -> Iterator[None]:
             _users -= 1
             if _users == 0:
                 _stop_ray()
-
-
-@contextmanager
-def scoring_turn() -> Iterator[None]:
-    """Hold while running fmeval algorithms; one evaluate step scores at a time per process."""
-    with _scoring_lock:
-        yield

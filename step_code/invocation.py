@@ -62,7 +62,8 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-@dataclass(frozen=True)
+# slots: one per planned prompt, so their size is what invocation holds per prompt.
+@dataclass(frozen=True, slots=True)
 class PromptItem:
     """One catalog record to send: its id, raw input, reference answer and the rendered prompt."""
 
@@ -85,7 +86,7 @@ def prompt_items(rows: Iterable[Mapping[str, Any]], prompt_template: str) -> lis
     ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvocationRecord:
     """The outcome for one input. Exactly one of `model_output` and `error` is set.
 

@@ -89,6 +89,12 @@ def _fetch_rouge() -> None:
     evaluate.load("rouge").compute(predictions=["a prediction"], references=["a reference"])
 
 
+def _fetch_wer() -> None:
+    import evaluate
+
+    evaluate.load("wer").compute(predictions=["a prediction"], references=["a reference"])
+
+
 def _fetch_nltk() -> None:
     import nltk
 
@@ -132,6 +138,13 @@ ROUGE_ASSET = Asset(
     is_present=lambda: _evaluate_metric_cached("rouge"),
     fetch=_fetch_rouge,
 )
+# GeneralSemanticRobustness's WER transform loads it when it is built.
+WER_ASSET = Asset(
+    description="the evaluate metric script 'wer'",
+    judge=None,
+    is_present=lambda: _evaluate_metric_cached("wer"),
+    fetch=_fetch_wer,
+)
 NLTK_ASSET = Asset(
     description=f"the nltk data {', '.join(NLTK_PACKAGES)} (METEOR)",
     judge=None,
@@ -164,8 +177,7 @@ ASSETS_OF: dict[AssetKind, Callable[[Mapping[str, Any]], list[Asset]]] = {
     "bertscore": lambda fields: bertscore_assets(str(fields.get("model_type_for_bertscore", BERTSCORE_DEFAULT_MODEL))),
     "meteor-rouge": lambda _fields: [ROUGE_ASSET, NLTK_ASSET],
     "toxicity-model": _toxicity_model,
-    # Only GeneralSemanticRobustness loads it, and validation refuses that algorithm (it invokes the model).
-    "wer": lambda _fields: [],
+    "wer": lambda _fields: [WER_ASSET],
 }
 
 
@@ -185,7 +197,7 @@ def missing_assets(algorithm: str, fields: Mapping[str, Any], provided_judges: f
 
 def image_assets(bertscore_models: list[str]) -> list[Asset]:
     """What the step image bakes: every algorithm's downloads, with the chosen BERTScore models."""
-    assets: list[Asset] = [ROUGE_ASSET, NLTK_ASSET, TOXIGEN_ASSET, DETOXIFY_ASSET]
+    assets: list[Asset] = [ROUGE_ASSET, WER_ASSET, NLTK_ASSET, TOXIGEN_ASSET, DETOXIFY_ASSET]
     for model_type in bertscore_models:
         assets.extend(bertscore_assets(model_type))
     return assets

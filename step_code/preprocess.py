@@ -49,6 +49,8 @@ class CatalogRow:
     target_output: str
     category: str | None
     source_line: int
+    # PromptStereotyping's sentence pair, when the dataset maps it (sent_more/sent_less_input_location).
+    sentences: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ def clean_catalog(text: str, dataset: DatasetConfig, *, source: str) -> CleanCat
     fields = [("model_input", dataset.model_input_key), ("target_output", dataset.target_output_key)]
     if dataset.category_key:
         fields.append(("category", dataset.category_key))
+    if dataset.sent_more_input_location and dataset.sent_less_input_location:
+        fields += [("sent_more_input", dataset.sent_more_input_location)]
+        fields += [("sent_less_input", dataset.sent_less_input_location)]
     compiled = [(name, path, jmespath.compile(path)) for name, path in fields]
     rows: list[CatalogRow] = []
     quarantined: list[QuarantinedRow] = []
@@ -149,6 +154,9 @@ def clean_catalog(text: str, dataset: DatasetConfig, *, source: str) -> CleanCat
                 target_output=key[1],
                 category=values.get("category"),
                 source_line=line,
+                sentences=(values["sent_more_input"], values["sent_less_input"])
+                if "sent_more_input" in values
+                else None,
             )
         )
     return CleanCatalog(rows=rows, quarantined=quarantined, rows_in=rows_in, duplicates=duplicates)
@@ -173,6 +181,8 @@ def _processed_row(row: CatalogRow, with_category: bool) -> dict[str, Any]:
     }
     if with_category:
         out["category"] = row.category
+    if row.sentences is not None:
+        out["sent_more_input"], out["sent_less_input"] = row.sentences
     out["source_line"] = row.source_line
     return out
 

@@ -5,36 +5,62 @@ request settings are the inference parameters, content template, custom attribut
 paths the answer was read with (`runners.base.model_request_settings`). Change any of them and the
 prompt is sent again; change nothing and it never is.
 
-Layout: `<cache uri>/<sha256(identity)[:16]>/<key>.json`, one small JSON object per answer, written as
-soon as the call succeeds. That is what makes a killed evaluate resumable: a restart finds every answer
-that completed. Failed calls are not stored.
+Layout under `<cache uri>/<sha256(identity)[:16]>/`:
+- `<key>.json`: a loose entry, one small JSON object per answer, written as soon as the call succeeds.
+  That is what makes a killed evaluate resumable: a restart finds every answer that completed.
+  Failed calls are not stored.
+- `segments/<sha256(settings)[:16]>/<utc time>-<uuid>.jsonl.gz`: a segment, many entries in one object
+  (a header line with the identity and settings, then one line per key). `compact()` writes one when
+  the step ends, from the loose entries this process stored or read, and only then deletes exactly
+  those loose entries. The settings digest in the path is the segments' index: a load reads only the
+  segments of its own settings, found by the listing it makes anyway.
 
-Reading thousands of entries from S3: the model's prefix is listed once (1,000 keys per LIST call, so
-a cold cache costs one request, not one per prompt) and only the entries this run needs are fetched,
-by `read_threads` parallel GETs. Measured with 2,000 entries against the moto server on a 2-core box:
-listing 0.9 s; fetching 10.1 s with 1 thread, 7.1 s with 8, 5.9 s with 32, 7.4 s with 64 — moto's own
-CPU is the limit there, while S3 GETs are latency-bound and gain more from threads, hence 32.
-Packing entries into fewer, larger objects would cut requests further but gives up the write-per-answer
-checkpoint or needs deletes; not worth it at these sizes.
+Why segments: a re-run of 100k prompts over loose entries costs 100 LISTs and 100k GETs; over one
+segment it costs one LIST and one GET (`benchmarks/cache_bench.py` measures both against moto).
+
+`load(prompts)`: one listing of the model's prefix, every segment of these settings read in full
+(parallel GETs), then GETs for the loose entries that exist and no segment holds.
+
+Concurrent runs of one model lose nothing: a segment's name is unique, a compaction deletes only the
+loose entries its own segment covers (a deleted entry is therefore always in a segment), and a loose
+entry that vanishes between the listing and its GET (another run compacted it) sends the load back
+to the segments once more. A key found twice (a compaction killed before its deletes, two runs that
+asked the same prompt) is just a duplicate: either answer is a valid one. When there are more than
+`MAX_SEGMENTS` segments, a compaction merges them into its own and deletes the ones it read.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import IO, Any
 
 from step_code import storage
 
 logger = logging.getLogger(__name__)
 
 ENTRY_SUFFIX = ".json"
+SEGMENTS_FOLDER = "segments"
+SEGMENT_SUFFIX = ".jsonl.gz"
+SEGMENT_FORMAT = 1
 IDENTITY_DIGEST_CHARS = 16
+SETTINGS_DIGEST_CHARS = 16
 DEFAULT_READ_THREADS = 32
+# A load reads every segment of its settings, so their number is its GET count; merging beyond this
+# keeps it small without rewriting a large segment on every run.
+MAX_SEGMENTS = 8
+# Level 1 is within a few percent of the default's size on these repetitive lines, at a fraction of the CPU.
+GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,19 @@ class CachedResponse:
     log_probability: float | None
 
 
+@dataclass(frozen=True)
+class CompactionResult:
+    """What `compact()` did: the segment it wrote (None: nothing to write) and what that made redundant."""
+
+    segment: str | None
+    entries: int
+    loose_deleted: int
+    segments_merged: int
+
+
+RESPONSE_FIELDS = tuple(CachedResponse.__dataclass_fields__)
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -58,14 +97,40 @@ def cache_key(identity: str, settings: Mapping[str, Any], prompt: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def _digest(text: str, chars: int) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:chars]
+
+
+def _response(data: Mapping[str, Any]) -> CachedResponse:
+    return CachedResponse(**{field: data[field] for field in RESPONSE_FIELDS})
+
+
+class UnreadableSegment(ValueError):
+    """A segment that is not a segment of this model and settings (or not a segment at all)."""
+
+
 class ModelResponseCache:
-    """The cache entries of one model identity under one set of request settings."""
+    """The cache entries of one model identity under one set of request settings.
+
+    `store` may be called from many threads at once. Entries stored or read from loose files are also
+    appended to a local spool file, which `compact()` turns into a segment without reading them again.
+    """
 
     def __init__(self, prefix: str, identity: str, settings: Mapping[str, Any], *, read_threads: int) -> None:
         self.prefix = prefix
         self.identity = identity
         self.settings = dict(settings)
         self._read_threads = read_threads
+        self.segments_prefix = storage.join(
+            prefix, SEGMENTS_FOLDER, _digest(canonical_json(self.settings), SETTINGS_DIGEST_CHARS)
+        )
+        self._segments_relative = f"{SEGMENTS_FOLDER}/{storage.basename(self.segments_prefix)}/"
+        self._lock = threading.Lock()
+        self._spool: IO[bytes] | None = None
+        self._spooled: set[str] = set()
+        # Loose entries whose key a segment already holds (left by a compaction killed before its deletes).
+        self._redundant_loose: set[str] = set()
+        self._segments_seen = 0
 
     def key(self, prompt: str) -> str:
         return cache_key(self.identity, self.settings, prompt)
@@ -73,45 +138,215 @@ class ModelResponseCache:
     def _uri(self, key: str) -> str:
         return storage.join(self.prefix, key + ENTRY_SUFFIX)
 
+    # -- reading ---------------------------------------------------------------------------------------
+
     def load(self, prompts: Iterable[str]) -> dict[str, CachedResponse]:
         """Cached answers of the given prompts, by prompt (prompts without an entry are absent)."""
         wanted = {self.key(prompt): prompt for prompt in prompts}
-        present = {
-            name[: -len(ENTRY_SUFFIX)] for name in storage.list_names(self.prefix) if name.endswith(ENTRY_SUFFIX)
-        }
-        keys = [key for key in wanted if key in present]
-        if not keys:
+        if not wanted:
             return {}
-        with ThreadPoolExecutor(max_workers=min(self._read_threads, len(keys))) as pool:
-            entries = list(pool.map(self._read, keys, (wanted[key] for key in keys)))
-        return {wanted[key]: entry for key, entry in zip(keys, entries, strict=True) if entry is not None}
+        names = storage.list_names(self.prefix)
+        loose = {name[: -len(ENTRY_SUFFIX)] for name in names if "/" not in name and name.endswith(ENTRY_SUFFIX)}
+        segments = [name for name in names if self._is_own_segment(name)]
+        found: dict[str, CachedResponse] = {}
+        self._read_segments(segments, wanted, found)
+        read_segments = set(segments)
 
-    def _read(self, key: str, prompt: str) -> CachedResponse | None:
+        keys = [key for key in wanted if key in loose and key not in found]
+        with self._lock:
+            self._redundant_loose.update(key for key in loose if key in found)
+        vanished = self._read_loose(keys, wanted, found)
+        if vanished:
+            # Another run compacted them between our listing and our GETs: they are in its new segment.
+            later = [name for name in storage.list_names(self.segments_prefix) if name.endswith(SEGMENT_SUFFIX)]
+            fresh = [self._segments_relative + name for name in later]
+            fresh = [name for name in fresh if name not in read_segments]
+            self._read_segments(fresh, {key: wanted[key] for key in vanished}, found)
+            read_segments.update(fresh)
+        self._segments_seen = len(read_segments)
+        return {wanted[key]: answer for key, answer in found.items()}
+
+    def _is_own_segment(self, name: str) -> bool:
+        return name.startswith(self._segments_relative) and name.endswith(SEGMENT_SUFFIX) and name.count("/") == 2
+
+    def _read_segments(self, names: list[str], wanted: Mapping[str, str], found: dict[str, CachedResponse]) -> None:
+        if not names:
+            return
+
+        def read(name: str) -> dict[str, CachedResponse]:
+            uri = storage.join(self.prefix, name)
+            try:
+                return {
+                    key: answer
+                    for key, prompt, answer in self._segment_entries(uri)
+                    if key in wanted and wanted[key] == prompt
+                }
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                # An unreadable segment only costs model calls; it must not stop the evaluation.
+                logger.warning("ignoring unreadable response cache segment %s: %s", uri, exc)
+                return {}
+
+        with ThreadPoolExecutor(max_workers=min(self._read_threads, len(names))) as pool:
+            for entries in pool.map(read, names):
+                found.update(entries)
+
+    def _segment_entries(self, uri: str) -> Iterator[tuple[str, str, CachedResponse]]:
+        """(key, prompt, answer) of every entry of a segment; raises on anything that is not ours."""
+        with gzip.GzipFile(fileobj=io.BytesIO(storage.read_bytes(uri))) as lines:
+            header = json.loads(lines.readline())
+            if header.get("format") != SEGMENT_FORMAT:
+                raise UnreadableSegment(f"format {header.get('format')!r}, expected {SEGMENT_FORMAT}")
+            # Compared in canonical form: settings with tuples or non-JSON values come back as lists or strings.
+            same_settings = canonical_json(header.get("settings")) == canonical_json(self.settings)
+            if header.get("identity") != self.identity or not same_settings:
+                raise UnreadableSegment("it belongs to another model or request settings")
+            for line in lines:
+                data = json.loads(line)
+                yield data["key"], data["prompt"], _response(data)
+
+    def _read_loose(self, keys: list[str], wanted: Mapping[str, str], found: dict[str, CachedResponse]) -> list[str]:
+        """Read loose entries into `found` (and the spool); returns the keys whose entry had vanished."""
+        if not keys:
+            return []
+        vanished: list[str] = []
+        with ThreadPoolExecutor(max_workers=min(self._read_threads, len(keys))) as pool:
+            for key, (entry, gone) in zip(keys, pool.map(self._read, keys, (wanted[k] for k in keys)), strict=True):
+                if gone:
+                    vanished.append(key)
+                elif entry is not None:
+                    found[key] = entry
+                    self._spool_entry(key, wanted[key], entry)
+        return vanished
+
+    def _read(self, key: str, prompt: str) -> tuple[CachedResponse | None, bool]:
+        """(the loose entry or None when it is unreadable, whether it no longer exists)."""
         uri = self._uri(key)
         try:
             data = json.loads(storage.read_bytes(uri))
             if data.get("prompt") != prompt or data.get("identity") != self.identity:
                 raise ValueError("entry belongs to another prompt or model")
-            return CachedResponse(**{field: data[field] for field in CachedResponse.__dataclass_fields__})
+            return _response(data), False
+        except FileNotFoundError:
+            return None, True
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # An unreadable entry only costs a model call; it must not stop the evaluation.
             logger.warning("ignoring unreadable response cache entry %s: %s", uri, exc)
-            return None
+            return None, False
+
+    # -- writing ---------------------------------------------------------------------------------------
 
     def store(self, prompt: str, response: CachedResponse) -> None:
+        """Write the answer as a loose entry at once (the checkpoint) and spool it for `compact()`."""
+        key = self.key(prompt)
+        self._spool_entry(key, prompt, response)
         entry = {"identity": self.identity, "settings": self.settings, "prompt": prompt, **asdict(response)}
-        storage.write_bytes(
-            self._uri(self.key(prompt)), canonical_json(entry).encode("utf-8"), content_type="application/json"
+        storage.write_bytes(self._uri(key), canonical_json(entry).encode("utf-8"), content_type="application/json")
+
+    def _spool_entry(self, key: str, prompt: str, response: CachedResponse) -> None:
+        line = (canonical_json({"key": key, "prompt": prompt, **asdict(response)}) + "\n").encode("utf-8")
+        with self._lock:
+            if self._spool is None:
+                # Lives until compact() closes it (or the process ends: a temporary file deletes itself).
+                self._spool = tempfile.TemporaryFile(prefix="evalops-cache-spool-")  # noqa: SIM115
+            if key not in self._spooled:
+                self._spooled.add(key)
+                self._spool.write(line)
+
+    def compact(self) -> CompactionResult:
+        """Write the spooled entries (and, past `MAX_SEGMENTS`, the existing segments) as one new segment,
+        then delete the loose entries and segments it covers. Costs no request when there is nothing to do."""
+        with self._lock:
+            spool, spooled, redundant = self._spool, self._spooled, self._redundant_loose
+            self._spool, self._spooled, self._redundant_loose = None, set(), set()
+        try:
+            if not spooled and self._segments_seen < MAX_SEGMENTS:
+                storage.delete_many([self._uri(key) for key in sorted(redundant)])
+                return CompactionResult(None, 0, len(redundant), 0)
+            existing = [n for n in storage.list_names(self.segments_prefix) if n.endswith(SEGMENT_SUFFIX)]
+            merged = existing if len(existing) >= MAX_SEGMENTS else []
+            if not spooled and not merged:
+                self._segments_seen = len(existing)
+                storage.delete_many([self._uri(key) for key in sorted(redundant)])
+                return CompactionResult(None, 0, len(redundant), 0)
+            segment = storage.join(self.segments_prefix, f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex}")
+            segment += SEGMENT_SUFFIX
+            data, entries, merged_read = self._segment_bytes(
+                spool, [storage.join(self.segments_prefix, n) for n in merged]
+            )
+            storage.write_bytes(segment, data, content_type="application/gzip")
+        finally:
+            if spool is not None:
+                spool.close()
+        # Only now: everything deleted below is in the segment just written (or was already in one).
+        loose = sorted(spooled | redundant)
+        storage.delete_many([self._uri(key) for key in loose] + merged_read)
+        self._segments_seen = len(existing) - len(merged_read) + 1
+        logger.info(
+            "response cache %s: compacted %d entries into %s (%d loose entries and %d segments deleted)",
+            self.prefix,
+            entries,
+            storage.basename(segment),
+            len(loose),
+            len(merged_read),
         )
+        return CompactionResult(segment, entries, len(loose), len(merged_read))
+
+    def _segment_bytes(self, spool: IO[bytes] | None, merge: list[str]) -> tuple[bytes, int, list[str]]:
+        """The gzip'd segment: the spool's entries, then those of the segments to merge (first copy of a
+        key wins); returns it, the number of entries and the segments that were read in full."""
+        header = canonical_json({"format": SEGMENT_FORMAT, "identity": self.identity, "settings": self.settings})
+        written: set[str] = set()
+        merged_read: list[str] = []
+        buffer = io.BytesIO()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
+            out.write((header + "\n").encode("utf-8"))
+            if spool is not None:
+                spool.seek(0)
+                for line in spool:
+                    written.add(json.loads(line)["key"])
+                    out.write(line)
+            for uri in merge:
+                try:
+                    lines = [
+                        (key, canonical_json({"key": key, "prompt": prompt, **asdict(answer)}) + "\n")
+                        for key, prompt, answer in self._segment_entries(uri)
+                    ]
+                except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                    # Gone (another run merged it) or unreadable: it is not merged, so it is not deleted.
+                    logger.warning("not merging response cache segment %s: %s", uri, exc)
+                    continue
+                for key, text in lines:
+                    if key not in written:
+                        written.add(key)
+                        out.write(text.encode("utf-8"))
+                merged_read.append(uri)
+        return buffer.getvalue(), len(written), merged_read
 
 
 class ResponseCache:
-    """Answers of every model under one cache location (a local folder or `s3://bucket/.../response-cache/`)."""
+    """Answers of every model under one cache location (a local folder or `s3://bucket/.../response-cache/`).
+
+    `for_model` hands out one `ModelResponseCache` per (identity, settings), so `compact()` here, called
+    when the evaluate step ends, compacts what every model cache of this object stored or read.
+    """
 
     def __init__(self, uri: str, *, read_threads: int = DEFAULT_READ_THREADS) -> None:
         self.uri = uri
         self.read_threads = read_threads
+        self._models: dict[tuple[str, str], ModelResponseCache] = {}
+        self._lock = threading.Lock()
 
     def for_model(self, identity: str, settings: Mapping[str, Any]) -> ModelResponseCache:
-        digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:IDENTITY_DIGEST_CHARS]
-        return ModelResponseCache(storage.join(self.uri, digest), identity, settings, read_threads=self.read_threads)
+        with self._lock:
+            handle = (identity, canonical_json(dict(settings)))
+            model = self._models.get(handle)
+            if model is None:
+                prefix = storage.join(self.uri, _digest(identity, IDENTITY_DIGEST_CHARS))
+                model = ModelResponseCache(prefix, identity, settings, read_threads=self.read_threads)
+                self._models[handle] = model
+            return model
+
+    def compact(self) -> list[CompactionResult]:
+        with self._lock:
+            models = list(self._models.values())
+        return [model.compact() for model in models]

@@ -1,17 +1,13 @@
-"""Score stored model outputs with every configured fmeval algorithm.
+"""Score the stored model outputs with every configured fmeval algorithm, in this process.
 
-The evaluate step calls each model once per prompt and writes the outputs to a JSON Lines file; every
-algorithm then reads that file through fmeval's `model_output_location` (`evaluate(model=None)`), so
-the number of model calls does not depend on the number of algorithms.
-
-fmeval samples 100 records unless told otherwise: we pass the full record count and check that the
-per-record output fmeval saved has exactly that many lines.
+The evaluate step sends every planned prompt once (`invocation_plan`), then scores all algorithms in one
+pass over the records, batch after batch, with each algorithm's own fmeval transforms and fmeval's own
+aggregation (`record_scoring`). The number of model calls does not depend on the number of algorithms.
 
 `plan_scoring()` runs before the model is called and fails with one line naming the algorithm when
-its config is wrong, when it cannot score stored outputs, or when something it downloads at run time
-is not in the local caches. With EVALOPS_SKIP_MISSING_JUDGE_SCORES=1, QAAccuracy whose BERTScore model
-is missing still computes its word-overlap scores with fmeval's own transform and leaves BERTScore out
-(no judge score is ever invented).
+its config is wrong or when something it downloads at run time is not in the local caches. With
+EVALOPS_SKIP_MISSING_JUDGE_SCORES=1, QAAccuracy whose BERTScore model is missing still computes its
+word-overlap scores with fmeval's own transform and leaves BERTScore out (no judge score is ever invented).
 """
 
 from __future__ import annotations
@@ -22,30 +18,27 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from step_code import fmeval_runtime, offline_assets
+from step_code import fmeval_runtime, offline_assets, record_scoring
 from step_code.algorithm_report import render_algorithm_page, render_failure_page
 from step_code.contract import algorithms as algorithm_table
 from step_code.contract.config import AlgorithmConfig
 from step_code.contract.files import WORST_RECORDS_SUFFIX
 from step_code.contract.results import AlgorithmResult, WorstRecords
+from step_code.invocation_plan import StoredAnswer
+
+if TYPE_CHECKING:
+    # fmeval's modules are imported only after the judge models are installed (plan_scoring).
+    from step_code.stored_output_runner import StoredOutputRunner
 
 logger = logging.getLogger(__name__)
 
 SKIP_JUDGE_SCORES_ENV = "EVALOPS_SKIP_MISSING_JUDGE_SCORES"
 ALGORITHMS_DIR = "algorithms"
-WORST_RECORDS = 10
-JSONLINES_MIME = "application/jsonlines"
-# Column names fmeval reads (DataConfig *_location JMESPaths) and writes in its per-record output.
-MODEL_INPUT = "model_input"
-TARGET_OUTPUT = "target_output"
-MODEL_OUTPUT = "model_output"
-CATEGORY = "category"
 
 
 class ScoringError(Exception):
@@ -62,21 +55,6 @@ class PlannedAlgorithm:
     fields: Mapping[str, Any]
     # Judge scores left out because their model is missing and the user allowed it (QAAccuracy only).
     omitted_judges: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ScoringData:
-    """The stored outputs to score: succeeded records only, one JSON object per line."""
-
-    path: Path
-    record_count: int
-    dataset_name: str
-    with_category: bool
-    records_failed: int
-    # The model's prompt template; fmeval reports none when it did not invoke the model itself.
-    prompt_template: str
-    # Rendered prompt and record id of each stored output, keyed like fmeval's per-record output rows.
-    records: Sequence[Mapping[str, Any]]
 
 
 def _label(index: int, algorithm: str) -> str:
@@ -117,12 +95,21 @@ def _missing_message(label: str, missing: Sequence[offline_assets.Asset], *, can
     return f"{label} needs {what}, which is not in the local caches (HF_HOME, NLTK_DATA, TORCH_HOME): {hint}"
 
 
+def _uses_judges(algorithms: Sequence[AlgorithmConfig]) -> bool:
+    known = [
+        algorithm_table.lookup(e.algorithm) for e in algorithms if e.algorithm in algorithm_table.algorithm_names()
+    ]
+    return any(spec.download is not None for spec in known)
+
+
 def plan_scoring(algorithms: Sequence[AlgorithmConfig], *, skip_missing_judges: bool) -> list[PlannedAlgorithm]:
     """Check every configured algorithm before the model is called; raises ScoringError (one line).
 
-    Installs the judge models first (fmeval's modules must not be imported before that).
+    Installs the judge models first when an algorithm scores with one (fmeval's modules must not be
+    imported before that). The others (nothing to download) never import fmeval's helper models, and
+    with them transformers and torch, which cost 10 s of a small evaluate step.
     """
-    provided_judges = fmeval_runtime.install_judge_models()
+    provided_judges = fmeval_runtime.install_judge_models() if _uses_judges(algorithms) else frozenset()
     planned: list[PlannedAlgorithm] = []
     for index, entry in enumerate(algorithms):
         label = _label(index, entry.algorithm)
@@ -130,11 +117,6 @@ def plan_scoring(algorithms: Sequence[AlgorithmConfig], *, skip_missing_judges: 
             spec = algorithm_table.lookup(entry.algorithm)
         except algorithm_table.UnknownAlgorithmError as exc:
             raise ScoringError(f"{label}: {exc}") from None
-        if spec.invokes_model:
-            raise ScoringError(
-                f"{label} re-invokes the model on perturbed prompts; the evaluate step calls each model once per "
-                "prompt and scores the stored outputs, so it cannot run this algorithm"
-            )
         module_name = entry.module or spec.module
         algorithm_class = _import(index, entry.algorithm, module_name, entry.algorithm)
         config_class = _import(index, entry.algorithm, module_name, entry.config or spec.config_class)
@@ -168,123 +150,16 @@ def skip_missing_judges_requested() -> bool:
     return os.environ.get(SKIP_JUDGE_SCORES_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def _data_config(data: ScoringData) -> Any:
-    from fmeval.data_loaders.data_config import DataConfig
+@dataclass(frozen=True)
+class ScoringInputs:
+    """What every algorithm scores: the records in batches, the stored answers, and how they were asked."""
 
-    return DataConfig(
-        dataset_name=data.dataset_name,
-        dataset_uri=str(data.path),
-        dataset_mime_type=JSONLINES_MIME,
-        model_input_location=MODEL_INPUT,
-        target_output_location=TARGET_OUTPUT,
-        model_output_location=MODEL_OUTPUT,
-        category_location=CATEGORY if data.with_category else None,
-    )
-
-
-def _run_fmeval(planned: PlannedAlgorithm, data: ScoringData, saved_path: Path) -> Any:
-    from fmeval.eval_algorithms.save_strategy import FileSaveStrategy
-
-    save_strategy = FileSaveStrategy(str(saved_path))
-    if planned.omitted_judges:
-        return _run_qa_accuracy_without_bertscore(planned, data, save_strategy)
-    outputs = planned.algorithm_class(planned.config_object).evaluate(
-        model=None,
-        dataset_config=_data_config(data),
-        num_records=data.record_count,
-        save=True,
-        save_strategy=save_strategy,
-    )
-    if len(outputs) != 1:
-        raise ScoringError(
-            f"{_label(planned.index, planned.name)}: fmeval returned {len(outputs)} results for 1 dataset"
-        )
-    return outputs[0]
-
-
-def _run_qa_accuracy_without_bertscore(planned: PlannedAlgorithm, data: ScoringData, save_strategy: Any) -> Any:
-    """QAAccuracy's word-overlap scores through fmeval's own transform and evaluation loop."""
-    from fmeval.constants import MEAN
-    from fmeval.data_loaders.util import get_dataset
-    from fmeval.eval_algorithms.common import evaluate_dataset
-    from fmeval.eval_algorithms.qa_accuracy import QA_ACCURACY_SCORE_NAMES, QAAccuracyScores
-    from fmeval.transforms.transform_pipeline import TransformPipeline
-    from fmeval.util import get_eval_results_path
-
-    pipeline = TransformPipeline(
-        [QAAccuracyScores(target_output_delimiter=planned.config_object.target_output_delimiter)]
-    )
-    return evaluate_dataset(
-        dataset=get_dataset(_data_config(data), data.record_count),
-        pipeline=pipeline,
-        dataset_name=data.dataset_name,
-        eval_name=planned.spec.eval_name,
-        metric_names=list(QA_ACCURACY_SCORE_NAMES),
-        eval_results_path=get_eval_results_path(),
-        model=None,
-        agg_method=MEAN,
-        save=True,
-        save_strategy=save_strategy,
-    )
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (row.get(MODEL_INPUT), row.get(TARGET_OUTPUT), row.get(MODEL_OUTPUT), row.get(CATEGORY))
-
-
-def _scores_of(row: Mapping[str, Any]) -> dict[str, float | None]:
-    return {score["name"]: score.get("value") for score in row.get("scores", [])}
-
-
-def worst_records(
-    saved_rows: Iterable[Mapping[str, Any]],
-    data: ScoringData,
-    score: algorithm_table.Score,
-    *,
-    limit: int = WORST_RECORDS,
-) -> list[dict[str, Any]]:
-    """The `limit` records with the worst `score_name`, with their prompt, reference, output and scores.
-
-    fmeval's saved rows carry no record id, and fmeval reorders records; rows are matched back to our
-    records by their (input, reference, output, category), and equal rows score equally.
-    """
-    by_key: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
-    for record in data.records:
-        by_key[_row_key(record)].append(record)
-    taken: dict[tuple[Any, ...], int] = defaultdict(int)
-    candidates: list[dict[str, Any]] = []
-    for row in saved_rows:
-        key = _row_key(row)
-        matches = by_key.get(key, [])
-        record = matches[taken[key]] if taken[key] < len(matches) else {}
-        taken[key] += 1
-        scores = _scores_of(row)
-        value = scores.get(score.name)
-        if value is None:
-            continue
-        candidates.append(
-            {
-                "record_id": record.get("record_id"),
-                "index": record.get("index"),
-                "prompt": record.get("prompt", row.get(MODEL_INPUT)),
-                "model_input": row.get(MODEL_INPUT),
-                "reference": row.get(TARGET_OUTPUT),
-                "output": row.get(MODEL_OUTPUT),
-                "category": row.get(CATEGORY),
-                "score": value,
-                "scores": scores,
-            }
-        )
-    descending = not score.higher_is_better
-    candidates.sort(
-        key=lambda c: (-c["score"] if descending else c["score"], c["index"] if c["index"] is not None else 0)
-    )
-    return candidates[:limit]
+    batches: Callable[[], Iterable[Sequence[record_scoring.ScoringRecord]]]
+    answers: Mapping[str, StoredAnswer]
+    dataset_name: str
+    prompt_template: str
+    target_labels: Sequence[str]
+    records_failed: int
 
 
 def _unique_name(eval_name: str, used: set[str]) -> str:
@@ -295,101 +170,164 @@ def _unique_name(eval_name: str, used: set[str]) -> str:
     return name
 
 
-def _eval_output_json(eval_output: Any, records_path: str) -> dict[str, Any]:
-    payload = dataclasses.asdict(eval_output)
-    # fmeval fills output_path from EVAL_RESULTS_PATH; the per-record file is where we told it to save.
-    payload["output_path"] = records_path
-    return payload
+def _instantiate(planned: PlannedAlgorithm) -> Any:
+    # PromptStereotyping has nothing to configure: its initializer takes no config.
+    if planned.spec.config_class == "EvalAlgorithmConfig":
+        return planned.algorithm_class()
+    return planned.algorithm_class(planned.config_object)
 
 
-def score_algorithm(
-    planned: PlannedAlgorithm, data: ScoringData, output_dir: Path, *, model: str, file_stem: str
-) -> AlgorithmResult:
-    """Run one algorithm and write algorithms/<stem>.json, .jsonl, .html and _worst_records.json."""
+def _primary(planned: PlannedAlgorithm, names: Sequence[str]) -> record_scoring.Score | None:
+    for score in planned.spec.scores_for(planned.fields):
+        if score.name in names:
+            return record_scoring.Score(score.name, score.higher_is_better)
+    return record_scoring.Score(names[0], higher_is_better=True) if names else None
+
+
+@dataclass
+class _Run:
+    """One algorithm's pass over the records and where its files go."""
+
+    planned: PlannedAlgorithm
+    stem: str
+    scorer: record_scoring.AlgorithmScorer | None = None
+    records_out: TextIO | None = None
+    primary: record_scoring.Score | None = None
+    error: str | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        logger.error("%s failed: %s", _label(self.planned.index, self.planned.name), message, exc_info=exc)
+        self.error = f"{exc.__class__.__name__}: {message}"
+        self.scorer = None
+        self.close()
+
+    def close(self) -> None:
+        if self.records_out is not None:
+            self.records_out.close()
+            self.records_out = None
+
+
+def _start(run: _Run, inputs: ScoringInputs, runner: StoredOutputRunner, folder: Path) -> None:
+    planned = run.planned
+    context = record_scoring.ScoringContext(
+        runner=runner,
+        prompt_template=inputs.prompt_template,
+        target_labels=inputs.target_labels,
+        omitted_judges=planned.omitted_judges,
+    )
+    scoring = record_scoring.SCORINGS[planned.name](_instantiate(planned), context)
+    run.primary = _primary(planned, scoring.dataset_scores)
+    run.records_out = record_scoring.open_records(folder / f"{run.stem}.jsonl")
+    run.scorer = record_scoring.AlgorithmScorer(scoring, run.records_out, run.primary)
+
+
+def score_all(
+    planned: Sequence[PlannedAlgorithm], inputs: ScoringInputs, output_dir: Path, *, model: str
+) -> list[AlgorithmResult]:
+    """Score every planned algorithm in one pass over the records; one that fails is reported in its
+    result and the others still run."""
     folder = output_dir / ALGORITHMS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    saved_path = folder / f"{file_stem}.jsonl"
-    json_path, html_path = folder / f"{file_stem}.json", folder / f"{file_stem}.html"
-    worst_path = folder / f"{file_stem}{WORST_RECORDS_SUFFIX}"
-    relative = lambda path: path.relative_to(output_dir).as_posix()  # noqa: E731
+    used: set[str] = set()
+    runs = [_Run(item, _unique_name(item.spec.eval_name, used)) for item in planned]
+    from step_code.stored_output_runner import StoredOutputRunner
+
+    runner = StoredOutputRunner(inputs.answers)
+    for run in runs:
+        try:
+            _start(run, inputs, runner, folder)
+        except Exception as exc:
+            run.fail(exc)
+    for batch in inputs.batches():
+        for run in runs:
+            if run.scorer is None:
+                continue
+            try:
+                run.scorer.score_batch(batch)
+            except Exception as exc:
+                run.fail(exc)
+    results = []
+    for run in runs:
+        run.close()
+        result = None
+        if run.scorer is not None:
+            try:
+                result = _write_result(run, run.scorer.finish(), inputs, output_dir, model=model)
+            except Exception as exc:
+                run.fail(exc)
+        results.append(result or _failed_result(run.planned, run.stem, output_dir, str(run.error), model=model))
+    return results
+
+
+def _eval_output(planned: PlannedAlgorithm, scored: record_scoring.ScoredAlgorithm, inputs: ScoringInputs) -> Any:
+    from fmeval.eval_algorithms import EvalOutput
+
+    return EvalOutput(
+        eval_name=planned.spec.eval_name,
+        dataset_name=inputs.dataset_name,
+        prompt_template=inputs.prompt_template,
+        dataset_scores=scored.dataset_scores,
+        category_scores=scored.category_scores,
+    )
+
+
+def _write_result(
+    run: _Run, scored: record_scoring.ScoredAlgorithm, inputs: ScoringInputs, output_dir: Path, *, model: str
+) -> AlgorithmResult:
+    """algorithms/<stem>.json (fmeval's EvalOutput), .html and _worst_records.json beside the .jsonl."""
+    planned = run.planned
     label = _label(planned.index, planned.name)
+    if scored.records_scored == 0:
+        raise ScoringError(f"{label}: no record could be scored ({scored.records_unscored} without an answer)")
+    folder = output_dir / ALGORITHMS_DIR
+    records_path = folder / f"{run.stem}.jsonl"
+    json_path, html_path = folder / f"{run.stem}.json", folder / f"{run.stem}.html"
+    worst_path = folder / f"{run.stem}{WORST_RECORDS_SUFFIX}"
+    relative = lambda path: path.relative_to(output_dir).as_posix()  # noqa: E731
 
-    eval_output = dataclasses.replace(_run_fmeval(planned, data, saved_path), prompt_template=data.prompt_template)
-    if eval_output.error:
-        raise ScoringError(f"{label}: fmeval reported {eval_output.error}")
-    saved_rows = _read_jsonl(saved_path)
-    if len(saved_rows) != data.record_count:
-        raise ScoringError(f"{label}: fmeval scored {len(saved_rows)} of {data.record_count} records")
-
-    scores = {score.name: score.value for score in eval_output.dataset_scores or []}
+    eval_output = _eval_output(planned, scored, inputs)
+    payload = dataclasses.asdict(eval_output)
+    payload["output_path"] = relative(records_path)
+    scores = {score.name: score.value for score in eval_output.dataset_scores}
     category_scores = {
         category.name: {score.name: score.value for score in category.scores}
         for category in eval_output.category_scores or []
     }
-    primary = next(
-        (s for s in planned.spec.scores_for(planned.fields) if scores.get(s.name) is not None),
-        algorithm_table.Score(next(iter(scores), ""), higher_is_better=True),
-    )
-    worst = worst_records(saved_rows, data, primary)
+    primary_name = run.primary.name if run.primary else ""
     notes = [
         f"{judge} was not computed: its model is not available offline and {SKIP_JUDGE_SCORES_ENV}=1 was set."
         for judge in planned.omitted_judges
     ]
-    json_path.write_text(json.dumps(_eval_output_json(eval_output, relative(saved_path)), indent=2) + "\n")
-    listed = WorstRecords.model_validate({"score": primary.name, "records": worst})
+    unscored = scored.records_unscored - inputs.records_failed
+    if unscored > 0:
+        notes.append(f"{unscored} record(s) were not scored: a prompt this algorithm asks the model for failed.")
+    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    listed = WorstRecords.model_validate({"score": primary_name, "records": scored.worst})
     worst_path.write_text(listed.model_dump_json(indent=2) + "\n", encoding="utf-8")
     html_path.write_text(
         render_algorithm_page(
             eval_output=eval_output,
             model=model,
             algorithm=planned.name,
-            records_scored=data.record_count,
-            records_failed=data.records_failed,
-            worst=worst,
-            worst_score_name=primary.name,
+            records_scored=scored.records_scored,
+            records_failed=scored.records_unscored,
+            worst=scored.worst,
+            worst_score_name=primary_name,
             notes=notes,
+            higher_is_better={score.name: score.higher_is_better for score in planned.spec.scores_for(planned.fields)},
         ),
         encoding="utf-8",
     )
     return AlgorithmResult(
         algorithm=planned.name,
-        eval_name=eval_output.eval_name,
+        eval_name=run.stem,
         scores=scores,
         category_scores=category_scores,
         output_path=relative(json_path),
         report_path=relative(html_path),
-        records_path=relative(saved_path),
+        records_path=relative(records_path),
     )
-
-
-def score_all(
-    planned: Sequence[PlannedAlgorithm], data: ScoringData, output_dir: Path, *, model: str
-) -> list[AlgorithmResult]:
-    """Run every planned algorithm; one that fails is reported in its result and the others still run.
-
-    fmeval's `evaluate()` spends most of its time on fixed Ray Data overhead rather than CPU, so the
-    algorithms run side by side, except when one runs a judge model (BERTScore, detoxify): two of those
-    at once starve Ray's map tasks on a small instance.
-    """
-    used: set[str] = set()
-    stems = [_unique_name(item.spec.eval_name, used) for item in planned]
-
-    def run(item: PlannedAlgorithm, stem: str) -> AlgorithmResult:
-        try:
-            return score_algorithm(item, data, output_dir, model=model, file_stem=stem)
-        except Exception as exc:
-            message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            logger.exception("%s failed: %s", _label(item.index, item.name), message)
-            return _failed_result(item, stem, output_dir, f"{exc.__class__.__name__}: {message}", model=model)
-
-    if len(planned) > 1 and not any(_runs_judge_model(item) for item in planned):
-        with ThreadPoolExecutor(max_workers=len(planned), thread_name_prefix="fmeval-score") as pool:
-            return list(pool.map(run, planned, stems))
-    return [run(item, stem) for item, stem in zip(planned, stems, strict=True)]
-
-
-def _runs_judge_model(planned: PlannedAlgorithm) -> bool:
-    return planned.spec.download is not None and not planned.omitted_judges
 
 
 def _failed_result(
@@ -398,6 +336,7 @@ def _failed_result(
     """The result of an algorithm that raised, with an EvalOutput-shaped JSON and a page saying why."""
     folder = output_dir / ALGORITHMS_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.jsonl").unlink(missing_ok=True)
     payload = {"eval_name": planned.spec.eval_name, "dataset_scores": None, "error": error}
     (folder / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (folder / f"{stem}.html").write_text(render_failure_page(model=model, algorithm=planned.name, error=error))

@@ -23,6 +23,7 @@ from step_code.contract.locations import S3_SCHEME, is_s3
 
 # Cache readers fetch many small objects in parallel; botocore's default pool of 10 would serialise them.
 S3_MAX_POOL_CONNECTIONS = 64
+S3_DELETE_BATCH = 1000  # DeleteObjects' limit per request
 
 _clients: dict[tuple[str | None, ...], Any] = {}
 _clients_lock = threading.Lock()
@@ -140,6 +141,30 @@ def list_names(prefix_uri: str) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def delete_many(uris: list[str]) -> None:
+    """Delete files/objects; one that is already gone is not an error (another run may have deleted it).
+
+    S3 objects go in DeleteObjects batches of 1,000 keys per bucket: one request per batch, not per key."""
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            by_bucket.setdefault(bucket, []).append(key)
+        else:
+            Path(uri).unlink(missing_ok=True)
+    for bucket, keys in by_bucket.items():
+        for start in range(0, len(keys), S3_DELETE_BATCH):
+            batch = [{"Key": key} for key in keys[start : start + S3_DELETE_BATCH]]
+            response = s3_client().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            failed = [item for item in response.get("Errors", []) if item.get("Code") != "NoSuchKey"]
+            if failed:
+                first = failed[0]
+                raise OSError(
+                    f"could not delete {len(failed)} object(s) in s3://{bucket}, e.g. {first.get('Key')}: "
+                    f"{first.get('Code')} {first.get('Message')}"
+                )
 
 
 def _is_not_found(exc: ClientError) -> bool:

@@ -97,6 +97,8 @@ def validate_sections(sections: Sections) -> list[Finding]:
         findings += _endpoint_findings(sections.pipeline.name, sections.models)
     if sections.dataset is not None and sections.models is not None:
         findings += _s3_dataset_findings(sections.dataset, sections.models)
+    if sections.algorithms is not None:
+        findings += _sentence_pair_findings(sections.algorithms, sections.dataset, sections.models)
     if sections.pricing is not None:
         findings += _pricing_findings(sections.pricing)
     return findings
@@ -138,16 +140,6 @@ def _algorithm_findings(configured: list[AlgorithmConfig]) -> list[Finding]:
                 )
             elif (problem := spec.field(name).problem(value)) is not None:
                 findings.append(Finding((*loc, name), problem))
-        if spec.invokes_model:
-            # The evaluate step scores stored outputs (one call per prompt); perturbed prompts would need
-            # fresh calls, which it does not make.
-            findings.append(
-                Finding(
-                    (*loc, "algorithm"),
-                    f"{spec.algorithm} sends perturbed prompts to the model; the evaluate step calls each model once "
-                    "per prompt and scores the stored outputs, so it does not run this algorithm",
-                )
-            )
         clashes: dict[int, list[str]] = {}
         for score in spec.scores_for(item.config_fields()):
             if score.name in reported_by:
@@ -160,6 +152,36 @@ def _algorithm_findings(configured: list[AlgorithmConfig]) -> list[Finding]:
                     (*loc, "algorithm"),
                     f"algorithms[{other}] ({configured[other].algorithm}) reports {', '.join(clashing)} too; "
                     "scores are keyed by name, so keep only one of them",
+                )
+            )
+    return findings
+
+
+def _sentence_pair_findings(
+    configured: list[AlgorithmConfig], dataset: DatasetConfig | None, models: list[ModelConfig] | None
+) -> list[Finding]:
+    """PromptStereotyping reads a sentence pair from each record and the model's log probability of each."""
+    users = [
+        (index, item.algorithm)
+        for index, item in enumerate(configured)
+        if item.algorithm in algorithms.algorithm_names() and algorithms.lookup(item.algorithm).needs_sentence_pairs
+    ]
+    if not users:
+        return []
+    index, name = users[0]
+    findings: list[Finding] = []
+    if dataset is not None:
+        for key in ("sent_more_input_location", "sent_less_input_location"):
+            if getattr(dataset, key) is None:
+                findings.append(
+                    Finding(("dataset", key), f"required by algorithms[{index}] ({name}): JMESPath of the sentence")
+                )
+    for position, model in enumerate(models or []):
+        if model.evaluation_config.log_probability is None:
+            findings.append(
+                Finding(
+                    ("models", position, "evaluation_config", "log_probability"),
+                    f"required by algorithms[{index}] ({name}): JMESPath of the log probability in the response",
                 )
             )
     return findings

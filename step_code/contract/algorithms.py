@@ -3,10 +3,7 @@
 Read from the installed fmeval source: class and config-class names, each config dataclass's fields and
 defaults, the eval name (`EvalAlgorithm` value), the dataset-level score names, whether the algorithm
 compares with a target output, and what it downloads the first time it runs.
-`tests/step_code/contract/test_algorithms.py` checks every entry against the real fmeval classes.
-
-fmeval's PromptStereotyping is left out on purpose: it scores pairs of sentences (sent_more/sent_less
-columns) by the model's log probabilities, and the dataset config maps one prompt and one target per record.
+`tests/step_code/contract/test_algorithms.py` checks every entry against the real fmeval classes: all 12 are here.
 """
 
 from __future__ import annotations
@@ -25,13 +22,6 @@ BERTSCORE_DEFAULT_MODEL = BERTSCORE_MODELS[0]
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 PERTURBATION_TYPES = ("butter_finger", "random_upper_case", "whitespace_add_remove")
 TOXICITY_MODEL_TYPES = ("detoxify", "toxigen")
-
-UNSUPPORTED_ALGORITHMS: dict[str, str] = {
-    "PromptStereotyping": (
-        "it compares the model's log probabilities of sentence pairs (sent_more/sent_less columns), "
-        "which the dataset config does not map"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -101,9 +91,12 @@ class AlgorithmSpec:
     needs_target_output: bool
     # What the algorithm fetches the first time it runs (step_code/offline_assets.py bakes these in).
     downloads: tuple[AssetKind, ...]
-    # Semantic robustness algorithms invoke the model themselves on perturbed prompts; the evaluate step
-    # scores stored outputs only, so validation refuses them.
+    # fmeval's evaluate() requires a model (the semantic-robustness algorithms, which send perturbed
+    # prompts): the evaluate step plans those prompts and answers fmeval from the stored outputs.
     invokes_model: bool = False
+    # Scores the log probabilities the model gives two sentences (PromptStereotyping): the dataset must map
+    # the sentence pair and the model's response must carry a log probability.
+    needs_sentence_pairs: bool = False
     # Config fields that only Python code can set (callables), never a YAML config.
     python_only_fields: tuple[str, ...] = ()
     # Algorithms whose scores depend on a config field: (field name, field value -> scores).
@@ -293,6 +286,19 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
         downloads=("bertscore", "wer"),
         invokes_model=True,
     ),
+    AlgorithmSpec(
+        algorithm="PromptStereotyping",
+        module="fmeval.eval_algorithms.prompt_stereotyping",
+        config_class="EvalAlgorithmConfig",
+        eval_name="prompt_stereotyping",
+        fields=(),
+        # The share of pairs where the model prefers the more stereotypical sentence; 0.5 is unbiased, and
+        # lower is ranked better because a biased model nearly always scores above 0.5.
+        scores=_lower("prompt_stereotyping"),
+        needs_target_output=False,
+        downloads=(),
+        needs_sentence_pairs=True,
+    ),
     _toxicity("Toxicity", "fmeval.eval_algorithms.toxicity", "toxicity"),
     _toxicity("QAToxicity", "fmeval.eval_algorithms.qa_toxicity", "qa_toxicity"),
     _toxicity("SummarizationToxicity", "fmeval.eval_algorithms.summarization_toxicity", "summarization_toxicity"),
@@ -315,8 +321,6 @@ def lookup(algorithm: str) -> AlgorithmSpec:
     spec = _BY_NAME.get(algorithm)
     if spec is not None:
         return spec
-    if algorithm in UNSUPPORTED_ALGORITHMS:
-        raise UnknownAlgorithmError(f"{algorithm} is not supported: {UNSUPPORTED_ALGORITHMS[algorithm]}")
     raise UnknownAlgorithmError(f"unknown algorithm {algorithm!r} (expected one of: {', '.join(algorithm_names())})")
 
 

@@ -86,6 +86,13 @@ class DatasetConfig(StrictModel):
     model_input_key: str = Field(description="JMESPath of the prompt in each record.")
     target_output_key: str = Field(description="JMESPath of the reference answer in each record.")
     category_key: str | None = Field(default=None, description="JMESPath of a category for per-category scores.")
+    # Named as fmeval's DataConfig names them; PromptStereotyping compares the two sentences of each pair.
+    sent_more_input_location: str | None = Field(
+        default=None, description="JMESPath of the more stereotypical sentence (PromptStereotyping)."
+    )
+    sent_less_input_location: str | None = Field(
+        default=None, description="JMESPath of the less stereotypical sentence (PromptStereotyping)."
+    )
     max_quarantine_fraction: float = Field(
         default=0.1, ge=0.0, le=1.0, description="Fail preprocessing when more rows than this are invalid."
     )
@@ -97,7 +104,9 @@ class DatasetConfig(StrictModel):
         aliases = {"application/jsonlines": "jsonlines", "application/json": "json", "jsonl": "jsonlines"}
         return aliases.get(value, value) if isinstance(value, str) else value
 
-    @field_validator("model_input_key", "target_output_key", "category_key")
+    @field_validator(
+        "model_input_key", "target_output_key", "category_key", "sent_more_input_location", "sent_less_input_location"
+    )
     @classmethod
     def _jmespath(cls, value: str | None) -> str | None:
         return _check_jmespath(value)

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from benchmarks import eval_bench, workload
-from benchmarks.__main__ import main, parse_args
+from benchmarks.__main__ import main, parse_args, sizes_of
 from benchmarks.reference_approach import ReferenceRun
 from step_code.contract.results import AlgorithmResult
 
@@ -71,37 +71,63 @@ def test_edits_change_exactly_the_counted_prompts() -> None:
     assert len({row["review"] for row in plain}) == 95
 
 
-def test_arguments_must_be_positive() -> None:
+def test_arguments_must_be_positive_and_smoke_mode_is_small() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--prompts", "0"])
     with pytest.raises(SystemExit):
         parse_args(["--only", "nothing"])
-    assert parse_args(["--only", "eval", "--only", "rerun"]).only == ["eval", "rerun"]
+    assert parse_args(["--only", "eval", "--only", "cache"]).only == ["eval", "cache"]
+    smoke = sizes_of(parse_args(["--smoke"]))
+    assert max(n for n, _ in smoke.eval_configurations) <= 20 and max(smoke.scale_prompts) <= 100
+    full = sizes_of(parse_args([]))
+    assert full.eval_configurations == ((200, 2), (1000, 3))
+    assert (full.scale_prompts, full.cache_prompts) == ((10_000, 100_000), 100_000)
+    assert sizes_of(parse_args(["--prompts", "300"])).eval_configurations == ((300, 3),)
 
 
 @pytest.mark.slow
 def test_eval_benchmark_sends_each_prompt_once_and_the_reference_once_per_algorithm(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    result = eval_bench.run(prompts=PROMPTS, latency_ms=2, concurrency=4)
+    result = eval_bench.run(prompts=PROMPTS, latency_ms=2, concurrency=4, algorithms=3)
 
     assert result.problems == []
     assert (result.ours_calls, result.ours_reported_calls, result.reference_calls) == (PROMPTS, PROMPTS, 3 * PROMPTS)
     assert [a.eval_name for a in result.algorithms] == EVAL_NAMES
     assert [a.reference_calls for a in result.algorithms] == [PROMPTS] * 3
     assert [a.scores for a in result.algorithms] == [2, 5, 4]
-    assert result.ours.invocation_seconds is not None and result.ours.invocation_seconds > 0
+    assert result.invocation_seconds is not None and result.invocation_seconds > 0
+    assert result.after_last_answer_seconds is not None and result.after_last_answer_seconds > 0
 
     printed = capsys.readouterr().out
-    assert printed.startswith(f"== evaluation: N={PROMPTS} prompts, endpoint latency 2 ms")
+    assert printed.startswith(f"== evaluation: N={PROMPTS} prompts, 3 algorithms, endpoint latency 2 ms")
     rows = table_rows(printed)
     assert rows["approach"][0] == "endpoint calls"
     assert rows["(a) reference: fmeval evaluate() x algorithms"][0] == str(3 * PROMPTS)
-    assert rows["(b) ours: preprocess + evaluate step"][0] == str(PROMPTS)
-    assert rows["(b) ours: invocation phase alone"][0] == str(PROMPTS)
+    assert rows["(b) ours: evalops run --local"][0] == str(PROMPTS)
+    assert rows["(b) ours: invocation phase (first to last answer)"][0] == str(PROMPTS)
     for name in EVAL_NAMES:
         assert rows[name][0] == str(PROMPTS) and rows[name][-1] == "yes"
     assert f"calls (b) = N: {PROMPTS} [met]" in printed
+
+
+@pytest.mark.slow
+def test_smoke_mode_checks_robustness_calls_scale_and_cache_requests(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["--smoke", "--only", "robustness", "--only", "scale", "--only", "cache"])
+
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "== evaluation" not in printed and "FAILED" not in printed
+    rows = table_rows(printed)
+    # (records) distinct prompts, endpoint calls, fmeval evaluate() calls
+    distinct, calls, fmeval_calls = rows["10"][:3]
+    assert calls == distinct and 10 < int(distinct) <= 10 * 6 and fmeval_calls == str(10 * 7)
+    # N, endpoint calls
+    assert rows["30"][0] == "30"
+    # objects after, LIST, GET, PUT, DELETE, answers found
+    assert rows["re-run on loose entries: load"][:6] == ["1,200", "2", "1,200", "0", "0", "1,200"]
+    assert rows["first run ends: compact()"][:5] == ["1", "1", "0", "1", "2"]
+    assert rows["re-run on segments: load + compact()"][:6] == ["1", "1", "1", "0", "0", "1,200"]
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ algorithms:
 ALGORITHM_NAMES = (
     "FactualKnowledge, QAAccuracy, QAAccuracySemanticRobustness, SummarizationAccuracy, "
     "SummarizationAccuracySemanticRobustness, ClassificationAccuracy, ClassificationAccuracySemanticRobustness, "
-    "GeneralSemanticRobustness, Toxicity, QAToxicity, SummarizationToxicity"
+    "GeneralSemanticRobustness, PromptStereotyping, Toxicity, QAToxicity, SummarizationToxicity"
 )
 OPENAI_MODEL = "  - {name: m2, model_provider: openai, endpoint_url: 'http://127.0.0.1:9/v1/chat/completions'}\n"
 
@@ -79,7 +79,8 @@ dataset:
         [
             "2: dataset.model_input_key: required key 'model_input_key' is missing",
             "6: dataset.input_key: unknown key 'input_key' (expected one of: dataset_name, input_data_location, "
-            "dataset_mime_type, model_input_key, target_output_key, category_key, max_quarantine_fraction)",
+            "dataset_mime_type, model_input_key, target_output_key, category_key, sent_more_input_location, "
+            "sent_less_input_location, max_quarantine_fraction)",
         ],
     ),
     (
@@ -232,16 +233,6 @@ models:
         [f"7: algorithms[0].algorithm: unknown algorithm 'FactualKnowledgee' (expected one of: {ALGORITHM_NAMES})"],
     ),
     (
-        "unsupported-algorithm",
-        HEAD
-        + RECORDED
-        + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: PromptStereotyping\n",
-        [
-            "7: algorithms[0].algorithm: PromptStereotyping is not supported: it compares the model's log "
-            "probabilities of sentence pairs (sent_more/sent_less columns), which the dataset config does not map"
-        ],
-    ),
-    (
         "algorithm-module-and-config-mismatch",
         HEAD
         + RECORDED
@@ -294,9 +285,6 @@ algorithms:
 """
         + "",
         [
-            "7: algorithms[0].algorithm: GeneralSemanticRobustness sends perturbed prompts to the model; the "
-            "evaluate step calls each model once per prompt and scores the stored outputs, so it does not run this "
-            "algorithm",
             "8: algorithms[0].num_perturbations: 'five' is not an integer",
             "9: algorithms[0].whitespace_add_prob: 1.5 is above the maximum 1",
             "10: algorithms[0].num_baseline_samples: 1 is below the minimum 2",
@@ -321,15 +309,20 @@ algorithms:
         ],
     ),
     (
-        "semantic-robustness",
+        "prompt-stereotyping-without-sentence-pairs-or-log-probabilities",
         HEAD
         + RECORDED
         + OPENAI_MODEL
-        + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: QAAccuracySemanticRobustness\n",
+        + "model_registry: {model_package_group_name: g}\nalgorithms:\n  - algorithm: PromptStereotyping\n",
         [
-            "8: algorithms[0].algorithm: QAAccuracySemanticRobustness sends perturbed prompts to the model; the "
-            "evaluate step calls each model once per prompt and scores the stored outputs, so it does not run this "
-            "algorithm"
+            "2: dataset.sent_more_input_location: required by algorithms[0] (PromptStereotyping): JMESPath of the "
+            "sentence",
+            "2: dataset.sent_less_input_location: required by algorithms[0] (PromptStereotyping): JMESPath of the "
+            "sentence",
+            "4: models[0].evaluation_config.log_probability: required by algorithms[0] (PromptStereotyping): "
+            "JMESPath of the log probability in the response",
+            "5: models[1].evaluation_config.log_probability: required by algorithms[0] (PromptStereotyping): "
+            "JMESPath of the log probability in the response",
         ],
     ),
     (

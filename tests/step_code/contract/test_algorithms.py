@@ -29,6 +29,7 @@ SCORE_SOURCES = {
     "ClassificationAccuracy": "[CLASSIFICATION_ACCURACY_SCORE, *CLASSIFICATION_ACCURACY_SCORES_TO_FUNCS]",
     "ClassificationAccuracySemanticRobustness": "[CLASSIFICATION_ACCURACY_SCORE, DELTA_CLASSIFICATION_ACCURACY_SCORE]",
     "GeneralSemanticRobustness": "[BERT_SCORE_DISSIMILARITY, WER_SCORE]",
+    "PromptStereotyping": "[PROMPT_STEREOTYPING]",
 }
 TOXICITY_SCORE_SOURCE = "{k: v.get_score_names() for k, v in TOXICITY_HELPER_MODEL_MAPPING.items()}"
 DOWNLOAD_MARKERS = ("BertscoreHelperModel", "ToxigenHelperModel", "DetoxifyHelperModel", "MeteorScore", "WER(")
@@ -58,7 +59,8 @@ for name, request in requests.items():
     cls = getattr(module, name)
     config_cls = getattr(module, request["config_class"])
     fields = {}
-    for field in dataclasses.fields(config_cls):
+    # PromptStereotyping's EvalAlgorithmConfig is a plain class without fields.
+    for field in dataclasses.fields(config_cls) if dataclasses.is_dataclass(config_cls) else ():
         default = field.default
         fields[field.name] = {"callable": callable(default), "default": None if callable(default) else default}
     eval_name = cls.eval_name
@@ -129,10 +131,9 @@ def test_modules_exist_as_files() -> None:
 
 
 @pytest.mark.slow
-def test_every_fmeval_algorithm_is_in_the_table_or_excluded_with_a_reason(fmeval_facts: dict[str, Any]) -> None:
-    table = set(algorithms.algorithm_names())
-    assert table.isdisjoint(algorithms.UNSUPPORTED_ALGORITHMS)
-    assert table | set(algorithms.UNSUPPORTED_ALGORITHMS) == set(fmeval_facts["classes"])
+def test_every_fmeval_algorithm_is_in_the_table(fmeval_facts: dict[str, Any]) -> None:
+    assert set(algorithms.algorithm_names()) == set(fmeval_facts["classes"])
+    assert len(algorithms.ALGORITHMS) == 12
 
 
 @pytest.mark.slow
@@ -147,6 +148,7 @@ def test_entry_matches_fmeval(fmeval_facts: dict[str, Any], spec: algorithms.Alg
     assert set(spec.python_only_fields) == {name for name, field in real_fields.items() if field["callable"]}
     assert spec.needs_target_output == facts["needs_target_output"]
     assert spec.invokes_model == facts["model_required"]
+    assert spec.needs_sentence_pairs == ("SENT_MORE_INPUT" in facts["source"])
     assert (spec.download is not None) == any(marker in facts["source"] for marker in DOWNLOAD_MARKERS)
     if spec.scores_by_field is None:
         assert [s.name for s in spec.scores] == facts["scores"]

@@ -15,6 +15,7 @@ from step_code.fmeval_runtime import JUDGE_MODELS_ENV
 from step_code.preprocess import preprocess
 
 STANDIN_HOOK = "tests.step_code.evaluate.judge_standin:install"
+DETOXIFY_STANDIN_HOOK = "tests.step_code.evaluate.judge_standin:install_detoxify"
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,9 @@ def http_run(tmp_path: Path) -> Callable[..., EvaluateRun]:
 def standin_judges(monkeypatch: pytest.MonkeyPatch) -> None:
     """fmeval's BERTScore judge replaced by `judge_standin` in this process and every Ray worker."""
     monkeypatch.setenv(JUDGE_MODELS_ENV, STANDIN_HOOK)
+
+
+@pytest.fixture
+def standin_judges_with_detoxify(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BERTScore and Detoxify judges replaced by `judge_standin`'s stand-ins."""
+    monkeypatch.setenv(JUDGE_MODELS_ENV, f"{STANDIN_HOOK},{DETOXIFY_STANDIN_HOOK}")

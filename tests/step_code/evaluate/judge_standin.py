@@ -28,3 +28,25 @@ def install() -> list[str]:
 
     BertscoreHelperModel.get_helper_scores = get_helper_scores
     return ["bertscore"]
+
+
+def detoxify_scores(text: str) -> list[float]:
+    """Deterministic stand-in values: score k is the share of words of the text longer than k letters."""
+    words = text.split() or [""]
+    return [sum(1 for word in words if len(word) > k) / len(words) for k in range(7)]
+
+
+def install_detoxify() -> list[str]:
+    """fmeval's Detoxify judge replaced without its checkpoint; every score comes from `detoxify_scores`."""
+    from fmeval.eval_algorithms.helper_models.helper_model import DETOXIFY_SCORE_NAMES, DetoxifyHelperModel
+
+    def __init__(self: Any) -> None:
+        pass
+
+    def get_helper_scores(self: Any, text_input: list[str]) -> dict[str, list[float]]:
+        values = [detoxify_scores(text) for text in text_input]
+        return {name: [row[k] for row in values] for k, name in enumerate(DETOXIFY_SCORE_NAMES)}
+
+    DetoxifyHelperModel.__init__ = __init__
+    DetoxifyHelperModel.get_helper_scores = get_helper_scores
+    return ["detoxify"]

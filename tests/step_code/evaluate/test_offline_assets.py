@@ -91,8 +91,10 @@ def test_toxicity_needs_its_chosen_detector(caches: Path) -> None:
 
 def test_assets_agree_with_the_algorithm_table() -> None:
     for spec in algorithm_table.ALGORITHMS:
-        if not spec.invokes_model:
-            assert bool(offline_assets.required_assets(spec.algorithm, {})) == (spec.download is not None), spec
+        assert bool(offline_assets.required_assets(spec.algorithm, {})) == (spec.download is not None), spec
+    wer = offline_assets.WER_ASSET
+    assert wer in offline_assets.required_assets("GeneralSemanticRobustness", {})
+    assert wer in offline_assets.image_assets([offline_assets.BERTSCORE_DEFAULT_MODEL])
 
 
 def test_check_mode_lists_what_the_image_would_bake(caches: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from step_code import scoring
-from step_code.contract import algorithms as algorithm_table
+from step_code import record_scoring, scoring
 from step_code.contract.config import AlgorithmConfig
 from step_code.contract.results import AlgorithmResult
 
@@ -38,8 +38,7 @@ def test_offline_algorithms_plan_with_their_fmeval_config() -> None:
         ),
         ({"algorithm": "Toxicity"}, "the Detoxify checkpoint toxic_debiased-c7548aa0.ckpt"),
         ({"algorithm": "Toxicity", "model_type": "toxigen"}, "the ToxiGen model tomh/toxigen_roberta"),
-        ({"algorithm": "GeneralSemanticRobustness"}, "re-invokes the model on perturbed prompts"),
-        ({"algorithm": "PromptStereotyping"}, "PromptStereotyping is not supported"),
+        ({"algorithm": "GeneralSemanticRobustness"}, "the evaluate metric script 'bertscore'"),
         ({"algorithm": "FactualKnowledge", "logical_operator": "XOR"}, "algorithms[0] (FactualKnowledge): "),
         ({"algorithm": "FactualKnowledge", "delimiter": "<OR>"}, "unknown field(s) ['delimiter']"),
     ],
@@ -63,52 +62,59 @@ def test_a_judge_hook_replaces_the_judge_download(standin_judges: None) -> None:
     assert qa.omitted_judges == ()
 
 
-def data_with(records: list[dict[str, Any]]) -> scoring.ScoringData:
-    return scoring.ScoringData(
-        path=Path("unused.jsonl"),
-        record_count=len(records),
+def records(count: int, *, failed: tuple[int, ...] = ()) -> list[record_scoring.ScoringRecord]:
+    return [
+        record_scoring.ScoringRecord(
+            record_id=f"r{i}",
+            index=i,
+            prompt=f"P: q{i}",
+            model_input=f"q{i}",
+            target_output=f"t{i % 3}",
+            category=None,
+            model_output=None if i in failed else ("t0" if i % 2 else f"o{i}"),
+        )
+        for i in range(count)
+    ]
+
+
+def inputs(batch: list[record_scoring.ScoringRecord], *, failed: int = 0) -> scoring.ScoringInputs:
+    return scoring.ScoringInputs(
+        batches=lambda: [batch],
+        answers={},
         dataset_name="d",
-        with_category=False,
-        records_failed=0,
-        prompt_template="$model_input",
-        records=records,
+        prompt_template="P: $model_input",
+        target_labels=sorted({r.target_output for r in batch}),
+        records_failed=failed,
     )
 
 
-def test_worst_records_are_matched_back_and_ordered_by_direction() -> None:
-    records: list[dict[str, Any]] = [
-        {
-            "record_id": f"r{i}",
-            "index": i,
-            "prompt": f"P: q{i % 3}",
-            "model_input": f"q{i % 3}",
-            "target_output": "t",
-            "model_output": f"o{i % 3}",
-        }
-        for i in range(6)
-    ]
-    # fmeval reorders rows and records equal rows twice; values depend on the row only.
-    saved = [
-        {
-            "model_input": r["model_input"],
-            "target_output": "t",
-            "model_output": r["model_output"],
-            "scores": [{"name": "toxicity", "value": int(r["model_input"][1]) / 10}, {"name": "other", "value": 1.0}],
-        }
-        for r in reversed(records)
-    ]
-    lower_better = algorithm_table.Score("toxicity", higher_is_better=False)
-    worst = scoring.worst_records(saved, data_with(records), lower_better, limit=3)
-    assert [w["score"] for w in worst] == [0.2, 0.2, 0.1]
-    assert sorted(w["record_id"] for w in worst[:2]) == ["r2", "r5"]
-    assert worst[0]["prompt"] == "P: q2" and worst[0]["scores"] == {"toxicity": 0.2, "other": 1.0}
-    higher_better = algorithm_table.Score("toxicity", higher_is_better=True)
-    assert [w["score"] for w in scoring.worst_records(saved, data_with(records), higher_better, limit=2)] == [0.0, 0.0]
+def test_worst_records_are_the_lowest_scores_in_dataset_order_on_ties(tmp_path: Path) -> None:
+    (factual,) = plan({"algorithm": "FactualKnowledge"})
+    (result,) = scoring.score_all([factual], inputs(records(8)), tmp_path, model="m")
+    worst = json.loads((tmp_path / "algorithms/factual_knowledge_worst_records.json").read_text())
+    assert worst["score"] == "factual_knowledge"
+    # Even records answer o<i>, which never contains their reference; odd ones answer t0 (r3's reference).
+    misses = [f"r{i}" for i in range(8) if i != 3]
+    assert [w["record_id"] for w in worst["records"]] == [*misses, "r3"]
+    assert worst["records"][0] == {
+        "record_id": "r0",
+        "index": 0,
+        "prompt": "P: q0",
+        "model_input": "q0",
+        "reference": "t0",
+        "output": "o0",
+        "category": None,
+        "score": 0.0,
+        "scores": {"factual_knowledge": 0.0, "factual_knowledge_quasi_exact": 0.0},
+    }
+    assert result.scores["factual_knowledge"] == pytest.approx((8 - len(misses)) / 8)
 
 
-def test_rows_without_the_score_are_not_worst_records() -> None:
-    saved = [{"model_input": "q", "target_output": "t", "model_output": "o", "scores": [{"name": "s", "error": "x"}]}]
-    assert scoring.worst_records(saved, data_with([]), algorithm_table.Score("s", True)) == []
+def test_records_without_an_output_are_not_scored(tmp_path: Path) -> None:
+    (factual,) = plan({"algorithm": "FactualKnowledge"})
+    (result,) = scoring.score_all([factual], inputs(records(6, failed=(0, 3)), failed=2), tmp_path, model="m")
+    saved = (tmp_path / str(result.records_path)).read_text().splitlines()
+    assert [json.loads(line)["model_input"] for line in saved] == ["q1", "q2", "q4", "q5"]
 
 
 def result(eval_name: str, **scores: float) -> AlgorithmResult:
@@ -129,35 +135,57 @@ def test_flat_metrics_qualify_only_shared_score_names() -> None:
     }
 
 
-class ShortAlgorithm:
-    """Scores one record fewer than asked, the way a silently sampled evaluation would."""
+class BrokenAlgorithm:
+    """An algorithm whose transform raises on the first record, as a broken fmeval metric would."""
 
     def __init__(self, config: object) -> None:
-        self.config = config
+        from fmeval.transforms.transform_pipeline import TransformPipeline
 
-    def evaluate(self, **kwargs: Any) -> list[Any]:
-        from fmeval.eval_algorithms import EvalOutput, EvalScore
-
-        path = Path(kwargs["save_strategy"]._file_path)
-        path.write_text('{"model_input": "q", "scores": [{"name": "factual_knowledge", "value": 1.0}]}\n')
-        return [EvalOutput(eval_name="factual_knowledge", dataset_name="d", dataset_scores=[EvalScore("x", 1.0)])]
+        self.pipeline = TransformPipeline([Explode()])
 
 
-class BrokenAlgorithm(ShortAlgorithm):
-    def evaluate(self, **kwargs: Any) -> list[Any]:
-        raise RuntimeError("worker died\nwith a long traceback")
+def explode_transform() -> Any:
+    from fmeval.transforms.transform import Transform
+
+    class _Explode(Transform):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_input_output_keys(["model_output"], ["factual_knowledge"])
+
+        def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
+            raise RuntimeError("metric died\nwith a long traceback")
+
+    return _Explode()
 
 
-def test_a_failing_or_short_algorithm_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
+def Explode() -> Any:
+    return explode_transform()
+
+
+def test_a_failing_algorithm_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
     (factual,) = plan({"algorithm": "FactualKnowledge"})
-    data = data_with([{"model_input": "q"}, {"model_input": "r"}])
     broken = dataclasses.replace(factual, algorithm_class=BrokenAlgorithm)
-    short = dataclasses.replace(factual, algorithm_class=ShortAlgorithm)
-    results = scoring.score_all([broken, short], data, tmp_path, model="m")
+    results = scoring.score_all([broken, factual], inputs(records(4)), tmp_path, model="m")
     assert [r.eval_name for r in results] == ["factual_knowledge", "factual_knowledge_2"]
-    assert results[0].error == "RuntimeError: worker died"
-    assert results[1].error == "ScoringError: algorithms[0] (FactualKnowledge): fmeval scored 1 of 2 records"
-    for result in results:
-        assert result.scores == {}
-        assert "failed" in (tmp_path / result.report_path).read_text(encoding="utf-8")
-        assert (tmp_path / result.output_path).is_file()
+    assert results[0].error == "RuntimeError: metric died"
+    assert results[0].scores == {}
+    assert "failed" in (tmp_path / results[0].report_path).read_text(encoding="utf-8")
+    assert not (tmp_path / "algorithms/factual_knowledge.jsonl").exists()
+    assert results[1].error is None and results[1].scores["factual_knowledge"] == pytest.approx(0.25)
+
+
+def test_an_algorithm_with_nothing_to_score_is_reported(tmp_path: Path) -> None:
+    (factual,) = plan({"algorithm": "FactualKnowledge"})
+    (result,) = scoring.score_all([factual], inputs(records(2, failed=(0, 1)), failed=2), tmp_path, model="m")
+    assert (
+        result.error
+        == "ScoringError: algorithms[0] (FactualKnowledge): no record could be scored (2 without an answer)"
+    )
+    assert (tmp_path / result.output_path).is_file()
+
+
+def test_a_prompt_outside_the_plan_fails_the_algorithm_loudly(tmp_path: Path) -> None:
+    (robustness,) = plan({"algorithm": "ClassificationAccuracySemanticRobustness", "num_perturbations": 2})
+    (result,) = scoring.score_all([robustness], inputs(records(2)), tmp_path, model="m")
+    assert result.error is not None
+    assert result.error.startswith("UnplannedPromptError: fmeval asked for a prompt the invocation plan does not")

@@ -1,0 +1,133 @@
+"""Every prompt the configured algorithms will ask a model for, worked out before the model is called.
+
+The plan holds the rendered original prompt of every record (in dataset order) and, after them, what
+some algorithms ask for besides:
+- the semantic-robustness algorithms: the perturbed prompts fmeval's own perturbation transform
+  (`get_perturbation_transform` of the algorithm's config: `perturbation_type`, `num_perturbations` and
+  the transform's seed) and `GeneratePrompt` produce for each record;
+- PromptStereotyping: the prompts of the two sentences of each pair, whose log probabilities it compares.
+
+fmeval's perturbation transforms draw from one random generator per transform instance, record after
+record; the plan draws with a fresh instance over the records in dataset order, and the scoring pass
+(`record_scoring`) does the same with the algorithm's own fresh instance, so both see the same
+perturbations. `invoke_all` then sends each distinct prompt once, however many algorithms or records
+share it.
+
+GeneralSemanticRobustness also samples the original prompt again when the model is not deterministic;
+here every distinct prompt has exactly one answer, so fmeval sees a deterministic model and takes its
+deterministic path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from step_code.invocation import PromptItem, prompt_items
+
+# Columns of a processed record that PromptStereotyping reads (fmeval's DatasetColumns names).
+SENT_MORE_INPUT = "sent_more_input"
+SENT_LESS_INPUT = "sent_less_input"
+
+RecordPrompts = Callable[[Mapping[str, Any]], list[str]]
+
+
+def _perturbed_prompts(config_object: Any, prompt_template: str) -> RecordPrompts:
+    from fmeval.eval_algorithms.semantic_robustness_utils import get_perturbation_transform
+    from fmeval.transforms.common import GeneratePrompt
+    from fmeval.transforms.util import create_output_key
+
+    perturbation = get_perturbation_transform(config_object)
+    generate = GeneratePrompt(
+        input_keys=perturbation.output_keys,
+        output_keys=[create_output_key(GeneratePrompt.__name__, key) for key in perturbation.output_keys],
+        prompt_template=prompt_template,
+    )
+
+    def prompts(row: Mapping[str, Any]) -> list[str]:
+        record = generate(perturbation({"model_input": row["model_input"]}))
+        return [record[key] for key in generate.output_keys]
+
+    return prompts
+
+
+def _sentence_pair_prompts(config_object: Any, prompt_template: str) -> RecordPrompts:
+    from fmeval.transforms.common import GeneratePrompt
+
+    generate = GeneratePrompt(
+        input_keys=[SENT_MORE_INPUT, SENT_LESS_INPUT],
+        output_keys=["sent_more_prompt", "sent_less_prompt"],
+        prompt_template=prompt_template,
+    )
+
+    def prompts(row: Mapping[str, Any]) -> list[str]:
+        record = generate({SENT_MORE_INPUT: row[SENT_MORE_INPUT], SENT_LESS_INPUT: row[SENT_LESS_INPUT]})
+        return [record[key] for key in generate.output_keys]
+
+    return prompts
+
+
+# Algorithms that ask the model for more than each record's original prompt; the others score its answer.
+EXTRA_PROMPTS: Mapping[str, Callable[[Any, str], RecordPrompts]] = {
+    "QAAccuracySemanticRobustness": _perturbed_prompts,
+    "SummarizationAccuracySemanticRobustness": _perturbed_prompts,
+    "ClassificationAccuracySemanticRobustness": _perturbed_prompts,
+    "GeneralSemanticRobustness": _perturbed_prompts,
+    "PromptStereotyping": _sentence_pair_prompts,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """One planned prompt's outcome: an output (and log probability), or the error of its call."""
+
+    output: str | None
+    log_probability: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PlannedAlgorithmPrompts:
+    """What one configured algorithm asks for: its name (config order label) and its fmeval config object."""
+
+    label: str
+    algorithm: str
+    config_object: Any
+
+
+@dataclass(frozen=True)
+class InvocationPlan:
+    """`items[:originals]` are the records' own prompts in dataset order; the rest are extra prompts."""
+
+    items: list[PromptItem]
+    originals: int
+
+    @property
+    def distinct_prompts(self) -> int:
+        return len({item.prompt for item in self.items})
+
+
+def plan_invocations(
+    rows: Sequence[Mapping[str, Any]], prompt_template: str, algorithms: Iterable[PlannedAlgorithmPrompts]
+) -> InvocationPlan:
+    """The prompts to send for `rows`; raises ValueError (one line) when the template cannot be rendered."""
+    items = prompt_items(rows, prompt_template)
+    originals = len(items)
+    for entry in algorithms:
+        planner = EXTRA_PROMPTS.get(entry.algorithm)
+        if planner is None:
+            continue
+        prompts_of = planner(entry.config_object, prompt_template)
+        for row in rows:
+            record_id = str(row["record_id"])
+            for number, prompt in enumerate(prompts_of(row)):
+                items.append(
+                    PromptItem(
+                        record_id=f"{record_id}/{entry.label}/{number}",
+                        model_input=prompt,
+                        target_output=str(row["target_output"]),
+                        prompt=prompt,
+                    )
+                )
+    return InvocationPlan(items=items, originals=originals)
