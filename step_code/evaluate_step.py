@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,63 +288,66 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
         timeout_seconds=settings.timeout_seconds,
         progress=progress or LoggingProgress(),
     )
-    _compact(cache)
-    originals = result.records[: plan.originals]
-    failed = sum(1 for record in originals if not record.succeeded)
-    logger.info(
-        "%s: %d records, %d planned prompts (%d distinct), %d failed, %d model calls, %d cache hits, %.2f s",
-        model.name,
-        len(originals),
-        len(plan.items),
-        plan.distinct_prompts,
-        failed,
-        result.model_calls,
-        result.cache_hits,
-        result.wall_seconds,
-    )
-    if failed:
-        logger.warning(
-            "%s: %d record(s) failed and are not scored; %s", model.name, failed, _failed_summary_line(originals)
+    # The cache is compacted while the records are scored (file I/O and gzip, which release the GIL); both
+    # are done when the block ends.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalops-cache-compaction") as background:
+        background.submit(_compact, cache)
+        originals = result.records[: plan.originals]
+        failed = sum(1 for record in originals if not record.succeeded)
+        logger.info(
+            "%s: %d records, %d planned prompts (%d distinct), %d failed, %d model calls, %d cache hits, %.2f s",
+            model.name,
+            len(originals),
+            len(plan.items),
+            plan.distinct_prompts,
+            failed,
+            result.model_calls,
+            result.cache_hits,
+            result.wall_seconds,
         )
+        if failed:
+            logger.warning(
+                "%s: %d record(s) failed and are not scored; %s", model.name, failed, _failed_summary_line(originals)
+            )
 
-    categories = {str(r["record_id"]): _category(r) for r in rows} if config.dataset.category_key else None
-    with staged_output(args.output_dir) as folder:
-        write_records(folder, originals, categories)
-        inputs = scoring.ScoringInputs(
-            batches=lambda: _scoring_records(rows, originals, categories),
-            answers=_answers(result.records),
-            dataset_name=config.dataset.dataset_name,
-            prompt_template=model.evaluation_config.prompt_template,
-            target_labels=list(dict.fromkeys(record.target_output for record in originals if record.succeeded)),
-            records_failed=failed,
-        )
-        algorithm_results = scoring.score_all(planned, inputs, folder, model=model.name)
-        summary = EvaluationSummary(
-            model=model.name,
-            provider=model.model_provider,
-            model_identity=model.identity,
-            dataset_sha256=dataset_sha256,
-            records_total=len(originals),
-            records_succeeded=len(originals) - failed,
-            records_failed=failed,
-            model_calls=result.model_calls,
-            cache_hits=result.cache_hits,
-            latency=result.latency_stats(),
-            tokens=result.token_stats(),
-            throughput_per_second=_throughput(result),
-            metrics=scoring.flat_metrics(algorithm_results),
-            algorithms=algorithm_results,
-            cost=estimate_cost(
-                model,
-                config,
-                result,
-                deployment=deployment,
-                sagemaker=sagemaker_client() if model.provider.existing_endpoint else None,
-            ),
-            artifact=deployment.artifact if deployment else default_artifact(model),
-            execution_id=args.execution_id,
-        )
-        (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        categories = {str(r["record_id"]): _category(r) for r in rows} if config.dataset.category_key else None
+        with staged_output(args.output_dir) as folder:
+            write_records(folder, originals, categories)
+            inputs = scoring.ScoringInputs(
+                batches=lambda: _scoring_records(rows, originals, categories),
+                answers=_answers(result.records),
+                dataset_name=config.dataset.dataset_name,
+                prompt_template=model.evaluation_config.prompt_template,
+                target_labels=list(dict.fromkeys(record.target_output for record in originals if record.succeeded)),
+                records_failed=failed,
+            )
+            algorithm_results = scoring.score_all(planned, inputs, folder, model=model.name)
+            summary = EvaluationSummary(
+                model=model.name,
+                provider=model.model_provider,
+                model_identity=model.identity,
+                dataset_sha256=dataset_sha256,
+                records_total=len(originals),
+                records_succeeded=len(originals) - failed,
+                records_failed=failed,
+                model_calls=result.model_calls,
+                cache_hits=result.cache_hits,
+                latency=result.latency_stats(),
+                tokens=result.token_stats(),
+                throughput_per_second=_throughput(result),
+                metrics=scoring.flat_metrics(algorithm_results),
+                algorithms=algorithm_results,
+                cost=estimate_cost(
+                    model,
+                    config,
+                    result,
+                    deployment=deployment,
+                    sagemaker=sagemaker_client() if model.model_provider == "endpoint" else None,
+                ),
+                artifact=deployment.artifact if deployment else default_artifact(model),
+                execution_id=args.execution_id,
+            )
+            (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return summary
 
 
