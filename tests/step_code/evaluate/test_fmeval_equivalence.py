@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from step_code.contract.config import Config
 from step_code import fmeval_runtime
+from step_code.contract.config import Config
 from step_code.evaluate_step import main
 from tests.step_code.evaluate.conftest import EvaluateRun, make_run
 from tests.support.model_server import ModelServer
