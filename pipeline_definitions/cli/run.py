@@ -36,6 +36,7 @@ from pipeline_definitions.local.engine import (
     rebuild_report,
     run_plan,
 )
+from pipeline_definitions.local.run_lock import RunLocked
 from pipeline_definitions.planning.plan import PlannedStep
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract.files import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS
@@ -217,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Comparison report: {exc.report}")
         print(f"evalops run: selection policy not met: {exc.decision.reason}", file=sys.stderr)
         return EXIT_POLICY_NOT_MET
-    except RunError as exc:
+    except (RunError, RunLocked) as exc:
         print(f"evalops run: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ builds, so a local run and a pipeline execution cannot drift apart. Layout of a 
     cache/                        model responses (survives --fresh: an unchanged prompt is never re-sent)
     registry/                     the local model registry (survives --fresh, like a real one)
     run.log                       every step's log lines
+    run.lock                      held while a run uses the folder (see run_lock)
 
 A step whose `_SUCCESS` fingerprint matches (same config, catalog, arguments and upstream results) is
 skipped on a re-run; an interrupted evaluate step resumes through the response cache. Branches run in
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
 from pipeline_definitions.loading.loader import LoadedConfig
+from pipeline_definitions.local.run_lock import LOCK_FILE, folder_lock, s3_lock
 from pipeline_definitions.planning.plan import (
     PARAM_PROMPT_CATALOG_URI,
     EvaluationPlan,
@@ -485,15 +487,17 @@ def _files(root: Path) -> Iterator[Path]:
 
 
 def run_plan(loaded: LoadedConfig, options: RunOptions, events: RunEvents) -> RunOutcome:
-    """Run in `options.output`; an s3:// output runs in a temporary folder synchronised with that prefix."""
+    """Run in `options.output`; an s3:// output runs in a temporary folder synchronised with that prefix.
+    Either way the run holds the folder's lock first (raises RunLocked when another run holds it)."""
     if not is_s3(options.output):
-        return run_in_folder(loaded, Path(options.output), options, events)
+        with folder_lock(Path(options.output)):
+            return run_in_folder(loaded, Path(options.output), options, events)
     prefix = options.output.rstrip("/")
-    with tempfile.TemporaryDirectory(prefix="evalops-run-") as temp:
+    with s3_lock(prefix), tempfile.TemporaryDirectory(prefix="evalops-run-") as temp:
         root = Path(temp)
         # Download the previous state first, so a run into the same prefix resumes like a local one.
         for name in storage.list_names(prefix):
-            if options.fresh and (name == RUN_FILE or name.startswith(f"{STEPS_DIR}/")):
+            if name == LOCK_FILE or (options.fresh and (name == RUN_FILE or name.startswith(f"{STEPS_DIR}/"))):
                 continue
             target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
