@@ -27,6 +27,7 @@ from pipeline_definitions.cli.common import (
 )
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.local.engine import (
+    DiskFull,
     PolicyNotMet,
     RunError,
     RunOptions,
@@ -152,9 +153,28 @@ class RichEvents:
         )
 
 
+class _OncePerMessage(logging.Filter):
+    """Lets each warning through once: a cause that hits every prompt (a full disk under the response cache, an
+    endpoint that keeps failing) would otherwise print thousands of the same line. run.log keeps them all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.getMessage())
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+
 @contextmanager
 def _terminal_warnings(handler: logging.Handler) -> Iterator[None]:
     handler.setLevel(logging.WARNING)
+    handler.addFilter(_OncePerMessage())
     loggers = [logging.getLogger(name) for name in TERMINAL_LOGGERS]
     for item in loggers:
         item.addHandler(handler)
@@ -212,6 +232,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for step, reason in exc.failures:
             print(f"evalops run: step {step} failed: {reason}", file=sys.stderr)
         print("evalops run: re-run the same command to resume (finished steps are skipped)", file=sys.stderr)
+        return EXIT_STEP_FAILED
+    except DiskFull as exc:
+        print(f"evalops run: {exc}", file=sys.stderr)
         return EXIT_STEP_FAILED
     except PolicyNotMet as exc:
         _print_decision(exc.decision)

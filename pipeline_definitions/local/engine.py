@@ -21,6 +21,7 @@ winner is registered, or the run ends with the policy's reason.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
@@ -84,6 +85,25 @@ logger = logging.getLogger(__name__)
 
 class RunError(Exception):
     """The run cannot start or go on; the message is one line for the user."""
+
+
+class DiskFull(RunError):
+    """The disk under the run folder filled up. Everything finished before stays, so a re-run resumes."""
+
+    def __init__(self, where: Path) -> None:
+        super().__init__(
+            f"the disk is full (no space left on device under {where}): free some space, then re-run the same "
+            "command; it resumes where this run stopped"
+        )
+
+
+# ENOSPC, and EDQUOT for a user's quota: both are "no room left" and pass once room is made.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+DISK_FULL_TEXTS = tuple(os.strerror(code) for code in DISK_FULL_ERRNOS)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 class StepsFailed(RunError):
@@ -203,10 +223,30 @@ def _stderr_per_step() -> Iterator[_StepStderr]:
         sys.stderr = original
 
 
+class _RunLogHandler(logging.FileHandler):
+    """run.log. When a write fails (a full disk) it stops writing instead of printing "--- Logging error ---"
+    and a traceback to stderr for every later record; the run then ends with one line about the disk."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.failure: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failure is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            self.failure = error
+            return
+        super().handleError(record)
+
+
 @contextmanager
-def _run_log(path: Path) -> Iterator[None]:
+def _run_log(path: Path) -> Iterator[_RunLogHandler]:
     """Every log line of the run goes to run.log; the display keeps its own handlers."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _RunLogHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s %(name)s %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
@@ -215,7 +255,7 @@ def _run_log(path: Path) -> Iterator[None]:
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
     try:
-        yield
+        yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
@@ -282,9 +322,16 @@ class _Runner:
     events: RunEvents
     base_fingerprint: str
     stderr: _StepStderr
+    run_log: _RunLogHandler
     fingerprints: dict[str, str] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    disk_filled: bool = False
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether a step, the run's own bookkeeping or run.log ran out of room."""
+        return self.disk_filled or (self.run_log.failure is not None and is_disk_full(self.run_log.failure))
 
     def arguments(self, step: PlannedStep) -> list[str]:
         folder = self.layout.step_dir(step.name)
@@ -362,7 +409,10 @@ class _Runner:
             # argparse exits 2 on arguments it does not accept: a mismatch between plan and step code.
             status = exc.code if isinstance(exc.code, int) else 1
         except Exception as exc:
-            logger.exception("%s failed", step.name)
+            if is_disk_full(exc):
+                self.disk_filled = True
+            else:
+                logger.exception("%s failed", step.name)
             return 1, f"{exc.__class__.__name__}: {exc}"
         finally:
             self.stderr.capture(None)
@@ -371,7 +421,11 @@ class _Runner:
         if status == 0:
             return 0, ""
         said = [line.strip() for line in "".join(lines).splitlines() if line.strip()]
-        return status, said[-1] if said else f"exited with status {status} (see {self.layout.root / LOG_FILE})"
+        reason = said[-1] if said else f"exited with status {status} (see {self.layout.root / LOG_FILE})"
+        # A step that caught the error itself only says it; the text is the OS's own.
+        if any(text in reason for text in DISK_FULL_TEXTS):
+            self.disk_filled = True
+        return status, reason
 
     def run_branches(self, steps: Sequence[PlannedStep]) -> list[tuple[str, str]]:
         """Run steps in dependency order, independent ones in parallel; returns (step, reason) failures.
@@ -412,6 +466,7 @@ class _Runner:
             self.run_step(step)
         except OSError as exc:
             # Preparing the step's folder failed (disk full, permissions): the step did not run.
+            self.disk_filled = self.disk_filled or is_disk_full(exc)
             self.events.step_failed(step, str(exc))
             raise _StepFailure(step.name, str(exc)) from exc
 
@@ -433,8 +488,19 @@ def _read_decision(path: Path) -> Decision:
 def run_in_folder(
     loaded: LoadedConfig, run_dir: Path, options: RunOptions, events: RunEvents, *, location: str | None = None
 ) -> RunOutcome:
-    """Run (or resume) the plan of `loaded` in `run_dir`."""
+    """Run (or resume) the plan of `loaded` in `run_dir`; raises DiskFull when the disk fills up."""
     layout = RunLayout(run_dir.resolve())
+    try:
+        return _run_in_layout(loaded, layout, options, events, location)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(layout.root) from None
+        raise
+
+
+def _run_in_layout(
+    loaded: LoadedConfig, layout: RunLayout, options: RunOptions, events: RunEvents, location: str | None
+) -> RunOutcome:
     plan = build_plan(loaded.config)
     execution_id = _prepare(layout, loaded, options.fresh)
     catalog = loaded.catalog_dir
@@ -442,11 +508,11 @@ def run_in_folder(
         catalog = layout.root / EMPTY_CATALOG_DIR
         catalog.mkdir(exist_ok=True)
     base = hashlib.sha256(f"{loaded.config_sha256}:{_catalog_digest(loaded.catalog_dir)}".encode()).hexdigest()
-    with _run_log(layout.root / LOG_FILE), _stderr_per_step() as stderr:
-        runner = _Runner(plan, layout, catalog, execution_id, options, events, base, stderr)
+    with _run_log(layout.root / LOG_FILE) as run_log, _stderr_per_step() as stderr:
+        runner = _Runner(plan, layout, catalog, execution_id, options, events, base, stderr, run_log)
         failures = runner.run_branches([s for s in plan.processing_steps if s.name != plan.register.name])
         if failures:
-            raise StepsFailed(failures)
+            raise DiskFull(layout.root) if runner.disk_full else StepsFailed(failures)
         decision = _read_decision(layout.output(plan.select.name, DECISION) / DECISION_FILE)
         report = layout.output(plan.select.name, DECISION) / COMPARISON_REPORT_FILE
         report_location = _location(location, layout, report)
@@ -455,7 +521,7 @@ def run_in_folder(
         try:
             runner.run_step(plan.register)
         except _StepFailure as exc:
-            raise StepsFailed([(exc.step, exc.reason)]) from None
+            raise DiskFull(layout.root) if runner.disk_full else StepsFailed([(exc.step, exc.reason)]) from None
     registration_file = layout.output(plan.register.name, REGISTRATION) / REGISTRATION_FILE
     return RunOutcome(
         location=location or str(layout.root),
