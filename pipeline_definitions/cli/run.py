@@ -1,8 +1,9 @@
 """`evalops run CONFIG --local` and `evalops report RUN_DIR`, registered on the command line by `cli.py`.
 
-Exit codes of `run`: 0 the winner is registered; 1 a step failed (re-run the same command to resume);
-2 a user error (bad config, unusable run folder); 3 the run finished but no candidate meets the
-selection policy (the pipeline's FailStep).
+Exit codes of `run`: 0 the winner is registered; 1 a step failed or the disk filled up (finished steps are
+kept: the same command resumes once the cause is fixed); 2 a user error (bad config, unusable or busy run
+folder, AWS needed but no credentials), which a re-run alone does not fix, so its line suggests none; 3 the
+run finished but no candidate meets the selection policy (the pipeline's FailStep).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ from step_code.contract.results import Decision
 # Our loggers whose warnings reach the terminal during a run (everything is in run.log).
 TERMINAL_LOGGERS = ("step_code", "evalops", "pipeline_definitions")
 PLAIN_PROGRESS_EVERY = 0.25
+STEPS_FAILED_HINT = (
+    "evalops run: finished steps are kept: once the cause above is fixed (or has passed, such as throttling), "
+    "the same command resumes from the failed step"
+)
 
 
 class PlainEvents:
@@ -231,7 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StepsFailed as exc:
         for step, reason in exc.failures:
             print(f"evalops run: step {step} failed: {reason}", file=sys.stderr)
-        print("evalops run: re-run the same command to resume (finished steps are skipped)", file=sys.stderr)
+        # A failed step may need a fix first (a 4xx, a denied permission); only some faults pass on their own.
+        print(STEPS_FAILED_HINT, file=sys.stderr)
         return EXIT_STEP_FAILED
     except DiskFull as exc:
         print(f"evalops run: {exc}", file=sys.stderr)

@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
+import boto3
+from botocore.exceptions import BotoCoreError
+
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.local.run_lock import LOCK_FILE, folder_lock, s3_lock
 from pipeline_definitions.planning.plan import (
@@ -52,7 +55,7 @@ from pipeline_definitions.planning.plan import (
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
-from step_code.contract.config import Config
+from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import (
     CATALOG_INPUT,
     COMPARISON_REPORT_FILE,
@@ -183,6 +186,57 @@ class RunLayout:
 
 def default_output(plan_name: str) -> str:
     return str(Path("runs") / plan_name)
+
+
+# -- AWS access, checked before the first step ---------------------------------------------------------
+def _model_aws_uses(model: ModelConfig) -> list[str]:
+    spec = model.provider
+    uses = []
+    if spec.deploys is not None:
+        uses.append("deploys a SageMaker endpoint")
+    if model.finetuning is not None:
+        uses.append("fine-tunes on SageMaker")
+    if spec.invocation == "bedrock":
+        uses.append("calls Bedrock")
+    if spec.existing_endpoint:
+        uses.append(f"calls the SageMaker endpoint {model.endpoint_name}")
+    if model.responses_location is not None and is_s3(model.responses_location):
+        uses.append("reads its recorded responses from S3")
+    return uses
+
+
+def aws_uses(loaded: LoadedConfig, options: RunOptions) -> list[str]:
+    """What in this run calls AWS, one phrase each; empty when the run needs no AWS account at all."""
+    uses = [
+        f"model {model.name} ({' and '.join(found)})"
+        for model in loaded.config.models
+        if (found := _model_aws_uses(model))
+    ]
+    if loaded.catalog_dir is None and is_s3(loaded.dataset_location):
+        uses.append(f"the dataset {loaded.dataset_location}")
+    if is_s3(options.output):
+        uses.append(f"--output {options.output}")
+    if options.registry == "sagemaker":
+        uses.append("--registry sagemaker")
+    return uses
+
+
+def check_aws_access(loaded: LoadedConfig, options: RunOptions) -> None:
+    """A run that needs AWS and has no credentials stops here, before any step, rather than in each step
+    that calls AWS (after the others ran) with botocore's "Unable to locate credentials"."""
+    uses = aws_uses(loaded, options)
+    if not uses:
+        return
+    try:
+        credentials = boto3.session.Session().get_credentials()
+    except BotoCoreError as exc:
+        raise RunError(f"AWS credentials are needed for {'; '.join(uses)}, and they cannot be read: {exc}") from None
+    if credentials is None:
+        raise RunError(
+            f"AWS credentials are needed for {'; '.join(uses)}, and none were found: configure them (aws configure, "
+            "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or evaluate those models through a "
+            "local provider (http, openai or recorded)"
+        )
 
 
 # -- stderr per step ------------------------------------------------------------------------------
@@ -555,6 +609,7 @@ def _files(root: Path) -> Iterator[Path]:
 def run_plan(loaded: LoadedConfig, options: RunOptions, events: RunEvents) -> RunOutcome:
     """Run in `options.output`; an s3:// output runs in a temporary folder synchronised with that prefix.
     Either way the run holds the folder's lock first (raises RunLocked when another run holds it)."""
+    check_aws_access(loaded, options)
     if not is_s3(options.output):
         with folder_lock(Path(options.output)):
             return run_in_folder(loaded, Path(options.output), options, events)
