@@ -1,4 +1,5 @@
-"""`evalops run CONFIG --local` and `evalops report RUN_DIR`, registered on the command line by `cli.py`.
+"""`evalops run CONFIG --local` and `evalops report RUN`, registered on the command line by `main.py` (with
+`evalops start`, from `deployed.py`).
 
 Exit codes of `run`: 0 the winner is registered; 1 a step failed or the disk filled up (finished steps are
 kept: the same command resumes once the cause is fixed); 2 a user error (bad config, unusable or busy run
@@ -26,6 +27,7 @@ from pipeline_definitions.cli.common import (
     EXIT_USER_ERROR,
     add_catalog_dir,
 )
+from pipeline_definitions.cli.deployed import add_deployed_commands, cmd_report_deployed
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.local.engine import (
     DiskFull,
@@ -42,6 +44,7 @@ from pipeline_definitions.local.run_lock import RunLocked
 from pipeline_definitions.planning.plan import PlannedStep
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract.files import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS
+from step_code.contract.locations import is_s3
 from step_code.contract.results import Decision
 
 # Our loggers whose warnings reach the terminal during a run (everything is in run.log).
@@ -266,8 +269,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if (args.run is None) == (args.execution is None):
+        print("evalops report: give a run (folder or s3:// prefix) or --execution ARN, not both", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.execution is not None or is_s3(args.run):
+        return cmd_report_deployed(args.run, args.execution, args.output)
     try:
-        path, computed = rebuild_report(Path(args.run_dir), args.output)
+        path, computed = rebuild_report(Path(args.run), args.output)
     except RunError as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -306,9 +314,22 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
     report = subparsers.add_parser(
         "report",
-        help="Rebuild the comparison report of a local run.",
-        description="Rebuild the comparison report (HTML) of a local run folder from its evaluation outputs.",
+        help="Rebuild the comparison report of a local run or of a pipeline execution.",
+        description="Rebuild the comparison report (HTML) of a run from its evaluation outputs.",
     )
-    report.add_argument("run_dir", metavar="RUN_DIR", help="a local run folder, e.g. runs/evalops-sample")
-    report.add_argument("--output", type=Path, default=None, help="where to write the HTML (default: in the run)")
+    report.add_argument(
+        "run",
+        metavar="RUN",
+        nargs="?",
+        help="a local run folder (runs/evalops-sample), a local run's s3:// output, or a pipeline execution's "
+        "folder s3://<artifacts bucket>/<pipeline>/runs/<execution id>",
+    )
+    report.add_argument("--execution", metavar="ARN", default=None, help="a SageMaker pipeline execution ARN")
+    report.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where to write the HTML (default: in a local run folder, else comparison-<execution id>.html here)",
+    )
     report.set_defaults(handler=cmd_report)
+    add_deployed_commands(subparsers)
