@@ -313,6 +313,26 @@ def test_http_body_faults_are_retryable(model_server: ModelServer, fault: FaultK
     assert model_server.faults_served[fault] == 3
 
 
+def test_a_connection_cut_mid_body_is_retryable_on_the_aws_runners(
+    reference_config: Config, model_server: ModelServer
+) -> None:
+    # Read through urllib3's raw stream, the cut escaped as urllib3's ProtocolError and was never retried.
+    endpoint = build_runner(reference_config.model("falcon-7b"), endpoint_name="ep")
+    native = build_runner(
+        model(
+            model_provider="bedrock",
+            model_id="meta.llama3-8b-instruct-v1:0",
+            evaluation_config={"content_template": {"prompt": "PROMPT_PLACEHOLDER"}, "output": "generation"},
+        )
+    )
+    for runner in (endpoint, native):
+        model_server.inject("cut")
+        with pytest.raises(RetryableError, match=r"ResponseStreamingError|IncompleteRead"):
+            invoke(runner, "q")
+        assert invoke(runner, "q").text == "echo: q"
+    assert model_server.faults_served["cut"] == 2
+
+
 def test_body_faults_at_a_fault_rate_are_all_answered_in_the_end(model_server: ModelServer) -> None:
     prompts = [f"question {i}" for i in range(60)]
     items = [PromptItem(f"r{i}", p, "", p) for i, p in enumerate(prompts)]
