@@ -617,12 +617,17 @@ def run_plan(loaded: LoadedConfig, options: RunOptions, events: RunEvents) -> Ru
     with s3_lock(prefix), tempfile.TemporaryDirectory(prefix="evalops-run-") as temp:
         root = Path(temp)
         # Download the previous state first, so a run into the same prefix resumes like a local one.
-        for name in storage.list_names(prefix):
-            if name == LOCK_FILE or (options.fresh and (name == RUN_FILE or name.startswith(f"{STEPS_DIR}/"))):
-                continue
-            target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(storage.read_bytes(f"{prefix}/{name}"))
+        try:
+            for name in storage.list_names(prefix):
+                if name == LOCK_FILE or (options.fresh and (name == RUN_FILE or name.startswith(f"{STEPS_DIR}/"))):
+                    continue
+                target = root / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(storage.read_bytes(f"{prefix}/{name}"))
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(root) from None
+            raise
         before = {path: path.stat().st_mtime_ns for path in _files(root)}
         try:
             return run_in_folder(loaded, root, options, events, location=prefix)

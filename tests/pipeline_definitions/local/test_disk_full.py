@@ -4,14 +4,17 @@ resumes; no "--- Logging error ---" per log record, no "internal error"; and the
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
+import boto3
 import pytest
 
 from pipeline_definitions.cli.main import main
 from step_code import evaluate_step
 from step_code.progress import ProgressListener
 from tests.pipeline_definitions.local.doubles import FullDisk, InstantEvaluate
+from tests.support.moto_server import MotoServer
 
 LOG_RECORDS_AFTER_THE_DISK_FILLS = 500
 
@@ -85,3 +88,31 @@ def test_a_disk_full_before_the_first_step_is_the_same_line(
 
     assert capsys.readouterr().err.splitlines() == [_disk_full_line(output)]
     assert instant_evaluate.calls == []
+
+
+def test_a_full_disk_while_an_s3_run_downloads_its_state_is_the_same_line(
+    repo_root: Path,
+    instant_evaluate: InstantEvaluate,
+    disk: FullDisk,
+    tmp_path: Path,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="evalops-runs")
+    prefix = "s3://evalops-runs/team/sample"
+    config = str(repo_root / "configs" / "sample.yaml")
+    assert main(["run", config, "--local", "--output", prefix]) == 0
+    capsys.readouterr()
+    # The run's working copy of the prefix lives in a temporary folder on the full disk.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    disk.full = True
+
+    assert main(["run", config, "--local", "--output", prefix]) == 1
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"evalops run: the disk is full (no space left on device under {tmp_path}/evalops-run-")
+    assert line.endswith("): free some space, then re-run the same command; it resumes where this run stopped")
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket="evalops-runs")["Contents"]}
+    assert "team/sample/run.lock" not in keys
