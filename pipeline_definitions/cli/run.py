@@ -179,10 +179,19 @@ class _OncePerMessage(logging.Filter):
             return True
 
 
+class _MessageOnly(logging.Formatter):
+    """The message without a traceback: on the terminal a step's error is one line; run.log has the traceback.
+    (Formatter.format would cache a shortened exc_text on the record, which run.log's handler shares.)"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
 @contextmanager
 def _terminal_warnings(handler: logging.Handler) -> Iterator[None]:
     handler.setLevel(logging.WARNING)
     handler.addFilter(_OncePerMessage())
+    handler.setFormatter(_MessageOnly())
     loggers = [logging.getLogger(name) for name in TERMINAL_LOGGERS]
     for item in loggers:
         item.addHandler(handler)
