@@ -11,6 +11,8 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_STEP_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_POLICY_NOT_MET = 3
+# 128 + SIGINT, what a shell reports for Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 def add_catalog_dir(parser: argparse.ArgumentParser) -> None:

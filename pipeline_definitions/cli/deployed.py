@@ -26,6 +26,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline_definitions.cli.common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_POLICY_NOT_MET,
     EXIT_STEP_FAILED,
@@ -151,7 +152,7 @@ def follow_execution(
     out: TextIO,
     *,
     poll_seconds: float = DEFAULT_POLL_SECONDS,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> Outcome:
     """Print a line per step state change (with a failed step's reason) until the execution ends."""
     shown: dict[str, str] = {}
@@ -173,7 +174,7 @@ def follow_execution(
         if status in FINISHED:
             failed = tuple(s["StepName"] for s in steps if s["StepStatus"] == "Failed")
             return Outcome(status, execution.get("FailureReason") or "", failed)
-        sleep(poll_seconds)
+        (sleep or time.sleep)(poll_seconds)
 
 
 # -- evalops report (deployed) ----------------------------------------------------------------------
@@ -312,7 +313,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         if not args.follow:
             print(f"When it has finished: evalops report --execution {arn}")
             return EXIT_OK
-        outcome = follow_execution(client, arn, sys.stdout, poll_seconds=args.poll_seconds)
+        try:
+            outcome = follow_execution(client, arn, sys.stdout, poll_seconds=args.poll_seconds)
+        except KeyboardInterrupt:
+            print(f"\nevalops start: stopped following; the execution goes on: {arn}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     except DeployedError as exc:
         print(f"evalops start: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

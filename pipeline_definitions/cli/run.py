@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_definitions.cli.common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_POLICY_NOT_MET,
     EXIT_STEP_FAILED,
@@ -230,8 +231,8 @@ def _execute(args: argparse.Namespace, events: PlainEvents | RichEvents) -> RunO
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.local:
         print(
-            "evalops run: only --local is supported here; on SageMaker, deploy the stacks (cdk deploy) and start "
-            "the pipeline they create",
+            "evalops run: only --local is supported here; on SageMaker, deploy the stacks (cdk deploy), then "
+            "evalops start --env ENV",
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
@@ -265,7 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # Worker threads may be inside a model call; answers already received are in the response cache.
         print("\nevalops run: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
-        os._exit(130)
+        os._exit(EXIT_INTERRUPTED)
     _print_decision(outcome.decision)
     registration = outcome.registration
     print(

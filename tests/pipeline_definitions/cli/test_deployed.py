@@ -316,3 +316,28 @@ def test_report_needs_a_run_or_an_execution(capsys: pytest.CaptureFixture[str]) 
     assert main(["report"]) == 2
     assert "give a run (folder or s3:// prefix) or --execution ARN, not both" in capsys.readouterr().err
     assert main(["report", "runs/x", "--execution", ARN]) == 2
+
+
+def test_ctrl_c_while_following_leaves_the_execution_running(
+    in_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": ARN})
+    stub.add_response(
+        "describe_pipeline_execution",
+        {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": "Executing"},
+        {"PipelineExecutionArn": ARN},
+    )
+    stub.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": []}, {"PipelineExecutionArn": ARN})
+    monkeypatch.setattr(deployed, "sagemaker_client", lambda region=None: client)
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deployed.time, "sleep", interrupted)
+
+    with stub:
+        assert main(["start", "--env", "dev", "--follow"]) == 130
+
+    assert capsys.readouterr().err.strip() == f"evalops start: stopped following; the execution goes on: {ARN}"
