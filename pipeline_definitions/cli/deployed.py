@@ -209,18 +209,22 @@ def execution_outputs(client: Any, arn: str) -> ExecutionOutputs:
     select_step = steps.get(SELECT_STEP)
     if select_step is None:
         raise DeployedError(f"{arn} is not an evalops pipeline execution (its definition has no {SELECT_STEP} step)")
-    arguments = select_step.get("Arguments", {})
-    inputs = {item["InputName"]: item["S3Input"]["S3Uri"] for item in arguments.get("ProcessingInputs", [])}
-    outputs = {
-        item["OutputName"]: item["S3Output"]["S3Uri"]
-        for item in arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
-    }
-    return ExecutionOutputs(
-        execution_id=execution_id,
-        config_uri=_resolve(inputs[CONFIG_INPUT], execution_id, "config input"),
-        summaries_uri=_resolve(inputs[SUMMARIES], execution_id, "summaries input"),
-        decision_uri=_resolve(outputs[DECISION], execution_id, "decision output"),
-    )
+    try:
+        arguments = select_step["Arguments"]
+        inputs = {item["InputName"]: item["S3Input"]["S3Uri"] for item in arguments["ProcessingInputs"]}
+        outputs = {
+            item["OutputName"]: item["S3Output"]["S3Uri"] for item in arguments["ProcessingOutputConfig"]["Outputs"]
+        }
+        return ExecutionOutputs(
+            execution_id=execution_id,
+            config_uri=_resolve(inputs[CONFIG_INPUT], execution_id, "config input"),
+            summaries_uri=_resolve(inputs[SUMMARIES], execution_id, "summaries input"),
+            decision_uri=_resolve(outputs[DECISION], execution_id, "decision output"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise DeployedError(
+            f"the {SELECT_STEP} step of {arn} has no {exc} input or output: not a definition this version reads"
+        ) from None
 
 
 def execution_arn_for_run_folder(client: Any, uri: str) -> str:
