@@ -42,22 +42,30 @@ def check_finetuning_data(config: Config, catalog: Path | None) -> FinetuningDat
         return result
     models = list(config.models)
     for index, model in enumerate(models):
-        finetuning = model.finetuning
-        if finetuning is None:
+        if model.finetuning is not None:
+            models[index] = model.model_copy(
+                update={"finetuning": _checked_channels(model.finetuning, catalog, ("models", index), result)}
+            )
+    result.config = config.model_copy(update={"models": models})
+    return result
+
+
+def _checked_channels(
+    finetuning: FinetuningConfig, catalog: Path, model_loc: Loc, result: FinetuningData
+) -> FinetuningConfig:
+    updates: dict[str, str] = {}
+    template: _Template | None = None
+    records: list[tuple[Loc, list[Path]]] = []
+    for key in PATH_KEYS:
+        path = getattr(finetuning, key)
+        target = None if path is None or is_s3(path) else _inside(catalog, path)
+        if target is None:
             continue
-        updates: dict[str, str] = {}
-        for key in PATH_KEYS:
-            path = getattr(finetuning, key)
-            if path is None or is_s3(path):
-                continue
-            target = _inside(catalog, path)
-            loc: Loc = ("models", index, "finetuning", key)
-            if target is not None and not target.is_file():
-                # A folder, or nothing yet (the loader warns): either way the job must get that folder only.
-                updates[key] = path.rstrip("/") + "/"
-            if target is not None and target.is_dir():
-                _check_folder(target, path, loc, training=key == "train_data_path", result=result)
-            elif target is not None and target.is_file() and key == "train_data_path" and _has_template(target.parent):
+        loc: Loc = (*model_loc, "finetuning", key)
+        training = key == "train_data_path"
+        if target.is_file():
+            records.append((loc, [target]))
+            if training and (target.parent / TEMPLATE_FILE).is_file():
                 result.warnings.append(
                     Finding(
                         loc,
@@ -65,11 +73,70 @@ def check_finetuning_data(config: Config, catalog: Path | None) -> FinetuningDat
                         "used; name a folder holding both (JumpStart reads the template from the channel)",
                     )
                 )
-        if updates:
-            new_finetuning = finetuning.model_copy(update=updates)
-            models[index] = model.model_copy(update={"finetuning": new_finetuning})
-    result.config = config.model_copy(update={"models": models})
-    return result
+            continue
+        # A folder, or nothing yet (the loader warns): either way the job must get that folder only.
+        updates[key] = path.rstrip("/") + "/"
+        if not target.is_dir():
+            continue
+        data_files = _data_files(target, path, loc, result)
+        records.append((loc, data_files))
+        if (target / TEMPLATE_FILE).is_file() and data_files:
+            if training:
+                template = _read_template(target / TEMPLATE_FILE, path, loc, result)
+            else:
+                result.warnings.append(
+                    Finding(
+                        loc,
+                        f"{TEMPLATE_FILE} in {path!r} is not read: JumpStart takes the template from the training "
+                        "channel",
+                    )
+                )
+    if template is not None:
+        # JumpStart applies the training channel's template to the validation records as well.
+        for loc, data_files in records:
+            problem = template.missing_fields(data_files)
+            if problem is not None:
+                result.errors.append(Finding(loc, f"{template.shown}: {problem}"))
+    return finetuning.model_copy(update=updates) if updates else finetuning
+
+
+@dataclass(frozen=True)
+class _Template:
+    shown: str
+    placeholders: frozenset[str]
+
+    def missing_fields(self, data_files: list[Path]) -> str | None:
+        for data_file in data_files:
+            record, line = _first_record(data_file)
+            if record is None:
+                continue
+            missing = sorted(name for name in self.placeholders if name not in record)
+            if missing:
+                fields = ", ".join("{" + name + "}" for name in missing)
+                return (
+                    f"uses {fields}, which the records of {data_file.name} lack (line {line} has: {', '.join(record)})"
+                )
+        return None
+
+
+def _data_files(folder: Path, path: str, loc: Loc, result: FinetuningData) -> list[Path]:
+    uploaded = [item for item in sorted(folder.rglob("*")) if _uploaded(item, folder)]
+    data_files = [item for item in uploaded if item.suffix in DATA_SUFFIXES and item.name != TEMPLATE_FILE]
+    # An empty folder is warned about by the loader already.
+    if uploaded and not data_files:
+        result.warnings.append(
+            Finding(loc, f"folder {path!r} holds no .jsonl or .json data file; the job would find no records")
+        )
+    return data_files
+
+
+def _read_template(template: Path, path: str, loc: Loc, result: FinetuningData) -> _Template | None:
+    shown = (Path(path.rstrip("/")) / TEMPLATE_FILE).as_posix()
+    placeholders, problem = _template_placeholders(template)
+    if problem is not None:
+        result.errors.append(Finding(loc, f"{shown}: {problem}"))
+        return None
+    return _Template(shown, placeholders)
 
 
 def channel_files(catalog: Path | None, finetuning: FinetuningConfig, key: str) -> list[str]:
@@ -95,60 +162,21 @@ def _uploaded(item: Path, folder: Path) -> bool:
     return item.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in parts)
 
 
-def _check_folder(folder: Path, path: str, loc: Loc, *, training: bool, result: FinetuningData) -> None:
-    data_files = [
-        item
-        for item in sorted(folder.rglob("*"))
-        if _uploaded(item, folder) and item.suffix in DATA_SUFFIXES and item.name != TEMPLATE_FILE
-    ]
-    if not data_files:
-        if not any(_uploaded(item, folder) for item in folder.rglob("*")):
-            return  # an empty folder: the loader warns about it already
-        result.warnings.append(
-            Finding(loc, f"folder {path!r} holds no .jsonl or .json data file; the job would find no records")
-        )
-        return
-    template = folder / TEMPLATE_FILE
-    if not template.is_file():
-        return
-    if not training:
-        result.warnings.append(
-            Finding(
-                loc, f"{TEMPLATE_FILE} in {path!r} is not read: JumpStart takes the template from the training channel"
-            )
-        )
-        return
-    problem = _template_problem(template, data_files)
-    if problem is not None:
-        result.errors.append(Finding(loc, f"{Path(path.rstrip('/')) / TEMPLATE_FILE}: {problem}"))
-
-
-def _template_problem(template: Path, data_files: list[Path]) -> str | None:
-    """What makes JumpStart's template unusable with these records: bad JSON, missing fields, unknown placeholders."""
+def _template_placeholders(template: Path) -> tuple[frozenset[str], str | None]:
+    """The `{fields}` of JumpStart's template, or what makes it unusable: bad JSON, missing prompt or completion."""
     try:
         parsed: Any = json.loads(template.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        return f"cannot read the file ({exc.__class__.__name__})"
+        return frozenset(), f"cannot read the file ({exc.__class__.__name__})"
     except json.JSONDecodeError as exc:
-        return f"invalid JSON at line {exc.lineno}: {exc.msg}"
+        return frozenset(), f"invalid JSON at line {exc.lineno}: {exc.msg}"
     if not isinstance(parsed, dict) or any(not isinstance(parsed.get(name), str) for name in TEMPLATE_FIELDS):
-        return f"expected an object with the strings {' and '.join(TEMPLATE_FIELDS)}"
+        return frozenset(), f"expected an object with the strings {' and '.join(TEMPLATE_FIELDS)}"
     try:
-        placeholders = {
-            name for text in (parsed[n] for n in TEMPLATE_FIELDS) for _, name, _, _ in string.Formatter().parse(text)
-        }
+        fields = [name for n in TEMPLATE_FIELDS for _, name, _, _ in string.Formatter().parse(parsed[n])]
     except ValueError as exc:
-        return f"not a valid template ({exc})"
-    placeholders.discard(None)
-    for data_file in data_files:
-        record, line = _first_record(data_file)
-        if record is None:
-            continue
-        missing = sorted(str(name) for name in placeholders if name not in record)
-        if missing:
-            fields = ", ".join("{" + name + "}" for name in missing)
-            return f"uses {fields}, which the records of {data_file.name} lack (line {line} has: {', '.join(record)})"
-    return None
+        return frozenset(), f"not a valid template ({exc})"
+    return frozenset(name for name in fields if name), None
 
 
 def _first_record(data_file: Path) -> tuple[dict[str, Any] | None, int]:
@@ -165,7 +193,3 @@ def _first_record(data_file: Path) -> tuple[dict[str, Any] | None, int]:
                 return None, number
             return (record if isinstance(record, dict) else None), number
     return None, 0
-
-
-def _has_template(folder: Path) -> bool:
-    return (folder / TEMPLATE_FILE).is_file()

@@ -148,3 +148,44 @@ def test_a_folder_without_json_lines_is_warned_about(write_config: WriteConfig, 
         f"{path}:9: models[0].finetuning.train_data_path: folder 'train' holds no .jsonl or .json data file; "
         "the job would find no records"
     ]
+
+
+VALIDATION = "      validation_data_path: val\n"
+
+
+def _with_validation(text: str) -> str:
+    return text.replace("      parameters:", VALIDATION + "      parameters:")
+
+
+def test_validation_records_must_have_the_training_templates_fields(
+    write_config: WriteConfig, workspace: Path, train_folder: Path
+) -> None:
+    (train_folder / "template.json").write_text('{"prompt": "{question}", "completion": "{answer}"}')
+    validation = workspace / "prompt_catalog" / "val"
+    validation.mkdir()
+    (validation / "val.jsonl").write_text('{"question": "q", "reply": "a"}\n', encoding="utf-8")
+    path = write_config(_with_validation(_config()))
+    assert _problems(path) == [
+        f"{path}:10: models[0].finetuning.validation_data_path: train/template.json: uses {{answer}}, which the "
+        "records of val.jsonl lack (line 1 has: question, reply)"
+    ]
+
+
+def test_a_template_in_the_validation_folder_is_warned_about(
+    write_config: WriteConfig, workspace: Path, train_folder: Path
+) -> None:
+    validation = workspace / "prompt_catalog" / "val"
+    validation.mkdir()
+    (validation / "val.jsonl").write_text('{"question": "q", "answer": "a"}\n', encoding="utf-8")
+    (validation / "template.json").write_text('{"prompt": "{question}", "completion": "{answer}"}')
+    path = write_config(_with_validation(_config()))
+    loaded = load_config(path)
+    assert loaded.warnings == [
+        f"{path}:10: models[0].finetuning.validation_data_path: template.json in 'val' is not read: JumpStart takes "
+        "the template from the training channel"
+    ]
+    finetuning = loaded.config.model("tuned").finetuning
+    assert finetuning is not None and (finetuning.train_data_path, finetuning.validation_data_path) == (
+        "train/",
+        "val/",
+    )
