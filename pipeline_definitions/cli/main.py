@@ -27,6 +27,7 @@ from pipeline_definitions.loading.validation import WORST_CASE_EXECUTION_ID, WOR
 from pipeline_definitions.planning.plan import CHECK_STEP, FAIL_STEP, REGISTER_STEP, EvaluationPlan, build_plan
 from step_code.contract import algorithms
 from step_code.contract.config import Config, ModelConfig
+from step_code.contract.locations import is_s3
 from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, resource_base, run_scoped_name
 from step_code.contract.pricing import price_table
 
@@ -188,7 +189,9 @@ def _registry_lines(plan: EvaluationPlan) -> list[str]:
 def _training_channel_lines(plan: EvaluationPlan, loaded: LoadedConfig) -> list[str]:
     if not plan.training_channels:
         return []
-    lines = [f"Fine-tuning channels (relative paths are in the uploaded prompt catalog, {loaded.catalog_dir}):"]
+    relative = any(not is_s3(item.location) for item in plan.training_channels)
+    where = f" (relative paths are in the uploaded prompt catalog, {loaded.catalog_dir})" if relative else ""
+    lines = [f"Fine-tuning channels{where}:"]
     for item in plan.training_channels:
         finetuning = loaded.config.model(item.model).finetuning
         files = channel_files(loaded.catalog_dir, finetuning, item.key) if finetuning is not None else []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_definitions.cli import main as cli
 from pipeline_definitions.loading.loader import ConfigError, load_config
 from step_code.contract.config import MODEL_PACKAGE_GROUP_NAME_RE
 from tests.pipeline_definitions.conftest import WriteConfig
@@ -188,4 +189,18 @@ def test_a_template_in_the_validation_folder_is_warned_about(
     assert finetuning is not None and (finetuning.train_data_path, finetuning.validation_data_path) == (
         "train/",
         "val/",
+    )
+
+
+def test_plan_lists_s3_channels_as_they_are(write_config: WriteConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    text = _with_validation(_config(train="s3://team/train/")).replace("trivia.jsonl", "s3://team/eval.jsonl")
+    path = write_config(text.replace("validation_data_path: val", "validation_data_path: s3://team/val.jsonl"))
+    assert cli.main(["plan", str(path)]) == 0
+    out, _ = capsys.readouterr()
+    assert (
+        "Fine-tuning channels:\n  tuned: training <- s3://team/train/\n  tuned: validation <- s3://team/val.jsonl\n"
+    ) in out
+    assert (
+        "  p: tuned (named after pipeline.name: the config has no model_registry; set model_registry to choose)\n"
+        in out
     )
