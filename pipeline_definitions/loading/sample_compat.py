@@ -1,8 +1,9 @@
 """What the reference AWS sample's files mean here: its keys, its per-model `register_config`, its SDK defaults file.
 
-`SAMPLE_KEYS` is the table of every key the sample's evaluation configs use and the evalops key it becomes;
-`tests/pipeline_definitions/loading/test_seed_sample.py` walks every key of the sample's files against it and
-checks the loaded value, and the README's "Coming from the reference sample" section lists the same rows.
+`SAMPLE_KEYS` is the table of every key the sample's evaluation configs use and the evalops key it becomes; the
+`register_config` translation reads its rows from it, `tests/pipeline_definitions/loading/test_seed_sample.py` walks
+every key of the sample's files against it and checks the loaded value, and the README's "Coming from the reference
+sample" section lists the same rows.
 
 Two of the sample's spellings need more than a field alias, and are translated here before validation:
 - `models[].register_config.model_package_group_name` is the group the sample registers that model in; here it
@@ -13,7 +14,6 @@ Two of the sample's spellings need more than a field alias, and are translated h
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,6 @@ from pipeline_definitions.loading.validation import Finding, Loc
 from step_code.contract.config import MODEL_PACKAGE_GROUP_NAME_RE, Config
 
 REGISTER_CONFIG = "register_config"
-# The keys of the sample's `register_config` and the ModelConfig field each becomes.
-REGISTER_CONFIG_FIELDS = {"model_package_group_name": "model_package_group_name"}
 
 SDK_DEFAULTS_KEYS = frozenset({"SchemaVersion", "SageMaker"})
 # The environment setting that names an SDK defaults file (configs/environments.yaml).
@@ -141,23 +139,13 @@ SAMPLE_KEYS: tuple[SampleKey, ...] = (
     SampleKey("algorithms[].*", "algorithms[].*", "field of the fmeval config class (target_output_delimiter)"),
 )
 
-
-def sample_key(path: str) -> SampleKey | None:
-    """The table row of a key path in the sample's spelling (`models[2].finetuning.parameters.epoch`)."""
-    # Below its section line, `finetuning_config` is the other spelling of `finetuning`.
-    parts = _pattern_parts(re.sub(r"\.finetuning_config\.", ".finetuning.", path))
-    exact = [row for row in SAMPLE_KEYS if _pattern_parts(row.sample) == parts]
-    if exact:
-        return exact[0]
-    return next((row for row in SAMPLE_KEYS if _matches(_pattern_parts(row.sample), parts)), None)
-
-
-def _pattern_parts(path: str) -> tuple[str, ...]:
-    return tuple(re.sub(r"\[\d*\]", "[]", path).replace("[]", ".[]").split("."))
-
-
-def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
-    return len(pattern) == len(parts) and all(p in ("*", part) for p, part in zip(pattern, parts, strict=True))
+_MODEL = "models[]."
+# The keys of the sample's `register_config` and the ModelConfig field each becomes, as the table says.
+REGISTER_CONFIG_FIELDS = {
+    row.sample.removeprefix(f"{_MODEL}{REGISTER_CONFIG}."): row.evalops.removeprefix(_MODEL)
+    for row in SAMPLE_KEYS
+    if row.sample.startswith(f"{_MODEL}{REGISTER_CONFIG}.")
+}
 
 
 def translate_register_config(data: dict[str, Any]) -> tuple[dict[str, Any], list[Finding]]:

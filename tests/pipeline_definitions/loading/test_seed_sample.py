@@ -14,7 +14,7 @@ import yaml
 from pipeline_definitions.cli import main as cli
 from pipeline_definitions.cli.common import EXIT_SDK_DEFAULTS_FILE
 from pipeline_definitions.loading.loader import LoadedConfig, load_config
-from pipeline_definitions.loading.sample_compat import SAMPLE_KEYS, sample_key
+from pipeline_definitions.loading.sample_compat import REGISTER_CONFIG_FIELDS, SAMPLE_KEYS, SampleKey
 from pipeline_definitions.planning import plan as planning
 from step_code import finetune
 from step_code.contract.config import Config
@@ -76,6 +76,24 @@ def test_the_sdk_defaults_file_gets_one_line_and_its_own_exit_code(capsys: pytes
     assert EXIT_SDK_DEFAULTS_FILE not in (0, 1, 2, 3)
 
 
+def sample_key(path: str) -> SampleKey | None:
+    """The table row of a key path in the sample's spelling (`models[2].finetuning.parameters.epoch`)."""
+    # Below its section line, `finetuning_config` is the other spelling of `finetuning`.
+    parts = _pattern_parts(re.sub(r"\.finetuning_config\.", ".finetuning.", path))
+    exact = [row for row in SAMPLE_KEYS if _pattern_parts(row.sample) == parts]
+    if exact:
+        return exact[0]
+    return next((row for row in SAMPLE_KEYS if _matches(_pattern_parts(row.sample), parts)), None)
+
+
+def _pattern_parts(path: str) -> tuple[str, ...]:
+    return tuple(re.sub(r"\[\d*\]", "[]", path).replace("[]", ".[]").split("."))
+
+
+def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    return len(pattern) == len(parts) and all(p in ("*", part) for p, part in zip(pattern, parts, strict=True))
+
+
 def _leaves(node: Any, path: str = "") -> list[tuple[str, Any]]:
     """Every key path of a YAML document whose value is not a mapping or a list of mappings."""
     if isinstance(node, dict):
@@ -117,6 +135,10 @@ def test_every_key_of_the_sample_lands_where_the_table_says(name: str, tmp_path:
         assert _evalops_value(dump, row.evalops, path) == _expected(path, value), f"{name}: {path}"
     # What the steps read back is what was loaded.
     assert Config.model_validate_json(loaded.normalized_json()) == loaded.config
+
+
+def test_register_config_fields_come_from_the_table() -> None:
+    assert REGISTER_CONFIG_FIELDS == {"model_package_group_name": "model_package_group_name"}
 
 
 def test_the_readme_lists_every_row_of_the_table(repo_root: Path) -> None:
