@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,7 @@ from step_code.contract.results import Decision
 # Our loggers whose warnings reach the terminal during a run (everything is in run.log).
 TERMINAL_LOGGERS = ("step_code", "evalops", "pipeline_definitions")
 PLAIN_PROGRESS_EVERY = 0.25
+TERMINAL_LINES_PER_KIND = 3
 STEPS_FAILED_HINT = (
     "evalops run: finished steps are kept: once the cause above is fixed (or has passed, such as throttling), "
     "the same command resumes from the failed step"
@@ -162,21 +164,26 @@ class RichEvents:
         )
 
 
-class _OncePerMessage(logging.Filter):
-    """Lets each warning through once: a cause that hits every prompt (a full disk under the response cache, an
-    endpoint that keeps failing) would otherwise print thousands of the same line. run.log keeps them all."""
+class _FewOfAKind(logging.Filter):
+    """Lets each warning through once, and at most TERMINAL_LINES_PER_KIND of one kind (one format string, such
+    as a cache write failing with each entry's path): a cause that hits every prompt (a full disk under the
+    response cache, an endpoint that keeps failing) would otherwise print thousands of lines. run.log keeps
+    them all."""
 
     def __init__(self) -> None:
         super().__init__()
         self._seen: set[tuple[str, str]] = set()
+        self._kinds: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.getMessage())
+        message = (record.name, record.getMessage())
+        kind = (record.name, str(record.msg))
         with self._lock:
-            if key in self._seen:
+            if message in self._seen or self._kinds[kind] >= TERMINAL_LINES_PER_KIND:
                 return False
-            self._seen.add(key)
+            self._seen.add(message)
+            self._kinds[kind] += 1
             return True
 
 
@@ -191,7 +198,7 @@ class _MessageOnly(logging.Formatter):
 @contextmanager
 def _terminal_warnings(handler: logging.Handler) -> Iterator[None]:
     handler.setLevel(logging.WARNING)
-    handler.addFilter(_OncePerMessage())
+    handler.addFilter(_FewOfAKind())
     handler.setFormatter(_MessageOnly())
     loggers = [logging.getLogger(name) for name in TERMINAL_LOGGERS]
     for item in loggers:

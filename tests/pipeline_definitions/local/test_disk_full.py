@@ -52,8 +52,9 @@ def test_disk_filling_up_during_evaluation_is_one_line_and_the_rerun_resumes(
         chatty = logging.getLogger("step_code.evaluate_step")
         for index in range(LOG_RECORDS_AFTER_THE_DISK_FILLS):
             chatty.info("answer %d received", index)
-        for _ in range(LOG_RECORDS_AFTER_THE_DISK_FILLS):
+        for index in range(LOG_RECORDS_AFTER_THE_DISK_FILLS):
             chatty.warning("could not store a response in the cache: disk full")
+            chatty.warning("could not store cache entry %d: disk full", index)
         return answer(argv, progress=progress)
 
     monkeypatch.setattr(evaluate_step, "main", evaluate_on_a_filling_disk)
@@ -64,8 +65,14 @@ def test_disk_filling_up_during_evaluation_is_one_line_and_the_rerun_resumes(
     err = capsys.readouterr().err
     assert "Logging error" not in err and "internal error" not in err and "Traceback" not in err
     assert err.splitlines()[-1] == _disk_full_line(output)
-    # The step's warning, once on the terminal whatever the number of prompts it hit, and the line.
-    assert err.splitlines() == ["could not store a response in the cache: disk full", _disk_full_line(output)]
+    # The steps' warnings: the same one once, one kind at most 3 times, whatever the number of prompts; the line.
+    assert err.splitlines() == [
+        "could not store a response in the cache: disk full",
+        "could not store cache entry 0: disk full",
+        "could not store cache entry 1: disk full",
+        "could not store cache entry 2: disk full",
+        _disk_full_line(output),
+    ]
     assert disk.refused > 0
 
     disk.full = False
