@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,9 @@ def preprocess(config: Config, catalog_dir: str, output_dir: str) -> CatalogMani
     when the catalog is unusable (quarantine.jsonl is still written, to show why)."""
     dataset = config.dataset
     source = catalog_file(catalog_dir, dataset)
+    # Reading a FIFO (or a device) would block the step until a writer appears: only regular files are read.
+    if not storage.is_s3(source) and os.path.exists(source) and not os.path.isfile(source):
+        raise CatalogError(f"{source}: not a regular file (a FIFO, device or folder); give the catalog file")
     try:
         text = storage.read_text(source)
     except FileNotFoundError:

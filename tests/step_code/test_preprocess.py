@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,22 @@ def test_a_json_array_quarantines_unusable_items(sample_config: Config, tmp_path
         (2, "a string holding a lone surrogate (not valid Unicode)"),
         (3, "NaN is not a JSON number"),
     ]
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_as_the_catalog_is_refused_without_blocking(
+    sample_config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "catalog").mkdir()
+    os.mkfifo(tmp_path / "catalog" / "rows.jsonl")
+    path = write_config(tmp_path / "config.json", sample_config, input_data_location="rows.jsonl")
+
+    code = main(
+        ["--config", str(path), "--output-dir", str(tmp_path / "o"), "--catalog-dir", str(tmp_path / "catalog")]
+    )
+
+    assert code == 1
+    assert capsys.readouterr().err.strip() == (
+        f"preprocess: error: {tmp_path / 'catalog' / 'rows.jsonl'}: not a regular file (a FIFO, device or folder); "
+        "give the catalog file"
+    )
