@@ -26,10 +26,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from pipeline_definitions.loading.catalog_shape import catalog_shape_problem
 from pipeline_definitions.loading.validation import (
     Finding,
     Loc,
     Sections,
+    nonfinite_findings,
     placeholder_findings,
     validate,
     validate_sections,
@@ -111,11 +113,13 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
     config_path = Path(path).resolve()
     root, data = read_yaml_mapping(path, "settings (pipeline, dataset, models, ...)")
     index = YamlIndex(root)
-    findings = index.duplicate_keys() + placeholder_findings(data)
+    findings = index.duplicate_keys() + placeholder_findings(data) + nonfinite_findings(data)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        findings += [_finding_from_error(error) for error in exc.errors(include_url=False)]
+        # Non-finite numbers are reported at every key by nonfinite_findings already.
+        errors = [error for error in exc.errors(include_url=False) if error["type"] != "finite_number"]
+        findings += [_finding_from_error(error) for error in errors]
         findings += validate_sections(_valid_sections(data))
         raise ConfigError(index.problems(display, findings)) from None
 
@@ -247,6 +251,10 @@ class _LocalFiles:
     def normalize(self, config: Config) -> Config:
         dataset_location = self._resolve(("dataset", "input_data_location"), config.dataset.input_data_location)
         self.dataset_location = dataset_location
+        if not is_s3(dataset_location) and Path(dataset_location).is_file():
+            problem = catalog_shape_problem(Path(dataset_location), config.dataset.dataset_mime_type)
+            if problem is not None:
+                self.findings.append(Finding(("dataset", "input_data_location"), problem))
         models = list(config.models)
         # With the dataset on S3 a local responses file is an error already (validation): nothing to resolve.
         dataset_on_s3 = is_s3(dataset_location)
