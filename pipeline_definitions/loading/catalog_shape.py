@@ -34,6 +34,8 @@ def catalog_shape_problem(path: Path, mime_type: str) -> str | None:
 def _jsonlines_problem(start: str) -> str | None:
     first = next((line for line in start.split("\n") if line.strip(JSON_WHITESPACE)), None)
     if first is None:
+        if len(start) == FIRST_RECORD_CHARS:
+            return None  # a megabyte of blank lines: preprocess reads on
         return "the catalog is empty (no records); add JSON Lines records, one object per line"
     if first.strip(JSON_WHITESPACE).startswith("["):
         return (

@@ -8,6 +8,7 @@ YAML number/boolean or as the string JumpStart would receive ("3", "True").
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,7 +64,7 @@ def _value_of(kind: Kind, value: Any) -> float | bool | None:
             return None
     if kind == "int":
         return value if isinstance(value, int) else None
-    return float(value) if isinstance(value, int | float) and value == value and abs(value) != float("inf") else None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 HYPERPARAMETERS: dict[str, Hyperparameter] = {

@@ -36,8 +36,9 @@ def read_regular_file(path: Path) -> str:
     The type is checked before opening (opening a FIFO blocks until a writer appears) and again on the open
     descriptor, which O_NONBLOCK keeps from blocking if the path was swapped in between.
     """
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise YamlLimitError(f"not a regular file ({_kind(os.stat(path).st_mode)}); give a YAML file")
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise YamlLimitError(f"not a regular file ({_kind(mode)}); give a YAML file")
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
