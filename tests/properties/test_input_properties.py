@@ -149,6 +149,7 @@ def test_the_base_config_is_valid(workspace: Path) -> None:
     assert run_validate(path)[0] == 0
 
 
+@pytest.mark.timeout(300)
 @BOUNDED
 @given(mutations=MUTATIONS, raw=st.one_of(st.none(), RAW_YAML))
 def test_validate_answers_every_config_with_0_or_2_and_one_line_per_problem(
@@ -208,6 +209,7 @@ def preprocess_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.timeout(300)
 @BOUNDED
 @given(rows=st.lists(ROW, max_size=25), bom=st.booleans(), crlf=st.booleans())
 def test_preprocess_accounts_for_every_row(
