@@ -102,8 +102,6 @@ def parse_document(text: str) -> tuple[Any, str | None]:
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
     except RecursionError:
         return None, f"nested deeper than {MAX_DEPTH} levels"
-    except ValueError as exc:
-        return None, f"not usable JSON ({exc})"
     return value, None
 
 
