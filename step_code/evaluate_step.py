@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from step_code import fmeval_runtime, scoring, storage
+from step_code import fmeval_runtime, jsonl, scoring, storage
 from step_code.aws_resources import ControlPlaneError, sagemaker_client
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
@@ -97,7 +97,7 @@ def _read_jsonl(uri: str) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise ControlPlaneError(f"{uri}: file not found (run the preprocess step first)") from None
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in jsonl.json_lines(text):
         if not line.strip():
             continue
         try:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import jmespath
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,8 +33,13 @@ MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_MODEL_NAME_LENGTH = 40
 
 
+# strict: a boolean is not a number (lax mode reads `parallelism: true` as 1), nor is text; NaN and infinity
+# are not numbers a config can mean (a NaN floor compares false with every score).
+STRICT_VALUES = ConfigDict(strict=True, allow_inf_nan=False)
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, **STRICT_VALUES)
 
 
 def _check_jmespath(value: str | None) -> str | None:
@@ -195,7 +201,7 @@ def custom_attributes_header(attributes: dict[str, Any]) -> str:
 class FinetuningParameters(BaseModel):
     """Training resources plus JumpStart hyperparameters (every other key is passed as a hyperparameter)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, **STRICT_VALUES)
 
     instance_type: str
     num_instances: int = Field(default=1, ge=1, le=16)
@@ -270,6 +276,20 @@ class ModelConfig(StrictModel):
             )
         return value
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL (expected http://host[:port]/path or https://...)")
+        return value
+
     @field_validator("model_package_group_name")
     @classmethod
     def _group(cls, value: str | None) -> str | None:
@@ -341,7 +361,7 @@ class ModelRegistryConfig(StrictModel):
 class AlgorithmConfig(BaseModel):
     """One fmeval algorithm. Keys beyond algorithm/module/config are fields of the fmeval config class."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, **STRICT_VALUES)
 
     algorithm: str
     module: str | None = None

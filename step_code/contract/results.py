@@ -153,6 +153,13 @@ class WorstRecords(_Result):
     records: list[WorstRecord]
 
 
+class DuplicateRow(_Result):
+    """A catalog row dropped because an earlier row has the same input and target."""
+
+    line: int
+    repeats_line: int
+
+
 class CatalogManifest(_Result):
     """manifest.json: what preprocess read and kept."""
 
@@ -163,6 +170,7 @@ class CatalogManifest(_Result):
     rows_kept: int
     quarantined: int
     duplicates: int
+    duplicate_rows: list[DuplicateRow] = Field(default_factory=list)
     processed_sha256: str
     model_input_key: str
     target_output_key: str
