@@ -201,6 +201,7 @@ def model_artifact(
         training_job_name=finetuned.training_job_name if finetuned else None,
         finetuned=finetuned is not None,
         environment={str(key): str(value) for key, value in container.get("Environment", {}).items()},
+        training_data_sha256=finetuned.training_data_sha256 if finetuned else None,
     )
 
 

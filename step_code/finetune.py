@@ -4,10 +4,18 @@ Two halves: `jumpstart_launcher` resolves the estimator from JumpStart's specs (
 `run_training` starts or adopts the job, waits for it and reads the result back (plain SageMaker API calls).
 The job is named per execution, so a re-run never collides with an earlier run's job, and a retried step
 adopts the job its earlier attempt started instead of failing on the name.
+
+The training data's content is recorded as a digest of the channels' objects (key, size, ETag), so the
+identity of the fine-tuned model changes when the data behind an unchanged location does.
+
+Warm pools: `finetuning.parameters.keep_alive_period_in_seconds` becomes the job's
+ResourceConfig.KeepAlivePeriodInSeconds; the plan runs fine-tunings that can share a pool one after
+another (`pipeline_definitions/planning/warm_pools.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from step_code import storage
 from step_code.aws_resources import (
     TRAINING_JOB_WAIT,
     ControlPlaneError,
@@ -75,6 +84,25 @@ def training_channels(model: ModelConfig, finetuning: FinetuningConfig, data_uri
     return channels
 
 
+def training_data_digest(channels: dict[str, str], client: Any | None = None) -> str | None:
+    """sha256 over every object of the channels (channel, key, size, ETag); None when they cannot be listed.
+
+    ETags change with the content, so new data under the same location is a new digest without reading it.
+    """
+    s3 = client or storage.s3_client()
+    digest = hashlib.sha256()
+    try:
+        for channel, uri in sorted(channels.items()):
+            bucket, prefix = storage.split_s3(uri)
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    digest.update(f"{channel}\0{item['Key']}\0{item['Size']}\0{item['ETag']}\n".encode())
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("cannot list the training data to record its digest (%s); its location alone keys it", exc)
+        return None
+    return digest.hexdigest()
+
+
 def jumpstart_launcher(
     model: ModelConfig,
     finetuning: FinetuningConfig,
@@ -100,6 +128,7 @@ def jumpstart_launcher(
             output_path=output_path,
             output_kms_key=os.environ.get(KMS_KEY_ENV) or None,
             max_run=parameters.max_run_seconds,
+            keep_alive_period_in_seconds=parameters.keep_alive_period_in_seconds,
             tags=tags,
             sagemaker_session=session,
         )
@@ -111,7 +140,8 @@ def jumpstart_launcher(
 
     def launch(channels: dict[str, str], job_name: str) -> None:
         # The EULA travels in `environment`; the SDK refuses it given a second time as fit(accept_eula=...).
-        estimator.fit(channels, wait=False, logs=False, job_name=job_name)
+        # JumpStart adds its `model` channel to the dict it is given: it gets a copy.
+        estimator.fit(dict(channels), wait=False, logs=False, job_name=job_name)
 
     return launch
 
@@ -147,7 +177,9 @@ def _plain(value: str) -> str:
     return decoded if isinstance(decoded, str) else value
 
 
-def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]) -> FinetuneResult:
+def finetune_result(
+    client: Any, model: ModelConfig, description: dict[str, Any], training_data_sha256: str | None = None
+) -> FinetuneResult:
     if not model.model_id:
         raise ControlPlaneError(f"model {model.name!r} has no model_id")
     artifacts = str(description["ModelArtifacts"]["S3ModelArtifacts"])
@@ -168,6 +200,7 @@ def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]
         base_model_id=model.model_id,
         base_model_version=tags.get(JUMPSTART_VERSION_TAG, model.model_version),
         hyperparameters=hyperparameters,
+        training_data_sha256=training_data_sha256,
     )
 
 
@@ -185,11 +218,12 @@ def finetune(config: Config, model: ModelConfig, execution_id: str, output_dir: 
         tags=resource_tags(config, model, execution_id),
         session=sdk_session(),
     )
+    data_digest = training_data_digest(channels)
     client = sagemaker_client()
     description = run_training(
         client, launch, job_name=job_name, channels=channels, model=model, execution_id=execution_id
     )
-    result = finetune_result(client, model, description)
+    result = finetune_result(client, model, description, data_digest)
     write_model(output_dir, FINETUNE_FILE, result)
     logger.info("training job %s produced %s", result.training_job_name, result.model_data_url)
     return result

@@ -34,6 +34,8 @@ from step_code.contract.locations import is_catalog_file
 # Pipeline parameters (SageMaker) / run options (local).
 PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
 PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
+# `use` or `bypass` (step_code/contract/files.py RESPONSE_CACHE_MODES): bypass asks the models again.
+PARAM_RESPONSE_CACHE = "ResponseCache"
 
 SELECT_STEP = "Select"
 CHECK_STEP = "CheckSelectionPolicy"
@@ -215,11 +217,13 @@ def step_arguments(
     approval_status: Any,
     cache_uri: str,
     local_registry_dir: str | None = None,
+    response_cache: Any = None,
 ) -> list[Any]:
     """Command-line arguments of a step's entry point (`python -m <STEP_KINDS[kind].entry_module> ...`).
 
-    `execution_id` and `approval_status` are strings in a local run and SageMaker pipeline variables
-    when rendering, which is why the result is a list of Any.
+    `execution_id`, `approval_status` and `response_cache` are strings in a local run and SageMaker pipeline
+    variables when rendering, which is why the result is a list of Any. `response_cache` None leaves the
+    step's default (`use`).
     Resource names made by deploy/finetune start with the environment variable EVALOPS_RESOURCE_PREFIX.
     """
     args: list[Any] = [
@@ -242,6 +246,7 @@ def step_arguments(
     # A local run keeps its registry in files shaped like SageMaker model packages (`registry-dir`).
     values: dict[str, Any] = {
         "cache-uri": cache_uri,
+        "response-cache": response_cache,
         "approval-status": approval_status,
         "registry-dir": local_registry_dir,
     }

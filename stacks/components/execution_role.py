@@ -194,6 +194,11 @@ class EvaluationExecutionRole(Construct):
                         "this read-only action gives the cost estimate its instance type.",
                         [_regex(r":endpoint-config\/\*$")],
                     ),
+                    NagAcknowledgement(
+                        "The models behind an existing endpoint are only named by its config at run time; this "
+                        "read-only action lets the response cache tell a swapped model from the one it cached.",
+                        [_regex(r":model\/\*$")],
+                    ),
                 ],
             )
 
@@ -449,6 +454,13 @@ class EvaluationExecutionRole(Construct):
                     sid="DescribeExistingEndpointConfigs",
                     actions=["sagemaker:DescribeEndpointConfig"],
                     resources=[self._sagemaker_arn("endpoint-config", "*")],
+                ),
+                # The response cache is keyed by the image and weights an existing endpoint serves
+                # (step_code/answering_identity.py).
+                iam.PolicyStatement(
+                    sid="DescribeExistingEndpointModels",
+                    actions=["sagemaker:DescribeModel"],
+                    resources=[self._sagemaker_arn("model", "*")],
                 ),
             ]
         if model_access.deploys_jumpstart(config):
