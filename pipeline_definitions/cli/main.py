@@ -16,7 +16,15 @@ from pipeline_definitions.cli.run import add_run_commands
 from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts, estimate_run
 from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, load_config
 from pipeline_definitions.loading.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX
-from pipeline_definitions.planning.plan import CHECK_STEP, FAIL_STEP, REGISTER_STEP, EvaluationPlan, build_plan
+from pipeline_definitions.planning.plan import (
+    CHECK_STEP,
+    FAIL_STEP,
+    REGISTER_STEP,
+    EvaluationPlan,
+    build_plan,
+    step_name,
+)
+from pipeline_definitions.planning.warm_pools import POOL_RULE, warm_pools
 from step_code.contract import algorithms
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, resource_base, run_scoped_name
@@ -113,6 +121,18 @@ def _endpoint_lines(loaded: LoadedConfig) -> list[str]:
     return lines
 
 
+def _warm_pool_lines(config: Config) -> list[str]:
+    pools = warm_pools(config)
+    if not pools:
+        return []
+    lines = [f"Warm pools ({POOL_RULE}):"]
+    for pool in pools:
+        order = " -> ".join(step_name("finetune", config.model(name)) for name in pool.models)
+        lines.append(f"  {pool.label}: {order}; kept {pool.keep_alive_seconds} s after the last, billed idle")
+    lines.append("  processing steps (preprocess, deploy, evaluate, select, register, cleanup) cannot use warm pools")
+    return lines
+
+
 def _money(value: float) -> str:
     return f"${value:,.2f}"
 
@@ -138,6 +158,11 @@ def _estimate_lines(estimate: RunEstimate, loaded: LoadedConfig) -> list[str]:
             f"  {row.model:<28} {endpoint:<22} {row.model_calls:>8,} {deploy:>8} "
             f"{row.evaluation_minutes:>5.1f} min {finetune:>9} {row.instance_hours:>10.2f} {cost:>10}"
         )
+        if row.warm_pool_idle_instance_hours:
+            lines.append(
+                f"  {'':<28} inst-hours include {row.warm_pool_idle_instance_hours:.2f} of idle warm pool after "
+                "its fine-tuning"
+            )
         if row.kept_endpoint_usd_per_hour is not None:
             kept = _money(row.kept_endpoint_usd_per_hour)
             lines.append(f"  {'':<28} then {kept} per hour for as long as the endpoint is kept")
@@ -175,6 +200,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         ],
         _plan_lines(plan),
         _endpoint_lines(loaded),
+        _warm_pool_lines(loaded.config),
         _estimate_lines(estimate_run(loaded, prompt_count), loaded),
         _download_lines(loaded),
     ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_definitions.planning.step_kinds import STEP_KINDS, StepKind
+from pipeline_definitions.planning.warm_pools import previous_in_pool
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import (
     CATALOG_INPUT,
@@ -125,10 +126,13 @@ def build_plan(config: Config) -> EvaluationPlan:
     )
     branches: list[Branch] = []
     evaluate_steps: list[PlannedStep] = []
+    # A fine-tuning that takes over a warm pool waits for the one before it (warm_pools.py).
+    pool_predecessor = previous_in_pool(config)
     for model in config.models:
         steps: list[PlannedStep] = []
         deployment_inputs: list[StepInput] = []
         if model.finetuning is not None:
+            earlier = pool_predecessor.get(model.name)
             finetune = PlannedStep(
                 name=step_name("finetune", model),
                 kind="finetune",
@@ -136,6 +140,7 @@ def build_plan(config: Config) -> EvaluationPlan:
                 inputs=(config_input,),
                 outputs=(FINETUNE,),
                 instance_type=small,
+                after=(step_name("finetune", config.model(earlier)),) if earlier else (),
             )
             steps.append(finetune)
             deployment_inputs.append(StepInput(FINETUNE, step=finetune.name, output=FINETUNE))
