@@ -425,49 +425,69 @@ def _delete_kept(client: Any, name: str) -> None:
                 raise
 
 
+@dataclass(frozen=True)
+class KeptEndpoint:
+    name: str
+    tags: dict[str, str]
+
+    @property
+    def last_used(self) -> datetime | None:
+        return _parse_timestamp(self.tags.get(TAG_LAST_USED))
+
+    def expired(self, now: datetime) -> bool:
+        """Unused for its keep_for_hours (never, without one)."""
+        try:
+            hours = float(self.tags.get(TAG_KEEP_FOR_HOURS, ""))
+        except ValueError:
+            return False
+        last_used = self.last_used
+        return last_used is not None and now - last_used >= timedelta(hours=hours)
+
+
+def kept_endpoints(
+    client: Any, stem: str, model: str, pipeline: str, page_size: int = LIST_PAGE_SIZE
+) -> list[KeptEndpoint]:
+    """The kept endpoints of one model of one deployed pipeline (every deployment identity), by name."""
+    found = []
+    items = paginate(client, "list_endpoints", "Endpoints", NameContains=stem, PaginationConfig={"PageSize": page_size})
+    for item in items:
+        if not item["EndpointName"].startswith(stem):
+            continue
+        tags = resource_tags_of(client, item["EndpointArn"])
+        if (
+            tags.get(TAG_MANAGED_BY) == MANAGED_BY
+            and tags.get(TAG_KEEP) == KEEP
+            and tags.get(TAG_MODEL) == model
+            and tags.get(TAG_PIPELINE) == pipeline
+        ):
+            found.append(KeptEndpoint(item["EndpointName"], tags))
+    return sorted(found, key=lambda kept: kept.name)
+
+
 def _sweep_superseded(
     client: Any, request: EndpointRequest, now: datetime, page_size: int
 ) -> tuple[list[str], list[str]]:
     """This model's other kept endpoints: tagged superseded by `request.name`; deleted when expired."""
-    stem = kept_endpoint_stem(request.name)
     pipeline = next(t["Value"] for t in request.tags if t["Key"] == TAG_PIPELINE)
     superseded: list[str] = []
     deleted: list[str] = []
-    candidates = paginate(
-        client, "list_endpoints", "Endpoints", NameContains=stem, PaginationConfig={"PageSize": page_size}
-    )
-    for item in list(candidates):
-        name = item["EndpointName"]
-        if name == request.name or not name.startswith(stem):
+    for kept in kept_endpoints(client, kept_endpoint_stem(request.name), request.model.name, pipeline, page_size):
+        if kept.name == request.name:
             continue
-        tags = resource_tags_of(client, item["EndpointArn"])
-        ours = (
-            tags.get(TAG_MANAGED_BY) == MANAGED_BY
-            and tags.get(TAG_KEEP) == KEEP
-            and tags.get(TAG_MODEL) == request.model.name
-            and tags.get(TAG_PIPELINE) == pipeline
-        )
-        if not ours:
-            continue
-        last_used = _parse_timestamp(tags.get(TAG_LAST_USED))
-        try:
-            hours = float(tags.get(TAG_KEEP_FOR_HOURS, ""))
-        except ValueError:
-            hours = None
-        if hours is not None and last_used is not None and now - last_used >= timedelta(hours=hours):
-            logger.warning("deleting kept endpoint %s: superseded and unused since %s", name, _timestamp(last_used))
-            _delete_kept(client, name)
-            deleted.append(name)
+        if kept.expired(now):
+            logger.warning("deleting kept endpoint %s: superseded and unused since %s", kept.name, kept.last_used)
+            _delete_kept(client, kept.name)
+            deleted.append(kept.name)
             continue
         logger.warning(
             "kept endpoint %s is superseded by %s (another deployment identity of %s); it is billed until deleted",
-            name,
+            kept.name,
             request.name,
             request.model.name,
         )
-        if tags.get(TAG_SUPERSEDED_BY) != request.name:
-            _tag_kept(client, name, {TAG_SUPERSEDED_BY: request.name})
-        superseded.append(name)
+        if kept.tags.get(TAG_SUPERSEDED_BY) != request.name:
+            _tag_kept(client, kept.name, {TAG_SUPERSEDED_BY: request.name})
+        superseded.append(kept.name)
     return superseded, deleted
 
 

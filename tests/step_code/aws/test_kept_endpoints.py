@@ -6,10 +6,13 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from pipeline_definitions.cli.main import main as cli_main
 from step_code import deploy
 from step_code.aws_resources import tags_by_key
 from step_code.contract.config import Config
@@ -128,3 +131,25 @@ def test_the_safety_net_leaves_a_kept_endpoint_that_a_failed_run_reused(
         summary = safety_net.handler(event(failed), None)
         assert summary["deleted"]["endpoint"] == []
     assert endpoints(aws) == [name]
+
+
+def test_plan_lists_the_kept_endpoints_in_the_account_and_which_are_superseded(
+    aws: Any, run_dirs: RunDirs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = run_deploy(run_dirs, keeping(), "run000000001").endpoint_name
+    resized = keeping(deployment_config={"instance_type": "ml.m5.large", "num_instances": 2})
+    new = run_deploy(run_dirs, resized, "run000000002").endpoint_name
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "trivia.jsonl").write_text('{"question": "q", "answer": "a"}\n', encoding="utf-8")
+    config_path = tmp_path / "kept.yaml"
+    config_path.write_text(yaml.safe_dump(resized), encoding="utf-8")
+    capsys.readouterr()
+
+    assert cli_main(["plan", str(config_path), "--catalog-dir", str(catalog), "--kept-endpoints", PREFIX]) == 0
+    out = capsys.readouterr().out
+    assert f"Kept endpoints in the account under {PREFIX}:" in out
+    assert f"  falcon-hf: {old}  SUPERSEDED by {new}, last used " in out
+    assert f"  falcon-hf: {new}  current, last used " in out
+    assert "falcon-hf: ml.m5.large x2, KEPT and reused by later runs (cleanup_endpoint: false)" in out
+    assert "<prefix>evalops-aws-test-falcon-hf-k<deployment identity>" in out
