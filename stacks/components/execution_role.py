@@ -392,6 +392,8 @@ class EvaluationExecutionRole(Construct):
                 ],
                 resources=[self._sagemaker_arn(kind, prefix) for kind in ("model", "endpoint-config", "endpoint")],
             ),
+            # Warm pools need nothing more: KeepAlivePeriodInSeconds is part of CreateTrainingJob, and the
+            # steps never change or end a pool (UpdateTrainingJob), so that action is not granted.
             iam.PolicyStatement(
                 sid="ManageRunTrainingJobs",
                 actions=[
