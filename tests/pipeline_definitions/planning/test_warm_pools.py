@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ from pipeline_definitions.estimating import estimate as est
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.planning.plan import build_plan
 from pipeline_definitions.planning.warm_pools import warm_pools
+from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.contract.config import Config
 from tests.pipeline_definitions.conftest import WriteConfig
+from tests.pipeline_definitions.rendering.conftest import targets_for
 
 BASE = "meta-textgeneration-llama-2-7b"
 
@@ -107,3 +110,11 @@ def test_the_estimate_bills_the_idle_pool_after_its_last_fine_tuning(
     assert f"ml.g5.12xlarge x1 ({BASE} *): Finetune-a -> Finetune-b -> Finetune-c; kept 900 s after the last" in out
     assert "processing steps (preprocess, deploy, evaluate, select, register, cleanup) cannot use warm pools" in out
     assert "inst-hours include 0.25 of idle warm pool after its fine-tuning" in out
+
+
+def test_the_pipeline_definition_orders_the_pool_sharing_fine_tunings() -> None:
+    config = Config.model_validate(CONFIG)
+    definition = json.loads(render_definition(build_plan(config), config, targets_for(config)))
+    depends = {step["Name"]: step.get("DependsOn", []) for step in definition["Steps"]}
+    assert depends["Finetune-b"] == ["Finetune-a"] and depends["Finetune-c"] == ["Finetune-b"]
+    assert depends["Finetune-a"] == [] and depends["Finetune-other-instance"] == []
