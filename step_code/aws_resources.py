@@ -282,5 +282,8 @@ def serving_models(client: Any, endpoint_name: str) -> list[dict[str, Any]]:
                 }
             )
     except ClientError as exc:
-        raise ControlPlaneError(f"cannot read what endpoint {endpoint_name} serves: {client_error_line(exc)}") from None
+        raise ControlPlaneError(
+            f"cannot read what endpoint {endpoint_name} serves, which keys its cached answers: "
+            f"{client_error_line(exc)} (to skip the cache: evalops run --no-cache, or ResponseCache=bypass)"
+        ) from None
     return sorted(served, key=lambda item: str(item["variant"]))

@@ -46,8 +46,8 @@ def test_a_model_swapped_behind_the_endpoint_changes_the_identity(aws: Any, conf
     assert answering_identity(existing, None, first) != answering_identity(existing, None, second)
 
 
-def test_an_unreadable_endpoint_is_one_line(aws: Any) -> None:
-    with pytest.raises(
-        ControlPlaneError, match=r"^cannot read what endpoint missing-endpoint serves: DescribeEndpoint"
-    ):
+def test_an_unreadable_endpoint_is_one_line_with_the_way_out(aws: Any) -> None:
+    expected = "^cannot read what endpoint missing-endpoint serves, which keys its cached answers: DescribeEndpoint"
+    with pytest.raises(ControlPlaneError, match=expected) as raised:
         serving_models(aws, "missing-endpoint")
+    assert "\n" not in str(raised.value) and str(raised.value).endswith("or ResponseCache=bypass)")
