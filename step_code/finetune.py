@@ -8,6 +8,12 @@ adopts the job its earlier attempt started instead of failing on the name.
 The training data's content is recorded as a digest of the channels' objects (key, size, ETag), so the
 identity of the fine-tuned model changes when the data behind an unchanged location does.
 
+A run whose training identity (base model id and the version `*` resolves to, data locations and digest,
+hyperparameters, training instances) equals that of a Completed job of an earlier run of this pipeline
+and model takes that job's trained model instead of training again: the trained artifact, and so the
+kept endpoint deployed from it, stays the same while nothing it was trained from changed. Without a data
+digest (the channels cannot be listed) every run trains.
+
 Warm pools: `finetuning.parameters.keep_alive_period_in_seconds` becomes the job's
 ResourceConfig.KeepAlivePeriodInSeconds; the plan runs fine-tunings that can share a pool one after
 another (`pipeline_definitions/planning/warm_pools.py`).
@@ -34,19 +40,23 @@ from step_code.aws_resources import (
     describe_or_none,
     execution_role_arn,
     owned_by,
+    paginate,
     resource_name,
     resource_tags,
     resource_tags_of,
     run_artifacts_uri,
     sagemaker_client,
     sdk_session,
+    tags_by_key,
     wait_for,
 )
-from step_code.contract.config import Config, FinetuningConfig, ModelConfig
+from step_code.contract.config import Config, FinetuningConfig, ModelConfig, canonical_digest
 from step_code.contract.files import FINETUNE_FILE
 from step_code.contract.job_env import DATA_URI_ENV, KMS_KEY_ENV
 from step_code.contract.locations import is_s3
+from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH
 from step_code.contract.results import FinetuneResult
+from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PIPELINE, TAG_TRAINING_IDENTITY
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, run_step, write_model
 
@@ -101,6 +111,52 @@ def training_data_digest(channels: dict[str, str], client: Any | None = None) ->
         logger.warning("cannot list the training data to record its digest (%s); its location alone keys it", exc)
         return None
     return digest.hexdigest()
+
+
+def resolved_training_version(model: ModelConfig, session: Any) -> str:
+    """The JumpStart version the model's `model_version` (often `*`) resolves to for training."""
+    from sagemaker.jumpstart.enums import JumpStartScriptScope
+    from sagemaker.jumpstart.utils import verify_model_region_and_return_specs
+
+    try:
+        specs = verify_model_region_and_return_specs(
+            model_id=model.model_id,
+            version=model.model_version,
+            scope=JumpStartScriptScope.TRAINING,
+            region=session.boto_region_name,
+            sagemaker_session=session,
+        )
+    except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
+        raise ControlPlaneError(
+            f"cannot resolve JumpStart model {model.model_id!r} version {model.model_version!r} for training "
+            f"in {session.boto_region_name}: {exc}"
+        ) from None
+    return str(specs.version)
+
+
+def training_identity(model: ModelConfig, finetuning: FinetuningConfig, version: str, data_digest: str) -> str:
+    """What the trained weights depend on; equal identities may share one trained model."""
+    return canonical_digest(
+        {"model_id": model.model_id, "version": version, "inputs": finetuning.training_inputs(), "data": data_digest}
+    )
+
+
+def find_trained(client: Any, job_name: str, model: ModelConfig, pipeline: str, identity: str) -> str | None:
+    """A Completed training job of an earlier run of this pipeline and model with this training identity."""
+    stem = job_name[:-EXECUTION_SUFFIX_LENGTH]
+    jobs = paginate(client, "list_training_jobs", "TrainingJobSummaries", NameContains=stem, StatusEquals="Completed")
+    for job in sorted(jobs, key=lambda item: item["CreationTime"], reverse=True):
+        if not job["TrainingJobName"].startswith(stem):
+            continue
+        tags = resource_tags_of(client, job["TrainingJobArn"])
+        if (
+            tags.get(TAG_MANAGED_BY) == MANAGED_BY
+            and tags.get(TAG_MODEL) == model.name
+            and tags.get(TAG_PIPELINE) == pipeline
+            and tags.get(TAG_TRAINING_IDENTITY) == identity
+        ):
+            return str(job["TrainingJobName"])
+    return None
 
 
 def jumpstart_launcher(
@@ -210,19 +266,30 @@ def finetune(config: Config, model: ModelConfig, execution_id: str, output_dir: 
         raise ControlPlaneError(f"model {model.name!r} has no finetuning settings for a jumpstart model")
     job_name = resource_name(config, model, execution_id)
     channels = training_channels(model, finetuning, os.environ.get(DATA_URI_ENV))
-    launch = jumpstart_launcher(
-        model,
-        finetuning,
-        role=execution_role_arn(),
-        output_path=run_artifacts_uri(execution_id, "finetune", model.name),
-        tags=resource_tags(config, model, execution_id),
-        session=sdk_session(),
-    )
+    session = sdk_session()
     data_digest = training_data_digest(channels)
+    tags = resource_tags(config, model, execution_id)
     client = sagemaker_client()
-    description = run_training(
-        client, launch, job_name=job_name, channels=channels, model=model, execution_id=execution_id
-    )
+    earlier = None
+    if data_digest is not None:
+        identity = training_identity(model, finetuning, resolved_training_version(model, session), data_digest)
+        tags.append({"Key": TAG_TRAINING_IDENTITY, "Value": identity})
+        earlier = find_trained(client, job_name, model, tags_by_key(tags)[TAG_PIPELINE], identity)
+    if earlier is not None:
+        logger.info("training job %s was trained from the same inputs; using its model, not training again", earlier)
+        description = dict(client.describe_training_job(TrainingJobName=earlier))
+    else:
+        launch = jumpstart_launcher(
+            model,
+            finetuning,
+            role=execution_role_arn(),
+            output_path=run_artifacts_uri(execution_id, "finetune", model.name),
+            tags=tags,
+            session=session,
+        )
+        description = run_training(
+            client, launch, job_name=job_name, channels=channels, model=model, execution_id=execution_id
+        )
     result = finetune_result(client, model, description, data_digest)
     write_model(output_dir, FINETUNE_FILE, result)
     logger.info("training job %s produced %s", result.training_job_name, result.model_data_url)

@@ -117,7 +117,7 @@ def _plan_lines(plan: EvaluationPlan) -> list[str]:
 
 def _kept_endpoint_lines(config: Config, model: ModelConfig, shape: str) -> list[str]:
     retrained = (
-        "; a fine-tuned model is trained again by every run, so every run deploys a new one"
+        "; a fine-tuning is trained again (and so deployed anew) only when its inputs or data change"
         if model.finetuning is not None
         else ""
     )

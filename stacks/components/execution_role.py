@@ -168,7 +168,10 @@ class EvaluationExecutionRole(Construct):
                     "SageMaker numbers the model package versions inside the configured groups.",
                     [_regex(r":model-package\/[^/]+\/\*$")],
                 ),
-                NagAcknowledgement("sagemaker:ListEndpoints has no resource-level permissions.", ["Resource::*"]),
+                NagAcknowledgement(
+                    "sagemaker:ListEndpoints and sagemaker:ListTrainingJobs have no resource-level permissions.",
+                    ["Resource::*"],
+                ),
             ],
         )
         model_statements = self._model_access_statements(config)
@@ -428,7 +431,10 @@ class EvaluationExecutionRole(Construct):
         )
 
     def _list_statement(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(sid="ListEndpoints", actions=["sagemaker:ListEndpoints"], resources=["*"])
+        # ListTrainingJobs: a fine-tuning finds the earlier run's job trained from the same inputs (finetune.py).
+        return iam.PolicyStatement(
+            sid="ListEndpoints", actions=["sagemaker:ListEndpoints", "sagemaker:ListTrainingJobs"], resources=["*"]
+        )
 
     def _model_access_statements(self, config: Config) -> list[iam.PolicyStatement]:
         statements: list[iam.PolicyStatement] = []

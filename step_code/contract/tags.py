@@ -23,3 +23,5 @@ TAG_DEPLOYMENT_IDENTITY = "evalops:deployment-identity"
 TAG_LAST_USED = "evalops:last-used"
 TAG_KEEP_FOR_HOURS = "evalops:keep-for-hours"
 TAG_SUPERSEDED_BY = "evalops:superseded-by"
+# On a training job: the digest of what its weights depend on, so a later run with the same inputs can use it.
+TAG_TRAINING_IDENTITY = "evalops:training-identity"

@@ -216,3 +216,40 @@ def test_main_sets_the_warm_pool_keep_alive_and_records_the_data_digest(
     recorded = FinetuneResult.model_validate(run_dirs.output(FINETUNE, FINETUNE_FILE))
     assert recorded.training_data_sha256 == finetune.training_data_digest({"training": f"{DATA_URI}/train"})
     assert recorded.training_data_sha256 is not None
+
+
+def test_a_later_run_with_the_same_training_inputs_takes_the_trained_model(
+    aws: Any, run_dirs: RunDirs, jumpstart_catalogue: None
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="evalops-test-data")
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/data.jsonl", Body=b'{"text": "one"}\n')
+    data = copy.deepcopy(CONFIG)
+
+    def run(execution_id: str) -> FinetuneResult:
+        run_dirs.put_input("config", "config.json", json.dumps(data))
+        step = planned_step(Config.model_validate(data), "Finetune-llama-tuned")
+        assert finetune.main(run_dirs.argv(step, execution_id)) == 0
+        return FinetuneResult.model_validate(run_dirs.output(FINETUNE, FINETUNE_FILE))
+
+    def jobs() -> list[str]:
+        return sorted(job["TrainingJobName"] for job in aws.list_training_jobs()["TrainingJobSummaries"])
+
+    first = run("run000000001")
+    identity = tags_by_key(
+        aws.list_tags(ResourceArn=aws.describe_training_job(TrainingJobName=first.training_job_name)["TrainingJobArn"])[
+            "Tags"
+        ]
+    )["evalops:training-identity"]
+    assert len(identity) == 64
+    assert run("run000000002") == first
+    assert jobs() == [first.training_job_name]
+
+    # New data under the same location: trained again.
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/data.jsonl", Body=b'{"text": "two"}\n')
+    retrained = run("run000000003")
+    assert retrained.training_job_name == f"{PREFIX}llama-tuned-eval-run000000003"
+    # A changed hyperparameter: trained again.
+    data["models"][2]["finetuning"]["parameters"]["epoch"] = 2
+    assert run("run000000004").training_job_name == f"{PREFIX}llama-tuned-eval-run000000004"
+    assert len(jobs()) == 3
