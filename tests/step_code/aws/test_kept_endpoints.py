@@ -153,3 +153,20 @@ def test_plan_lists_the_kept_endpoints_in_the_account_and_which_are_superseded(
     assert f"  falcon-hf: {new}  current, last used " in out
     assert "falcon-hf: ml.m5.large x2, KEPT and reused by later runs (cleanup_endpoint: false)" in out
     assert "<prefix>evalops-aws-test-falcon-hf-k<deployment identity>" in out
+
+
+def test_a_kept_jumpstart_model_resolved_from_its_specs_is_reused(
+    aws: Any, run_dirs: RunDirs, jumpstart_catalogue: None
+) -> None:
+    data = copy.deepcopy(CONFIG)
+    next(m for m in data["models"] if m["name"] == "llama-base")["cleanup_endpoint"] = False
+    run_dirs.put_input(CONFIG_INPUT, CONFIG_FILE, json.dumps(data))
+    step = planned_step(Config.model_validate(data), "Deploy-llama-base")
+    assert deploy.main(run_dirs.argv(step, "run000000001")) == 0
+    first = Deployment.model_validate(run_dirs.output(DEPLOYMENT, DEPLOYMENT_FILE))
+    assert deploy.main(run_dirs.argv(step, "run000000002")) == 0
+    second = Deployment.model_validate(run_dirs.output(DEPLOYMENT, DEPLOYMENT_FILE))
+    assert second.endpoint_name == first.endpoint_name and not second.created
+    # The version "*" resolved to is recorded on reuse too, so the cache identity is the same in both runs.
+    assert second.artifact == first.artifact and first.artifact.model_version not in (None, "*")
+    assert endpoints(aws) == [first.endpoint_name]
