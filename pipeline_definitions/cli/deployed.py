@@ -34,11 +34,18 @@ from pipeline_definitions.cli.common import (
 )
 from pipeline_definitions.loading.loader import ConfigError, Problem, load_config, read_yaml_mapping
 from pipeline_definitions.local.engine import RUN_FILE, STEPS_DIR, RunError, rebuild_report
-from pipeline_definitions.planning.plan import FAIL_STEP, SELECT_STEP
+from pipeline_definitions.planning.plan import FAIL_STEP, PARAM_RESPONSE_CACHE, SELECT_STEP
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config
-from step_code.contract.files import CONFIG_INPUT, DECISION, DECISION_FILE, SUMMARIES, SUMMARY_FILE
+from step_code.contract.files import (
+    CONFIG_INPUT,
+    DECISION,
+    DECISION_FILE,
+    RESPONSE_CACHE_BYPASS,
+    SUMMARIES,
+    SUMMARY_FILE,
+)
 from step_code.contract.locations import is_s3
 from step_code.contract.naming import deployed_pipeline_name
 from step_code.contract.results import Decision, EvaluationSummary
@@ -112,12 +119,15 @@ def _not_found(exc: ClientError) -> bool:
 
 
 # -- evalops start ----------------------------------------------------------------------------------
-def start_execution(client: Any, pipeline: DeployedPipeline) -> str:
+def start_execution(client: Any, pipeline: DeployedPipeline, *, bypass_cache: bool = False) -> str:
+    request: dict[str, Any] = {
+        "PipelineName": pipeline.name,
+        "PipelineExecutionDescription": f"started by evalops start --env {pipeline.environment}",
+    }
+    if bypass_cache:
+        request["PipelineParameters"] = [{"Name": PARAM_RESPONSE_CACHE, "Value": RESPONSE_CACHE_BYPASS}]
     try:
-        response = client.start_pipeline_execution(
-            PipelineName=pipeline.name,
-            PipelineExecutionDescription=f"started by evalops start --env {pipeline.environment}",
-        )
+        response = client.start_pipeline_execution(**request)
     except ClientError as exc:
         if _not_found(exc):
             raise DeployedError(
@@ -312,7 +322,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     try:
         pipeline = deployed_pipeline(args.environments, args.env)
         client = sagemaker_client(pipeline.region)
-        arn = start_execution(client, pipeline)
+        arn = start_execution(client, pipeline, bypass_cache=args.no_cache)
         print(f"Started {pipeline.name} in {pipeline.region}: {arn}", flush=True)
         if not args.follow:
             print(f"When it has finished: evalops report --execution {arn}")
@@ -374,6 +384,11 @@ def add_deployed_commands(subparsers: argparse._SubParsersAction[argparse.Argume
     )
     start.add_argument(
         "--follow", action="store_true", help="show each step's progress (and a failed step's reason) until it ends"
+    )
+    start.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="send every prompt to the models again (pipeline parameter ResponseCache=bypass)",
     )
     start.add_argument("--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help=argparse.SUPPRESS)
     start.set_defaults(handler=cmd_start)

@@ -10,6 +10,7 @@ API model; what moto cannot show is a real execution's step timings and the serv
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,25 @@ def test_start_starts_the_environments_pipeline(
         f"Started {GOLDEN_PIPELINE} in us-east-1: {arn}",
         f"When it has finished: evalops report --execution {arn}",
     ]
+
+
+def test_start_no_cache_sets_the_response_cache_parameter(in_repo: Path, moto: MotoServer) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    sagemaker.create_pipeline(PipelineName=GOLDEN_PIPELINE, PipelineDefinition=GOLDEN.read_text(), RoleArn=ROLE)
+
+    assert main(["start", "--env", "dev"]) == 0
+    assert main(["start", "--env", "dev", "--no-cache"]) == 0
+
+    summaries = sagemaker.list_pipeline_executions(PipelineName=GOLDEN_PIPELINE)["PipelineExecutionSummaries"]
+    parameters = [
+        sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=s["PipelineExecutionArn"]).get(
+            "PipelineParameters", []
+        )
+        for s in summaries
+    ]
+    assert sorted(parameters, key=len) == [[], [{"Name": "ResponseCache", "Value": "bypass"}]]
+    declared = {p["Name"]: p for p in json.loads(GOLDEN.read_text())["Parameters"]}
+    assert set(declared["ResponseCache"]["EnumValues"]) >= {"use", "bypass"}
 
 
 def test_start_before_deploy_is_one_line(in_repo: Path, moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
