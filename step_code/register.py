@@ -44,7 +44,14 @@ from step_code.aws_resources import (
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
-from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, Registration
+from step_code.contract.results import (
+    CandidateVerdict,
+    Decision,
+    EvaluationSummary,
+    MetricInterval,
+    PairedComparison,
+    Registration,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -69,6 +76,26 @@ def metadata_text(value: str, limit: int) -> str:
 
 def _number(value: float | None) -> str | None:
     return None if value is None else f"{value:.6g}"
+
+
+def _interval(interval: MetricInterval | None) -> str | None:
+    """`0.7961 to 0.9843 n=40 clopper-pearson conf=0.95` (SageMaker's metadata takes no brackets)."""
+    if interval is None or interval.low is None or interval.high is None:
+        return None
+    flag = " small-sample" if interval.small_sample else ""
+    return (
+        f"{interval.low:.4f} to {interval.high:.4f} n={interval.n} {interval.method} conf={interval.confidence:g}{flag}"
+    )
+
+
+def _difference(comparison: PairedComparison) -> str | None:
+    if comparison.difference is None or comparison.low is None or comparison.high is None:
+        return None
+    p_value = "n/a" if comparison.p_value is None else f"{comparison.p_value:.3g}"
+    return (
+        f"{comparison.difference:+.4f} from {comparison.low:+.4f} to {comparison.high:+.4f} n={comparison.n} "
+        f"{comparison.test} p={p_value}"
+    )
 
 
 def customer_metadata(
@@ -98,8 +125,17 @@ def customer_metadata(
         "evalops:cost-per-1k-prompts-usd": _number(summary.cost.cost_per_1k_prompts_usd),
         "evalops:records-succeeded": f"{summary.records_succeeded}/{summary.records_total}",
     }
+    if verdict is not None:
+        facts["evalops:weighted-score-interval"] = _interval(verdict.weighted_interval)
+    champion = decision.champion
+    if champion is not None:
+        facts["evalops:champion"] = champion.model_package_arn or champion.status
+        if champion.comparison is not None:
+            facts["evalops:champion-difference"] = _difference(champion.comparison)
     for name, value in sorted(summary.metrics.items()):
         facts[f"metric:{name}"] = _number(value)
+    for name in sorted(summary.metrics):
+        facts[f"metric-interval:{name}"] = _interval(summary.intervals.get(name))
     present = [(key, value) for key, value in facts.items() if value is not None]
     if len(present) > MAX_METADATA_ENTRIES:
         logger.warning("keeping %d of %d metadata entries (SageMaker's limit)", MAX_METADATA_ENTRIES, len(present))

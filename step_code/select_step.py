@@ -79,6 +79,7 @@ def select(config: Config, evidence: Sequence[ModelEvidence]) -> Decision:
             [item.summary for item in evidence],
             primary_metric=primary_metric(config),
             higher_is_better=metric_directions(config),
+            record_scores={item.summary.model: item.record_scores for item in evidence},
         )
     except PolicyError as exc:
         raise ControlPlaneError(str(exc)) from None

@@ -241,3 +241,21 @@ def test_metadata_text_keeps_sagemakers_character_set_and_length() -> None:
     assert metadata_text("a, b; (c) <d>\n e", 256) == "a b c d e"
     assert metadata_text("x" * 300, 256) == "x" * 256
     assert metadata_text("!!!", 256) == "-"
+
+
+def test_metadata_carries_each_metrics_interval_and_record_count() -> None:
+    from step_code.uncertainty import mean_interval
+
+    interval = mean_interval([1.0] * 37 + [0.0] * 3)
+    summary = make_summary("llama-tuned", artifact("llama-tuned", finetuned=True), {"factual_knowledge": 0.925}, "e")
+    summary = summary.model_copy(update={"intervals": {"factual_knowledge": interval}})
+    chosen = decision()
+    winner = chosen.candidates[0].model_copy(update={"weighted_interval": interval})
+
+    metadata = register.customer_metadata(summary, chosen, winner, execution_id="e", config_sha256="0" * 64)
+
+    expected = "0.7961 to 0.9843 n=40 clopper-pearson conf=0.95"
+    assert metadata["metric-interval:factual_knowledge"] == expected
+    assert metadata["evalops:weighted-score-interval"] == expected
+    for value in metadata.values():
+        assert METADATA_PATTERN.match(value), value
