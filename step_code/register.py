@@ -42,7 +42,7 @@ from step_code.aws_resources import (
     sagemaker_client,
 )
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
+from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, RECORDS_FILE, REGISTRATION_FILE, SUMMARY_FILE
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import (
     CandidateVerdict,
@@ -58,6 +58,7 @@ from step_code.step_io import config_model, read_config, read_model, run_step, w
 logger = logging.getLogger("evalops.register")
 
 JSON_CONTENT_TYPE = "application/json"
+JSONL_CONTENT_TYPE = "application/jsonlines"
 MAX_METADATA_ENTRIES = 50
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 256
@@ -270,6 +271,16 @@ def _store_metrics(
     return metrics_source(statistics_uri, summary_bytes), metrics_source(constraints_uri, decision_bytes)
 
 
+def store_evidence(target: str, evaluation_dir: Path, summary: EvaluationSummary) -> None:
+    """The winner's records and per-record scores beside its summary.json: what a later run compares its
+    winner with when this package is the approved champion (step_code/champion.py)."""
+    relatives = [RECORDS_FILE, *(a.record_scores_path for a in summary.algorithms if a.record_scores_path)]
+    for relative in relatives:
+        source = evaluation_dir / relative
+        if source.is_file():
+            storage.write_bytes(storage.join(target, relative), source.read_bytes(), content_type=JSONL_CONTENT_TYPE)
+
+
 def require_group(client: Any, group: str) -> None:
     if describe_or_none(client.describe_model_package_group, ModelPackageGroupName=group) is None:
         raise ControlPlaneError(
@@ -346,6 +357,7 @@ def register(
     else:
         metrics_root = str(registry_dir / group / "metrics" / execution_id)
     statistics, constraints = _store_metrics(metrics_root, summary_path.read_bytes(), decision_bytes, decision.winner)
+    store_evidence(storage.join(metrics_root, decision.winner), summary_path.parent, summary)
     request = package_request(
         config,
         model,

@@ -261,8 +261,8 @@ def _metric_names(decision: Decision, models: Sequence[ModelEvidence]) -> list[s
 
 
 def _verdict_cell(verdict: CandidateVerdict) -> str:
-    status = f"rank {verdict.rank}" if verdict.eligible else "excluded"
-    css = "ok" if verdict.eligible else "bad"
+    status = f"rank {verdict.rank}" if verdict.eligible else ("champion" if verdict.champion else "excluded")
+    css = "ok" if verdict.eligible or verdict.champion else "bad"
     reasons = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.reasons)
     return f'<span class="tag {css}">{_e(status)}</span><ul class="reasons">{reasons}</ul>'
 
