@@ -252,7 +252,7 @@ def bar_chart(
     return "".join(parts)
 
 
-def _metric_names(decision: Decision, models: Sequence[ModelEvidence]) -> list[str]:
+def metric_names_of(decision: Decision, models: Sequence[ModelEvidence]) -> list[str]:
     """The decision's metrics first, then every other score any model has, in first-seen order."""
     names = [decision.primary_metric, *decision.weights]
     for model in models:
@@ -589,7 +589,7 @@ def render_report(decision: Decision, models: Sequence[ModelEvidence], context: 
     missing = [m.summary.model for m in models if m.summary.model not in candidates]
     if missing:
         raise ValueError(f"the decision has no verdict for {', '.join(missing)}")
-    metrics = _metric_names(decision, models)
+    metrics = metric_names_of(decision, models)
     sections = "".join(_worst_records_section(model, context.higher_is_better) for model in models)
     return (
         "<!DOCTYPE html>\n"

@@ -22,7 +22,7 @@ from step_code import champion
 from step_code.aws_resources import ControlPlaneError, sagemaker_client
 from step_code.contract import algorithms
 from step_code.contract.config import Config
-from step_code.contract.files import COMPARISON_REPORT_FILE, DECISION_FILE
+from step_code.contract.files import COMPARISON_PDF_FILE, COMPARISON_REPORT_FILE, DECISION_FILE
 from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, ReportContext, load_model_evidence, render_report
 from step_code.selection_policy import PolicyError, decide
@@ -94,14 +94,23 @@ def select(config: Config, evidence: Sequence[ModelEvidence]) -> Decision:
         raise ControlPlaneError(str(exc)) from None
 
 
-def comparison_html(config: Config, decision: Decision, evidence: Sequence[ModelEvidence]) -> str:
-    context = ReportContext(
+def report_context(config: Config, evidence: Sequence[ModelEvidence]) -> ReportContext:
+    return ReportContext(
         pipeline_name=config.pipeline.name,
         execution_id=evidence[0].summary.execution_id if evidence else "",
         dataset_name=config.dataset.dataset_name,
         higher_is_better=metric_directions(config),
     )
-    return render_report(decision, evidence, context)
+
+
+def comparison_html(config: Config, decision: Decision, evidence: Sequence[ModelEvidence]) -> str:
+    return render_report(decision, evidence, report_context(config, evidence))
+
+
+def comparison_pdf(config: Config, decision: Decision, evidence: Sequence[ModelEvidence]) -> bytes:
+    from step_code.report_pdf import render_pdf
+
+    return render_pdf(decision, evidence, report_context(config, evidence))
 
 
 def with_champion(
@@ -156,6 +165,7 @@ def _run(args: SelectArgs) -> None:
     write_model(args.output_dir, DECISION_FILE, decision)
     report = args.output_dir / COMPARISON_REPORT_FILE
     report.write_text(comparison_html(config, decision, evidence), encoding="utf-8")
+    (args.output_dir / COMPARISON_PDF_FILE).write_bytes(comparison_pdf(config, decision, evidence))
     logger.info("decision: %s", decision.reason)
     logger.info("comparison report: %s", report)
 
