@@ -7,7 +7,11 @@ as it was evaluated. The version carries
   decision.json (the selection policy and every candidate's verdict), both stored under the run's prefix
   of `EVALOPS_ARTIFACTS_URI` (the summaries this step reads are local copies SageMaker downloaded, whose
   S3 location the step is not told), each with its sha256 as ContentDigest;
-- CustomerMetadataProperties: scores, dataset sha256, config sha256, execution id, winner and reason.
+- CustomerMetadataProperties: scores with their intervals, dataset sha256, config sha256, execution id,
+  winner, reason and the champion comparison.
+Beside the summary copy go the winner's records and per-record scores, which a later run compares its
+winner with while this version is the approved champion (champion.py). A SageMaker Model Card linked to
+the version is created or updated (model_card.py); the local registry keeps it as `model-cards/<version>.json`.
 
 A winner SageMaker did not deploy (bedrock, an existing endpoint, local providers) has no image or model
 data. CreateModelPackage accepts a versioned package without InferenceSpecification, so such a winner is
@@ -33,7 +37,7 @@ from typing import Any
 
 import boto3
 
-from step_code import storage
+from step_code import model_card, storage
 from step_code.aws_resources import (
     ControlPlaneError,
     accepts_eula,
@@ -373,6 +377,12 @@ def register(
         arn, version = register_in_directory(registry_dir, request)
     else:
         arn, version = register_in_sagemaker(sagemaker_client(), request)
+    content = model_card.card_content(config, decision, summary, model_package_arn=arn, execution_id=execution_id)
+    card = model_card.card_name(group, version)
+    if registry_dir is not None:
+        card_arn = model_card.write_in_directory(registry_dir, group, version, content)
+    else:
+        card_arn = model_card.upsert_in_sagemaker(sagemaker_client(), card, content)
     container = request.get("InferenceSpecification", {}).get("Containers", [{}])[0]
     data_source = container.get("ModelDataSource", {}).get("S3DataSource", {})
     logger.info("registered %s as version %d of %s (%s)", decision.winner, version, group, approval_status)
@@ -390,6 +400,8 @@ def register(
         statistics_uri=statistics["S3Uri"],
         constraints_uri=constraints["S3Uri"],
         execution_id=execution_id,
+        model_card_name=card,
+        model_card_arn=card_arn,
     )
 
 

@@ -157,6 +157,7 @@ class EvaluationExecutionRole(Construct):
             [
                 *self._run_resource_statements(),
                 self._registry_statement(model_package_groups),
+                self._model_card_statement(model_package_groups),
                 self._list_statement(),
             ],
             [
@@ -168,7 +169,14 @@ class EvaluationExecutionRole(Construct):
                     "SageMaker numbers the model package versions inside the configured groups.",
                     [_regex(r":model-package\/[^/]+\/\*$")],
                 ),
-                NagAcknowledgement("sagemaker:ListEndpoints has no resource-level permissions.", ["Resource::*"]),
+                NagAcknowledgement(
+                    "sagemaker:ListEndpoints and sagemaker:ListModelPackages have no resource-level permissions.",
+                    ["Resource::*"],
+                ),
+                NagAcknowledgement(
+                    "A winner's model card is named after its group and the version SageMaker numbers (model_card.py).",
+                    [_regex(r":model-card\/[^/]+-v\*$")],
+                ),
             ],
         )
         model_statements = self._model_access_statements(config)
@@ -420,8 +428,21 @@ class EvaluationExecutionRole(Construct):
             resources=resources,
         )
 
+    def _model_card_statement(self, groups: Sequence[str]) -> iam.PolicyStatement:
+        # The register step creates or updates `<group>-v<version>` (step_code/model_card.py).
+        return iam.PolicyStatement(
+            sid="WriteModelCards",
+            actions=["sagemaker:CreateModelCard", "sagemaker:DescribeModelCard", "sagemaker:UpdateModelCard"],
+            resources=[self._sagemaker_arn("model-card", f"{group}-v*") for group in groups],
+        )
+
     def _list_statement(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(sid="ListEndpoints", actions=["sagemaker:ListEndpoints"], resources=["*"])
+        # ListModelPackages: the select step finds the approved champion (step_code/champion.py).
+        return iam.PolicyStatement(
+            sid="ListEndpointsAndModelPackages",
+            actions=["sagemaker:ListEndpoints", "sagemaker:ListModelPackages"],
+            resources=["*"],
+        )
 
     def _model_access_statements(self, config: Config) -> list[iam.PolicyStatement]:
         statements: list[iam.PolicyStatement] = []

@@ -289,3 +289,5 @@ class Registration(_Result):
     statistics_uri: str
     constraints_uri: str
     execution_id: str
+    model_card_name: str | None = None
+    model_card_arn: str | None = None
