@@ -292,18 +292,21 @@ def _leaderboard(decision: Decision, models: Sequence[ModelEvidence], metrics: S
     head = "".join(f"<th>{_e(name).replace('_', '_<wbr>')}</th>" for name in metrics)
     rows = []
     for verdict in ordered:
-        summary = by_name[verdict.model]
+        # The champion's evaluation output is not a step output of this run: a rebuilt report has only its verdict.
+        summary = by_name.get(verdict.model)
         cells = "".join(
-            f'<td class="num">{_score(summary.metrics.get(name))}{_interval_cell(summary.intervals.get(name))}</td>'
+            f'<td class="num">{_score(verdict.metrics.get(name))}{_interval_cell(verdict.intervals.get(name))}</td>'
             for name in metrics
         )
         winner = ' class="winner"' if verdict.model == decision.winner else ""
+        provider = summary.provider if summary else "registry"
+        p50 = summary.latency.p50_ms if summary else None
         rows.append(
             f'<tr{winner}><th scope="row">{_e(verdict.model)}</th>'
-            f'<td>{_e(summary.provider)}</td><td class="num">{_score(verdict.weighted_score)}'
+            f'<td>{_e(provider)}</td><td class="num">{_score(verdict.weighted_score)}'
             f"{_interval_cell(verdict.weighted_interval)}</td>{cells}"
-            f'<td class="num">{_ms(summary.latency.p50_ms)}</td><td class="num">{_ms(summary.latency.p95_ms)}</td>'
-            f'<td class="num">{_usd(summary.cost.cost_per_1k_prompts_usd)}</td>'
+            f'<td class="num">{_ms(p50)}</td><td class="num">{_ms(verdict.p95_latency_ms)}</td>'
+            f'<td class="num">{_usd(verdict.cost_per_1k_prompts_usd)}</td>'
             f'<td class="num">{verdict.failed_fraction:.1%}</td><td>{_verdict_cell(verdict)}</td></tr>'
         )
     return (

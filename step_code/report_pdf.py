@@ -154,7 +154,6 @@ def render_pdf(decision: Decision, models: Sequence[ModelEvidence], context: Rep
     """The comparison report as PDF bytes; the same sections as the HTML page."""
     doc = _Document(f"{context.pipeline_name}: model comparison")
     metrics = metric_names_of(decision, models)
-    by_name = {m.summary.model: m for m in models}
     verdicts = {c.model: c for c in decision.candidates}
 
     doc.section(SECTIONS[0])
@@ -189,16 +188,12 @@ def render_pdf(decision: Decision, models: Sequence[ModelEvidence], context: Rep
     ordered = sorted(decision.candidates, key=lambda c: (c.rank is None, c.rank or 0, c.model))
     rows = []
     for verdict in ordered:
-        evidence = by_name.get(verdict.model)
-        if evidence is None:
-            continue
-        summary = evidence.summary
         status = f"rank {verdict.rank}" if verdict.eligible else ("champion" if verdict.champion else "excluded")
         rows.append(
             [
                 verdict.model,
                 f"{_score(verdict.weighted_score)}\n{interval_text(verdict.weighted_interval)}",
-                *(f"{_score(summary.metrics.get(n))}\n{interval_text(summary.intervals.get(n))}" for n in metrics),
+                *(f"{_score(verdict.metrics.get(n))}\n{interval_text(verdict.intervals.get(n))}" for n in metrics),
                 status,
                 "; ".join(verdict.reasons),
             ]

@@ -71,6 +71,12 @@ def test_a_challenger_worse_than_the_champion_fails_the_gate_and_exits_3(
     assert "Worst of the worse" in html and "champion-v1-llama3-8b-instruct" in html
     assert not (approved_champion / "registry" / "evalops-sample-trivia" / "2.json").exists()
 
+    # `evalops report` rebuilds the report from decision.json: the champion's row comes from its verdict.
+    assert main(["report", str(approved_champion), "--pdf"]) == 0
+    rebuilt = (approved_champion / DECISION).with_name("comparison.html").read_text(encoding="utf-8")
+    assert '<th scope="row">champion-v1-llama3-8b-instruct</th><td>registry</td>' in rebuilt
+    assert "[0.7961, 0.9843] n=40" in rebuilt
+
 
 def test_a_challenger_within_max_regression_is_registered(
     repo_root: Path, tmp_path: Path, approved_champion: Path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,17 @@ def test_the_select_step_and_evalops_report_write_the_pdf(
     assert "Winner: llama3-8b-instruct" in pages[starts[0]]
     assert "[0.7961, 0.9843] n=40" in pages[starts[2]]  # llama3's 37/40 with its exact interval
     assert "mcnemar-exact" in pages[starts[0]]
+
+    # What the PDF rests on: the evaluate step's intervals and its per-record scores, keyed by record id.
+    evaluation = output / "steps" / "Evaluate-llama3-8b-instruct" / "output" / "evaluation"
+    summary = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
+    assert summary["intervals"]["factual_knowledge"]["n"] == 40
+    record_ids = [json.loads(line)["record_id"] for line in (evaluation / "records.jsonl").open(encoding="utf-8")]
+    scored = [json.loads(line) for line in (evaluation / summary["algorithms"][0]["record_scores_path"]).open()]
+    assert [row["record_id"] for row in scored] == record_ids
+    assert sum(row["scores"]["factual_knowledge"] for row in scored) / 40 == summary["metrics"]["factual_knowledge"]
+    html = written.with_suffix(".html").read_text(encoding="utf-8")
+    assert html.count('class="error-bar"') >= 3  # one per candidate on the primary metric's chart
 
     rebuilt = tmp_path / "rebuilt.html"
     capsys.readouterr()
