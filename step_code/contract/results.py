@@ -99,7 +99,7 @@ class PairedComparison(_Result):
     difference: float | None
     low: float | None
     high: float | None
-    test: Literal["mcnemar-exact", "paired-permutation", "none"]
+    test: Literal["mcnemar-exact", "paired-permutation", "paired-t", "none"]
     p_value: float | None
     significant: bool
     confidence: float

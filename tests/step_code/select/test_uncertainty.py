@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from step_code.uncertainty import SMALL_SAMPLE, mcnemar_exact, mean_interval, paired_comparison
+from step_code.uncertainty import PERMUTATION_MAX_RECORDS, SMALL_SAMPLE, mcnemar_exact, mean_interval, paired_comparison
 
 
 def test_binary_scores_get_the_clopper_pearson_interval_of_a_known_proportion() -> None:
@@ -92,3 +92,17 @@ def test_no_shared_records_is_no_comparison() -> None:
     comparison = paired_comparison("fk", "a", {"x": 1.0}, "b", {"y": 1.0}, higher_is_better=True)
 
     assert comparison.n == 0 and comparison.difference is None and not comparison.significant
+
+
+def test_above_the_permutation_limit_the_paired_t_test_agrees_with_the_permutation_test() -> None:
+    rng = random.Random(5)
+    size = PERMUTATION_MAX_RECORDS + 1
+    base = {f"r{i}": rng.random() for i in range(size)}
+    other = {key: value + rng.gauss(0.004, 0.1) for key, value in base.items()}
+    below = dict(list(other.items())[:PERMUTATION_MAX_RECORDS])
+
+    large = paired_comparison("rouge", "other", other, "base", base, higher_is_better=True)
+    small = paired_comparison("rouge", "other", below, "base", base, higher_is_better=True)
+
+    assert (large.test, small.test) == ("paired-t", "paired-permutation")
+    assert large.p_value == pytest.approx(small.p_value, abs=0.03)
