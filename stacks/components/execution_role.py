@@ -23,10 +23,13 @@ from constructs import Construct
 from stacks import model_access
 from step_code.contract.config import Config
 from step_code.contract.locations import S3_SCHEME
+from step_code.contract.naming import deployed_pipeline_name
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
-# SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
+# SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`, for every
+# pipeline of the account alike; it tags each with the ARN of the execution that started it.
 PIPELINE_JOB_PREFIX = "pipelines-"
+PIPELINE_EXECUTION_TAG = "sagemaker:pipeline-execution-arn"
 # Jobs log into one group per job type; an endpoint into its own group, `ENDPOINT_LOG_GROUP_PREFIX<endpoint name>`.
 SAGEMAKER_JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
 ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
@@ -83,6 +86,7 @@ class EvaluationExecutionRole(Construct):
         stack = Stack.of(self)
         self._partition, self._region, self._account = stack.partition, stack.region, stack.account
         self._prefix = resource_prefix
+        self._pipeline_name = deployed_pipeline_name(resource_prefix, config.pipeline.name)
         self.role = iam.Role(
             self,
             "Role",
@@ -132,13 +136,14 @@ class EvaluationExecutionRole(Construct):
             "Orchestration",
             "Lets the pipeline start its processing jobs and pass this role to SageMaker",
             [
-                self._processing_job_statement(),
+                *self._processing_job_statements(),
                 self._pass_role_statement(),
                 *self._image_pull_statements(config, image_repository),
             ],
             [
                 NagAcknowledgement(
-                    "Pipeline job names carry the execution id and a random token; the pipelines- prefix is fixed.",
+                    "Pipeline job names carry the execution id and a random token, so only the pipelines- prefix is "
+                    "fixed; stopping or tagging a job also needs this pipeline's execution tag on it.",
                     [_regex(r":processing-job\/pipelines-\*$")],
                 ),
                 NagAcknowledgement(
@@ -334,17 +339,34 @@ class EvaluationExecutionRole(Construct):
             conditions={"StringLike": {"cloudwatch:namespace": SAGEMAKER_METRIC_NAMESPACE_PATTERN}},
         )
 
-    def _processing_job_statement(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            sid="RunPipelineJobs",
-            actions=[
-                "sagemaker:CreateProcessingJob",
-                "sagemaker:DescribeProcessingJob",
-                "sagemaker:StopProcessingJob",
-                "sagemaker:AddTags",
-            ],
-            resources=[self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")],
-        )
+    def _processing_job_statements(self) -> list[iam.PolicyStatement]:
+        jobs = self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")
+        # Execution ARNs carry the pipeline name in lower case, like every SageMaker ARN.
+        own_executions = self._sagemaker_arn("pipeline", f"{self._pipeline_name}/execution/*")
+        tag = PIPELINE_EXECUTION_TAG
+        return [
+            iam.PolicyStatement(
+                # Creating starts a new job; describing reads one. Neither touches another pipeline's runs.
+                sid="RunPipelineJobs",
+                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"],
+                resources=[jobs],
+            ),
+            iam.PolicyStatement(
+                # Every pipeline's jobs match `pipelines-*`: only the tag tells this pipeline's apart.
+                sid="ControlOwnPipelineJobs",
+                actions=["sagemaker:StopProcessingJob", "sagemaker:AddTags"],
+                resources=[jobs],
+                conditions={"StringLike": {f"aws:ResourceTag/{tag}": own_executions}},
+            ),
+            iam.PolicyStatement(
+                # Tags given to CreateProcessingJob are authorized before the job exists, so before it carries the
+                # execution tag; a job that carries one (any pipeline's) is left to the statement above.
+                sid="TagNewPipelineJobs",
+                actions=["sagemaker:AddTags"],
+                resources=[jobs],
+                conditions={"Null": {f"aws:ResourceTag/{tag}": "true"}},
+            ),
+        ]
 
     def _pass_role_statement(self) -> iam.PolicyStatement:
         return iam.PolicyStatement(
