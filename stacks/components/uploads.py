@@ -133,7 +133,8 @@ def acknowledge_deployment_handler(stack: Stack) -> None:
         [
             NagPackSuppression(
                 id="AwsSolutions-IAM4",
-                reason="CDK's deployment function logs through AWSLambdaBasicExecutionRole, which only writes logs.",
+                reason="CDK's deployment function logs through AWSLambdaBasicExecutionRole, which grants only "
+                "logs:CreateLogGroup, logs:CreateLogStream and logs:PutLogEvents.",
                 applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
             ),
             NagPackSuppression(
@@ -143,7 +144,9 @@ def acknowledge_deployment_handler(stack: Stack) -> None:
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
-                reason="The function reads whole asset archives and writes the objects of an upload below its prefix.",
+                reason="CDK's BucketDeployment lets its function read every object of the CDK asset bucket and read "
+                "and write every object of the destination bucket, which the construct cannot narrow; it writes only "
+                "below the upload's prefix.",
                 applies_to=[RegexAppliesTo(regex=r"/^Resource::.*\/\*$/")],
             ),
             NagPackSuppression(
