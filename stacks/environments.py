@@ -26,16 +26,18 @@ CONNECTION_ARN_RE = re.compile(
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # CodePipeline V2 accepts at most 8 include patterns per file-path filter.
 MAX_TRIGGER_PATHS = 8
-# Everything that changes what gets deployed or evaluated: configs, prompts, step code, infrastructure code.
+# Everything that changes what gets deployed or evaluated: configs, prompts, step code, infrastructure code,
+# and what the build installs (Python requirements, the project, the pinned npm CLIs, the set-up script).
+# CodePipeline globs take `{a,b}` groups, which keep the root files within the limit of 8 patterns.
 DEFAULT_TRIGGER_PATHS = (
     "configs/**",
     "prompt_catalog/**",
     "step_code/**",
     "pipeline_definitions/**",
     "stacks/**",
-    "app.py",
-    "cdk.json",
     "requirements/**",
+    "scripts/**",
+    "{app.py,cdk.json,package.json,package-lock.json,pyproject.toml}",
 )
 
 
