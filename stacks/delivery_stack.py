@@ -27,6 +27,7 @@ from pipeline_definitions.loading.loader import ConfigError, Problem
 from stacks.components.delivery_evaluation_start import START_ACTION_NAME, add_evaluation_start, start_namespace
 from stacks.components.delivery_grants import narrow_asset_role_grants, scope_replication_key_grants
 from stacks.components.delivery_nag import acknowledge_delivery_findings
+from stacks.components.service_trust import condition_codebuild_trust
 from stacks.environments import CONNECTION_ARN_RE, DeliverySettings, Environment, EnvironmentsFile
 
 CONNECTION_ARN_CONTEXT_KEY = "delivery_connection_arn"
@@ -143,6 +144,7 @@ class DeliveryStack(Stack):
         self.pipeline.build_pipeline()
         narrow_asset_role_grants(self.pipeline)
         scope_replication_key_grants(self.pipeline)
+        condition_codebuild_trust(self)
         self._add_push_trigger(delivery)
         self._name_start_outputs()
         self._acknowledge_lint_findings()

@@ -21,6 +21,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from stacks import model_access
+from stacks.components.service_trust import trusted_service
 from step_code.contract.config import Config
 from step_code.contract.locations import S3_SCHEME
 from step_code.contract.naming import deployed_pipeline_name
@@ -91,7 +92,12 @@ class EvaluationExecutionRole(Construct):
             self,
             "Role",
             role_name=f"{resource_prefix}sagemaker-execution",
-            assumed_by=iam.ServicePrincipal(SAGEMAKER_SERVICE),
+            # SageMaker assumes it for the pipeline, its jobs and the endpoints: all this account's, in this region.
+            assumed_by=trusted_service(
+                SAGEMAKER_SERVICE,
+                account=self._account,
+                source_arn=f"arn:{self._partition}:sagemaker:{self._region}:{self._account}:*",
+            ),
             description=f"Runs the {resource_prefix}* evaluation pipeline, its jobs and the models it deploys",
         )
         self._attach(

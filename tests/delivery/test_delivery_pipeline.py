@@ -336,3 +336,19 @@ def test_the_cli_pins_must_be_exact_versions(tmp_path: Path) -> None:
         f"{tmp_path / 'package.json'}: devDependencies.aws-cdk: expected an exact version (e.g. 1.2.3) of aws-cdk, "
         "got '^2.1'"
     ]
+
+
+def test_codebuild_roles_trust_only_this_accounts_projects(delivery: tuple[DeliveryStack, Template]) -> None:
+    _, template = delivery
+    codebuild_roles = 0
+    for logical_id, role in resources(template, "AWS::IAM::Role").items():
+        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            if statement.get("Principal") != {"Service": "codebuild.amazonaws.com"}:
+                continue
+            codebuild_roles += 1
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:SourceAccount": TOOLING_ACCOUNT},
+                "ArnLike": {"aws:SourceArn": f"arn:aws:codebuild:us-east-1:{TOOLING_ACCOUNT}:project/*"},
+            }, logical_id
+    # Synth, self-mutation, the two asset roles and one start role per environment.
+    assert codebuild_roles == 6

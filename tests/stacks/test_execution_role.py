@@ -49,8 +49,21 @@ def test_the_role_is_assumed_by_sagemaker_and_passes_only_itself(reference_app: 
     ((role_id, role),) = template.find_resources(
         "AWS::IAM::Role", {"Properties": {"RoleName": "evalops-dev-sagemaker-execution"}}
     ).items()
+    # Only on behalf of this account's SageMaker resources in this region (confused-deputy prevention).
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                "ArnLike": {
+                    "aws:SourceArn": {
+                        "Fn::Join": ["", ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":*"]]
+                    }
+                },
+            },
+        }
     ]
     pass_role = execution_role_statements(reference_app)["PassSelfToSageMaker"]
     assert pass_role["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
