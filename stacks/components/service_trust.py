@@ -1,8 +1,8 @@
 """Service roles trust their service only on behalf of this account's own resources (confused-deputy prevention).
 
-SageMaker and CodeBuild send `aws:SourceAccount` and `aws:SourceArn` when they assume a role, so their
-roles require both. Lambda sends neither when it assumes a function's role, and CodePipeline documents
-neither for its service role: those trust policies stay unconditioned.
+SageMaker and CodeBuild document `aws:SourceAccount` and `aws:SourceArn` for the roles they assume, so
+their roles require both. Lambda (function roles) and CodePipeline (its service role) document neither,
+and a condition on a key the service does not send would deny every assumption: those stay unconditioned.
 """
 
 from __future__ import annotations
