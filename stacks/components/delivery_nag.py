@@ -15,8 +15,9 @@ IAM5 = "AwsSolutions-IAM5"
 
 ARTIFACT_GRANTS = NagPackSuppression(
     id=IAM5,
-    reason="CDK's grants on the pipeline's own artifact buckets and keys (one per region) use action wildcards "
-    "(s3:GetObject*, kms:GenerateDataKey*) and the buckets' object wildcard, and reach no other bucket or key.",
+    reason="CDK's grants on the pipeline's own artifact buckets and keys (one per region), and on the configured "
+    "prompt catalog object and its bucket, use action wildcards (s3:GetObject*, kms:GenerateDataKey*) and the "
+    "artifact buckets' object wildcard, and reach no other bucket or key.",
     applies_to=[
         "Action::s3:GetObject*",
         "Action::s3:GetBucket*",
