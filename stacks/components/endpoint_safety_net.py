@@ -151,7 +151,8 @@ class EndpointSafetyNet(Construct):
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Leftovers carry run-scoped names; only the environment prefix of those names is fixed.",
+                    reason="What runs create is named per run or per deployment; only the environment prefix of those "
+                    "names is fixed.",
                     applies_to=[
                         RegexAppliesTo(regex=rf"/:(endpoint|endpoint-config|model|training-job)\/{resource_prefix}\*$/")
                     ],

@@ -116,7 +116,8 @@ class EvaluationExecutionRole(Construct):
                     [f"Resource::{_nag_arn(data_bucket)}/{catalog_prefix}*"],
                 ),
                 NagAcknowledgement(
-                    "The environment's artifacts bucket holds only this pipeline's configs, runs and caches.",
+                    "The environment's artifacts bucket holds only this pipeline's config, definition, run outputs, "
+                    "model artifacts and response cache.",
                     [f"Resource::{_nag_arn(artifacts_bucket)}/*"],
                 ),
                 NagAcknowledgement(
@@ -124,7 +125,8 @@ class EvaluationExecutionRole(Construct):
                     [_regex(r"^Resource::arn:[^:]+:logs:[^:]+:.+:log-group:\/aws\/sagemaker\/[A-Za-z]+:\*$")],
                 ),
                 NagAcknowledgement(
-                    "Each run-scoped endpoint logs into a group named after it; the environment prefix is fixed.",
+                    "Each endpoint the pipeline deploys logs into a group named after it; the environment prefix is "
+                    "the fixed part of those names.",
                     [_regex(rf":log-group:\/aws\/sagemaker\/Endpoints\/{resource_prefix}\*$")],
                 ),
                 NagAcknowledgement(
@@ -172,7 +174,8 @@ class EvaluationExecutionRole(Construct):
             ],
             [
                 NagAcknowledgement(
-                    "Run-scoped names are unique per execution; the environment prefix is their fixed part.",
+                    "Endpoint, model and training job names vary per run or per deployment; the environment prefix is "
+                    "their fixed part.",
                     [_regex(rf":(model|endpoint-config|endpoint|training-job)\/{resource_prefix}\*$")],
                 ),
                 NagAcknowledgement(
