@@ -350,8 +350,14 @@ class EvaluationExecutionRole(Construct):
 
     def _processing_job_statements(self) -> list[iam.PolicyStatement]:
         jobs = self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")
-        # Execution ARNs carry the pipeline name in lower case, like every SageMaker ARN.
-        own_executions = self._sagemaker_arn("pipeline", f"{self._pipeline_name}/execution/*")
+        # Execution ARNs carry the pipeline name in lower case, like every SageMaker ARN; the name as
+        # configured is matched too, so the tag's spelling cannot keep the pipeline from stopping its jobs.
+        own_executions = sorted(
+            {
+                self._sagemaker_arn("pipeline", f"{self._pipeline_name}/execution/*"),
+                self._arn("sagemaker", f"pipeline/{self._pipeline_name}/execution/*"),
+            }
+        )
         tag = PIPELINE_EXECUTION_TAG
         return [
             iam.PolicyStatement(

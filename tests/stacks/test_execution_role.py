@@ -88,7 +88,8 @@ PIPELINE_EXECUTION_TAG = "aws:ResourceTag/sagemaker:pipeline-execution-arn"
 def test_only_this_pipelines_jobs_may_be_stopped_or_tagged(mixed_app: SynthesizedApp) -> None:
     """Every pipeline's jobs are named `pipelines-*`: the execution tag SageMaker puts on them tells them apart."""
     prod = execution_role_statements(mixed_app, stage_index=1)
-    own = f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:pipeline/acme-prod-mixed-providers/execution/*"
+    executions = f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:pipeline/acme-prod-{{}}/execution/*"
+    own = [executions.format("Mixed-Providers"), executions.format("mixed-providers")]
     jobs = [s for s in prod.values() if "processing-job/pipelines-" in json.dumps(s["Resource"])]
     for statement in jobs:
         actions = set(as_list(statement["Action"]))
@@ -103,7 +104,7 @@ def test_only_this_pipelines_jobs_may_be_stopped_or_tagged(mixed_app: Synthesize
     assert prod["ControlOwnPipelineJobs"]["Condition"] == {"StringLike": {PIPELINE_EXECUTION_TAG: own}}
     assert prod["TagNewPipelineJobs"]["Action"] == "sagemaker:AddTags"
     another_pipeline = f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:pipeline/acme-prod-other/execution/a1b2c3d4e5f6"
-    assert not fnmatch.fnmatchcase(another_pipeline, own)
+    assert not any(fnmatch.fnmatchcase(another_pipeline, pattern) for pattern in own)
 
 
 def test_registration_is_limited_to_the_configured_groups_in_lower_case(reference_app: SynthesizedApp) -> None:
