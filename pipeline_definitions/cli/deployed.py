@@ -50,7 +50,7 @@ from step_code.contract.locations import is_s3
 from step_code.contract.naming import deployed_pipeline_name
 from step_code.contract.results import Decision, EvaluationSummary
 from step_code.report import worst_records_path
-from step_code.select_step import comparison_html, load_evidence, select
+from step_code.select_step import comparison_html, comparison_pdf, load_evidence, select
 
 # The stacks' defaults for an environment entry (stacks/environments.py `Environment`).
 DEFAULT_PREFIX = "evalops"
@@ -265,9 +265,9 @@ def _download(uri: str, target: Path) -> None:
     target.write_bytes(data)
 
 
-def rebuild_execution_report(outputs: ExecutionOutputs, destination: Path) -> bool:
-    """Write the execution's comparison report to `destination`; True when the decision had to be computed
-    (the execution stopped before Select wrote one)."""
+def rebuild_execution_report(outputs: ExecutionOutputs, destination: Path, *, pdf: bool = False) -> bool:
+    """Write the execution's comparison report to `destination` (and with `pdf` the PDF beside it); True when
+    the decision had to be computed (the execution stopped before Select wrote one)."""
     with tempfile.TemporaryDirectory(prefix="evalops-report-") as temp:
         root = Path(temp)
         config_file = root / "config.json"
@@ -298,6 +298,8 @@ def rebuild_execution_report(outputs: ExecutionOutputs, destination: Path) -> bo
             raise DeployedError(str(exc)) from None
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_text(comparison_html(config, decision, evidence), encoding="utf-8")
+        if pdf:
+            destination.with_suffix(".pdf").write_bytes(comparison_pdf(config, decision, evidence))
     return computed
 
 
@@ -343,7 +345,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     return EXIT_POLICY_NOT_MET if FAIL_STEP in outcome.failed_steps else EXIT_STEP_FAILED
 
 
-def cmd_report_deployed(run: str | None, execution: str | None, output: Path | None) -> int:
+def cmd_report_deployed(run: str | None, execution: str | None, output: Path | None, *, pdf: bool = False) -> int:
     """`evalops report` of a local run's s3:// output, of an execution's s3:// folder, or of --execution ARN."""
     try:
         if execution is None and run is not None and is_local_run_prefix(run):
@@ -352,19 +354,21 @@ def cmd_report_deployed(run: str | None, execution: str | None, output: Path | N
                 download_local_run(run, root)
                 execution_id = json.loads((root / RUN_FILE).read_text(encoding="utf-8")).get("execution_id", "run")
                 destination = output or default_report_path(str(execution_id))
-                path, computed = rebuild_report(root, destination)
+                path, computed = rebuild_report(root, destination, pdf=pdf)
         else:
             client = sagemaker_client()
             arn = execution or execution_arn_for_run_folder(client, str(run))
             outputs = execution_outputs(client, arn)
             path = output or default_report_path(outputs.execution_id)
-            computed = rebuild_execution_report(outputs, path)
+            computed = rebuild_execution_report(outputs, path, pdf=pdf)
     except (DeployedError, RunError) as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     if computed:
         print("The run has no decision.json: the decision was computed from the evaluation summaries.")
     print(f"Comparison report: {path}")
+    if pdf:
+        print(f"PDF report: {path.with_suffix('.pdf')}")
     return EXIT_OK
 
 

@@ -291,15 +291,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         print("evalops report: give a run (folder or s3:// prefix) or --execution ARN, not both", file=sys.stderr)
         return EXIT_USER_ERROR
     if args.execution is not None or is_s3(args.run):
-        return cmd_report_deployed(args.run, args.execution, args.output)
+        return cmd_report_deployed(args.run, args.execution, args.output, pdf=args.pdf)
     try:
-        path, computed = rebuild_report(Path(args.run), args.output)
+        path, computed = rebuild_report(Path(args.run), args.output, pdf=args.pdf)
     except RunError as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     if computed:
         print("The run has no decision.json: the decision was computed from the evaluation summaries.")
     print(f"Comparison report: {path}")
+    if args.pdf:
+        print(f"PDF report: {path.with_suffix('.pdf')}")
     return EXIT_OK
 
 
@@ -354,5 +356,6 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         default=None,
         help="where to write the HTML (default: in a local run folder, else comparison-<execution id>.html here)",
     )
+    report.add_argument("--pdf", action="store_true", help="also write the report as a PDF beside the HTML")
     report.set_defaults(handler=cmd_report)
     add_deployed_commands(subparsers)
