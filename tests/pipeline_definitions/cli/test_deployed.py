@@ -290,10 +290,14 @@ def test_report_of_an_execution_is_rebuilt_from_its_outputs(
     folder = f"s3://{ARTIFACTS_BUCKET}/{GOLDEN_PIPELINE}/runs/{execution_id}"
     in_repo_output = tmp_path / "from-folder.html"
 
-    assert main(["report", folder, "--output", str(in_repo_output)]) == 0
+    assert main(["report", folder, "--output", str(in_repo_output), "--pdf"]) == 0
 
-    assert capsys.readouterr().out.splitlines() == [f"Comparison report: {in_repo_output}"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"Comparison report: {in_repo_output}",
+        f"PDF report: {in_repo_output.with_suffix('.pdf')}",
+    ]
     assert in_repo_output.read_text() == comparison_html(loaded.config, stored, evidence)
+    assert in_repo_output.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_report_of_a_missing_evaluation_is_one_line(
