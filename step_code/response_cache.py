@@ -38,6 +38,7 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -64,6 +65,8 @@ DEFAULT_READ_THREADS = 32
 MAX_SEGMENTS = 8
 # Level 1 is within a few percent of the default's size on these repetitive lines, at a fraction of the CPU.
 GZIP_LEVEL = 1
+# Loose entries deleted per call (the URIs of a 100k-answer run would otherwise be one 15 MB list).
+DELETE_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class ModelResponseCache:
         self._segments_relative = f"{SEGMENTS_FOLDER}/{storage.basename(self.segments_prefix)}/"
         self._lock = threading.Lock()
         self._spool: IO[bytes] | None = None
-        self._spooled: set[str] = set()
+        # Keys as 32 raw bytes, not 64 hex characters: one per answer of the run.
+        self._spooled: set[bytes] = set()
         # Loose entries whose key a segment already holds (left by a compaction killed before its deletes).
         self._redundant_loose: set[str] = set()
         self._segments_seen = 0
@@ -222,8 +226,9 @@ class ModelResponseCache:
             if self._spool is None:
                 # Lives until compact() closes it (or the process ends: a temporary file deletes itself).
                 self._spool = tempfile.TemporaryFile(prefix="evalops-cache-spool-")  # noqa: SIM115
-            if key not in self._spooled:
-                self._spooled.add(key)
+            raw = bytes.fromhex(key)
+            if raw not in self._spooled:
+                self._spooled.add(raw)
                 self._spool.write(line)
 
     def compact(self) -> CompactionResult:
@@ -245,15 +250,18 @@ class ModelResponseCache:
             segment = storage.join(self.segments_prefix, f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex}")
             segment += SEGMENT_SUFFIX
             data, entries, merged_read = self._segment_bytes(
-                spool, [storage.join(self.segments_prefix, n) for n in merged]
+                spool, spooled, [storage.join(self.segments_prefix, n) for n in merged]
             )
             storage.write_bytes(segment, data, content_type="application/gzip")
         finally:
             if spool is not None:
                 spool.close()
         # Only now: everything deleted below is in the segment just written (or was already in one).
-        loose = sorted(spooled | redundant)
-        storage.delete_many([self._uri(key) for key in loose] + merged_read)
+        # Raw keys sort as their hex forms do.
+        loose = sorted(spooled | {bytes.fromhex(key) for key in redundant})
+        for start in range(0, len(loose), DELETE_CHUNK):
+            storage.delete_many([self._uri(raw.hex()) for raw in loose[start : start + DELETE_CHUNK]])
+        storage.delete_many(merged_read)
         self._segments_seen = len(existing) - len(merged_read) + 1
         logger.info(
             "response cache %s: compacted %d entries into %s (%d loose entries and %d segments deleted)",
@@ -265,36 +273,41 @@ class ModelResponseCache:
         )
         return CompactionResult(segment, entries, len(loose), len(merged_read))
 
-    def _segment_bytes(self, spool: IO[bytes] | None, merge: list[str]) -> tuple[bytes, int, list[str]]:
-        """The gzip'd segment: the spool's entries, then those of the segments to merge (first copy of a
-        key wins); returns it, the number of entries and the segments that were read in full."""
+    def _segment_bytes(
+        self, spool: IO[bytes] | None, spooled: set[bytes], merge: list[str]
+    ) -> tuple[bytes, int, list[str]]:
+        """The gzip'd segment: the spool's entries (their keys: `spooled`), then those of the segments to
+        merge (first copy of a key wins); returns it, the number of entries and the segments read in full.
+        It is written to a temporary file first, so its only copy in memory is the finished one."""
         header = canonical_json({"format": SEGMENT_FORMAT, "identity": self.identity, "settings": self.settings})
-        written: set[str] = set()
+        written = set(spooled)
         merged_read: list[str] = []
-        buffer = io.BytesIO()
-        with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
-            out.write((header + "\n").encode("utf-8"))
-            if spool is not None:
-                spool.seek(0)
-                for line in spool:
-                    written.add(json.loads(line)["key"])
-                    out.write(line)
-            for uri in merge:
-                try:
-                    lines = [
-                        (key, canonical_json({"key": key, "prompt": prompt, **asdict(answer)}) + "\n")
-                        for key, prompt, answer in self._segment_entries(uri)
-                    ]
-                except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-                    # Gone (another run merged it) or unreadable: it is not merged, so it is not deleted.
-                    logger.warning("not merging response cache segment %s: %s", uri, exc)
-                    continue
-                for key, text in lines:
-                    if key not in written:
-                        written.add(key)
-                        out.write(text.encode("utf-8"))
-                merged_read.append(uri)
-        return buffer.getvalue(), len(written), merged_read
+        with tempfile.TemporaryFile(prefix="evalops-cache-segment-") as buffer:
+            with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
+                out.write((header + "\n").encode("utf-8"))
+                if spool is not None:
+                    spool.seek(0)
+                    shutil.copyfileobj(spool, out)
+                self._merge_into(out, merge, written, merged_read)
+            buffer.seek(0)
+            return buffer.read(), len(written), merged_read
+
+    def _merge_into(self, out: gzip.GzipFile, merge: list[str], written: set[bytes], merged_read: list[str]) -> None:
+        for uri in merge:
+            try:
+                lines = [
+                    (key, canonical_json({"key": key, "prompt": prompt, **asdict(answer)}) + "\n")
+                    for key, prompt, answer in self._segment_entries(uri)
+                ]
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                # Gone (another run merged it) or unreadable: it is not merged, so it is not deleted.
+                logger.warning("not merging response cache segment %s: %s", uri, exc)
+                continue
+            for key, text in lines:
+                if bytes.fromhex(key) not in written:
+                    written.add(bytes.fromhex(key))
+                    out.write(text.encode("utf-8"))
+            merged_read.append(uri)
 
 
 class CacheLookup:
