@@ -240,9 +240,9 @@ def same_evaluate_as(algorithm: Any) -> str:
     from fmeval.eval_algorithms.toxicity import Toxicity
 
     if isinstance(algorithm, Toxicity):
-        reference = Toxicity(algorithm._eval_algorithm_config)
+        # The entries of OUTPUT_ALGORITHMS configure no toxicity field: all three use the default detector.
         assert type(algorithm).evaluate is Toxicity.evaluate
-        assert type(algorithm._helper_model) is type(reference._helper_model)
+        assert type(algorithm._helper_model) is type(Toxicity()._helper_model)
         return "Toxicity"
     return type(algorithm).__name__
 
