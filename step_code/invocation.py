@@ -488,7 +488,9 @@ def invoke_stream(
 
     with contextlib.ExitStack() as stack:
         lookup = stack.enter_context(model_cache.lookup()) if model_cache is not None else None
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=concurrency))
+        pool = ThreadPoolExecutor(max_workers=concurrency)
+        # If a record cannot be handed over (on_record raised), the prompts still queued are not sent.
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         while True:
             chunk = list(itertools.islice(inputs, LOOKUP_CHUNK))
             if not chunk:

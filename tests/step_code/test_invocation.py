@@ -372,11 +372,13 @@ class EchoRunner:
     request_settings: dict[str, Any] = {}
     sends_requests = True
 
-    def __init__(self) -> None:
+    def __init__(self, delay_seconds: float = 0.0) -> None:
         self.calls = 0
+        self._delay = delay_seconds
 
     def invoke(self, prompt: str, *, model_input: str, timeout_seconds: float) -> ModelResponse:
         self.calls += 1
+        time.sleep(self._delay)
         return ModelResponse(text=prompt.upper())
 
 
@@ -456,3 +458,27 @@ def test_a_cache_lookup_reads_segments_once_and_answers_chunk_after_chunk(
     # One segment read, then only the loose entries that were asked for.
     assert sum(uri.endswith(".jsonl.gz") for uri in reads) == 1
     assert sum(uri.endswith(".json") for uri in reads) == 20
+
+
+def test_when_a_record_cannot_be_handed_over_the_queued_prompts_are_not_sent() -> None:
+    from step_code.invocation import invoke_stream, window_size
+
+    items = (PromptItem(record_id=str(i), model_input=f"p{i}", target_output="t", prompt=f"p{i}") for i in range(5_000))
+
+    def on_record(record: Any) -> None:
+        raise OSError("disk full")
+
+    runner = EchoRunner(delay_seconds=0.01)
+    with pytest.raises(OSError, match="disk full"):
+        invoke_stream(
+            items,
+            runner,
+            on_record=on_record,
+            total=5_000,
+            cache=None,
+            concurrency=2,
+            max_retries=0,
+            timeout_seconds=1.0,
+        )
+    # The first record is handed over once its call is done; a window of prompts was queued by then.
+    assert runner.calls < 50 < window_size(2)
