@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_definitions.planning.step_kinds import STEP_KINDS, StepKind
+from pipeline_definitions.planning.warm_pools import previous_in_pool
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import (
     CATALOG_INPUT,
@@ -34,12 +35,17 @@ from step_code.contract.locations import is_catalog_file
 # Pipeline parameters (SageMaker) / run options (local).
 PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
 PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
+# `use` or `bypass` (step_code/contract/files.py RESPONSE_CACHE_MODES): bypass asks the models again.
+PARAM_RESPONSE_CACHE = "ResponseCache"
 
 SELECT_STEP = "Select"
 CHECK_STEP = "CheckSelectionPolicy"
 REGISTER_STEP = "RegisterWinner"
 FAIL_STEP = "SelectionPolicyNotMet"
 PREPROCESS_STEP = "Preprocess"
+# The input channels of a JumpStart training job (`step_code.finetune` starts it with these names).
+TRAINING_CHANNEL = "training"
+VALIDATION_CHANNEL = "validation"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,27 @@ class Branch:
 
 
 @dataclass(frozen=True)
+class RegistryGroup:
+    """A model package group the register step may write to, and the models whose win goes there."""
+
+    name: str
+    models: tuple[str, ...]
+    # Named after the pipeline because the config has no model_registry section.
+    named_after_pipeline: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingChannel:
+    """An input channel of a fine-tuning job: an s3:// URI, or a path inside the uploaded prompt catalog."""
+
+    model: str
+    channel: str
+    # The finetuning key it comes from (train_data_path, validation_data_path).
+    key: str
+    location: str
+
+
+@dataclass(frozen=True)
 class EvaluationPlan:
     pipeline_name: str
     preprocess: PlannedStep
@@ -88,6 +115,8 @@ class EvaluationPlan:
     register: PlannedStep
     max_parallel_steps: int
     processing_steps: tuple[PlannedStep, ...] = field(default=())
+    registry_groups: tuple[RegistryGroup, ...] = field(default=())
+    training_channels: tuple[TrainingChannel, ...] = field(default=())
 
     def step(self, name: str) -> PlannedStep:
         for step in self.processing_steps:
@@ -123,10 +152,13 @@ def build_plan(config: Config) -> EvaluationPlan:
     )
     branches: list[Branch] = []
     evaluate_steps: list[PlannedStep] = []
+    # A fine-tuning that takes over a warm pool waits for the one before it (warm_pools.py).
+    pool_predecessor = previous_in_pool(config)
     for model in config.models:
         steps: list[PlannedStep] = []
         deployment_inputs: list[StepInput] = []
         if model.finetuning is not None:
+            earlier = pool_predecessor.get(model.name)
             finetune = PlannedStep(
                 name=step_name("finetune", model),
                 kind="finetune",
@@ -134,6 +166,7 @@ def build_plan(config: Config) -> EvaluationPlan:
                 inputs=(config_input,),
                 outputs=(FINETUNE,),
                 instance_type=small,
+                after=(step_name("finetune", config.model(earlier)),) if earlier else (),
             )
             steps.append(finetune)
             deployment_inputs.append(StepInput(FINETUNE, step=finetune.name, output=FINETUNE))
@@ -203,7 +236,39 @@ def build_plan(config: Config) -> EvaluationPlan:
         register=register,
         max_parallel_steps=config.pipeline.parallelism,
         processing_steps=ordered,
+        registry_groups=registry_groups(config),
+        training_channels=training_channels(config),
     )
+
+
+def registry_groups(config: Config) -> tuple[RegistryGroup, ...]:
+    """Where a winner is registered: its own model_package_group_name, else the config's (or default) group."""
+    default = config.model_registry.model_package_group_name
+    members: dict[str, list[str]] = {default: []}
+    for model in config.models:
+        members.setdefault(model.model_package_group_name or default, []).append(model.name)
+    return tuple(
+        RegistryGroup(name, tuple(models), named_after_pipeline=name == default and config.registry_is_default)
+        for name, models in members.items()
+    )
+
+
+def training_channels(config: Config) -> tuple[TrainingChannel, ...]:
+    """The channels each fine-tuning job is given, as the finetune step builds them from the config."""
+    channels: list[TrainingChannel] = []
+    for model in config.models:
+        if model.finetuning is None:
+            continue
+        channels.append(
+            TrainingChannel(model.name, TRAINING_CHANNEL, "train_data_path", model.finetuning.train_data_path)
+        )
+        if model.finetuning.validation_data_path:
+            channels.append(
+                TrainingChannel(
+                    model.name, VALIDATION_CHANNEL, "validation_data_path", model.finetuning.validation_data_path
+                )
+            )
+    return tuple(channels)
 
 
 def step_arguments(
@@ -215,11 +280,13 @@ def step_arguments(
     approval_status: Any,
     cache_uri: str,
     local_registry_dir: str | None = None,
+    response_cache: Any = None,
 ) -> list[Any]:
     """Command-line arguments of a step's entry point (`python -m <STEP_KINDS[kind].entry_module> ...`).
 
-    `execution_id` and `approval_status` are strings in a local run and SageMaker pipeline variables
-    when rendering, which is why the result is a list of Any.
+    `execution_id`, `approval_status` and `response_cache` are strings in a local run and SageMaker pipeline
+    variables when rendering, which is why the result is a list of Any. `response_cache` None leaves the
+    step's default (`use`).
     Resource names made by deploy/finetune start with the environment variable EVALOPS_RESOURCE_PREFIX.
     """
     args: list[Any] = [
@@ -242,6 +309,7 @@ def step_arguments(
     # A local run keeps its registry in files shaped like SageMaker model packages (`registry-dir`).
     values: dict[str, Any] = {
         "cache-uri": cache_uri,
+        "response-cache": response_cache,
         "approval-status": approval_status,
         "registry-dir": local_registry_dir,
     }

@@ -85,8 +85,8 @@ dataset:
     ),
     (
         "missing-top-level-section",
-        HEAD + RECORDED + "algorithms:\n  - {algorithm: FactualKnowledge}\n",
-        ["1: model_registry: required key 'model_registry' is missing"],
+        HEAD + RECORDED + "model_registry: {model_package_group_name: g}\n",
+        ["1: algorithms: required key 'algorithms' is missing"],
     ),
     (
         "mime-type-literal",
@@ -106,7 +106,7 @@ dataset:
     (
         "parallelism-not-a-number",
         "pipeline: {name: p, parallelism: many}\n" + HEAD.splitlines(keepends=True)[1] + RECORDED + TAIL,
-        ["1: pipeline.parallelism: expected a valid integer, unable to parse string as an integer, got 'many'"],
+        ["1: pipeline.parallelism: expected a valid integer, got 'many'"],
     ),
     (
         "duplicate-yaml-key",
