@@ -429,6 +429,7 @@ def _evaluate(
             tokens=totals.token_stats(),
             throughput_per_second=_throughput(totals),
             metrics=scoring.flat_metrics(algorithm_results),
+            intervals=scoring.flat_intervals(algorithm_results),
             algorithms=algorithm_results,
             cost=estimate_cost(
                 model,

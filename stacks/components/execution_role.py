@@ -157,6 +157,7 @@ class EvaluationExecutionRole(Construct):
             [
                 *self._run_resource_statements(),
                 self._registry_statement(model_package_groups),
+                self._model_card_statement(model_package_groups),
                 self._list_statement(),
             ],
             [
@@ -169,8 +170,12 @@ class EvaluationExecutionRole(Construct):
                     [_regex(r":model-package\/[^/]+\/\*$")],
                 ),
                 NagAcknowledgement(
-                    "sagemaker:ListEndpoints and sagemaker:ListTrainingJobs have no resource-level permissions.",
+                    "ListEndpoints, ListModelPackages and ListTrainingJobs have no resource-level permissions.",
                     ["Resource::*"],
+                ),
+                NagAcknowledgement(
+                    "A winner's model card is named after its group and the version SageMaker numbers (model_card.py).",
+                    [_regex(r":model-card\/[^/]+-v\*$")],
                 ),
             ],
         )
@@ -430,10 +435,21 @@ class EvaluationExecutionRole(Construct):
             resources=resources,
         )
 
+    def _model_card_statement(self, groups: Sequence[str]) -> iam.PolicyStatement:
+        # The register step creates or updates `<group>-v<version>` (step_code/model_card.py).
+        return iam.PolicyStatement(
+            sid="WriteModelCards",
+            actions=["sagemaker:CreateModelCard", "sagemaker:DescribeModelCard", "sagemaker:UpdateModelCard"],
+            resources=[self._sagemaker_arn("model-card", f"{group}-v*") for group in groups],
+        )
+
     def _list_statement(self) -> iam.PolicyStatement:
+        # ListModelPackages: the select step finds the approved champion (step_code/champion.py).
         # ListTrainingJobs: a fine-tuning finds the earlier run's job trained from the same inputs (finetune.py).
         return iam.PolicyStatement(
-            sid="ListEndpoints", actions=["sagemaker:ListEndpoints", "sagemaker:ListTrainingJobs"], resources=["*"]
+            sid="ListWithoutResourceLevelPermissions",
+            actions=["sagemaker:ListEndpoints", "sagemaker:ListModelPackages", "sagemaker:ListTrainingJobs"],
+            resources=["*"],
         )
 
     def _model_access_statements(self, config: Config) -> list[iam.PolicyStatement]:

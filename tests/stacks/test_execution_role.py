@@ -17,6 +17,7 @@ UNSCOPABLE_ACTIONS = {
     "cloudwatch:PutMetricData",
     "ecr:GetAuthorizationToken",
     "sagemaker:ListEndpoints",
+    "sagemaker:ListModelPackages",
     "sagemaker:ListEndpointConfigs",
     "sagemaker:ListModels",
     "sagemaker:ListTrainingJobs",
@@ -89,6 +90,21 @@ def test_registration_is_limited_to_the_configured_groups_in_lower_case(referenc
             ]
         },
     ]
+
+
+def test_model_cards_are_written_only_for_the_configured_groups(reference_app: SynthesizedApp) -> None:
+    statement = execution_role_statements(reference_app)["WriteModelCards"]
+    assert sorted(as_list(statement["Action"])) == [
+        "sagemaker:CreateModelCard",
+        "sagemaker:DescribeModelCard",
+        "sagemaker:UpdateModelCard",
+    ]
+    assert statement["Resource"] == {
+        "Fn::Join": [
+            "",
+            ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":model-card/llmevaluationpipeline-v*"],
+        ]
+    }
 
 
 def test_models_are_reached_only_where_the_config_points(mixed_app: SynthesizedApp) -> None:
