@@ -49,6 +49,7 @@ from step_code.contract.files import DEPLOYMENT_FILE, FINETUNE_FILE
 from step_code.contract.providers import DEPLOYED_PROVIDERS
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
 from step_code.contract.tags import KEEP, MANAGED_BY, TAG_KEEP, TAG_MANAGED_BY, TAG_MODEL
+from step_code.resource_guardrails import endpoint_config_settings, job_guardrails, model_settings, with_extra_tags
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -219,6 +220,8 @@ def _adopt_or_create(
 
 def _create_resources(client: Any, request: EndpointRequest, definition: ModelDefinition) -> None:
     name = request.name
+    guardrails = job_guardrails()
+    tags = with_extra_tags(request.tags, guardrails)
     if _adopt_or_create(
         client, "model", request, lambda: describe_or_none(client.describe_model, ModelName=name), "ModelArn"
     ):
@@ -226,8 +229,8 @@ def _create_resources(client: Any, request: EndpointRequest, definition: ModelDe
             ModelName=name,
             PrimaryContainer=definition.container,
             ExecutionRoleArn=request.role,
-            EnableNetworkIsolation=definition.network_isolation,
-            Tags=request.tags,
+            Tags=tags,
+            **model_settings(guardrails, model_requires_isolation=definition.network_isolation),
         )
     if _adopt_or_create(
         client,
@@ -244,8 +247,13 @@ def _create_resources(client: Any, request: EndpointRequest, definition: ModelDe
             "InitialVariantWeight": 1.0,
             **definition.variant_settings,
         }
-        client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant], Tags=request.tags)
-    client.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=request.tags)
+        client.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[variant],
+            Tags=tags,
+            **endpoint_config_settings(guardrails, request.instance_type),
+        )
+    client.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
 
 
 def _reuse(client: Any, existing: dict[str, Any], request: EndpointRequest, wait: WaitSpec) -> Deployment:

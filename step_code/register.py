@@ -45,6 +45,7 @@ from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, Registration
+from step_code.resource_guardrails import job_guardrails, with_extra_tags
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -242,7 +243,8 @@ def require_group(client: Any, group: str) -> None:
 
 
 def register_in_sagemaker(client: Any, request: dict[str, Any]) -> tuple[str, int]:
-    arn = client.create_model_package(**request)["ModelPackageArn"]
+    extra_tags = with_extra_tags([], job_guardrails())
+    arn = client.create_model_package(**request, **({"Tags": extra_tags} if extra_tags else {}))["ModelPackageArn"]
     version = int(client.describe_model_package(ModelPackageName=arn)["ModelPackageVersion"])
     return arn, version
 

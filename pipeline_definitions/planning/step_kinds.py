@@ -57,6 +57,8 @@ class StepKindSpec:
     result_model: type[BaseModel]
     # The step reports per-prompt progress to the local display (its `main` takes `progress=`).
     reports_progress: bool = False
+    # The step creates SageMaker resources, so it gets the environment's guardrails (VPC, keys, extra tags).
+    creates_resources: bool = False
 
 
 STEP_KINDS: dict[StepKind, StepKindSpec] = {
@@ -80,6 +82,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.training_hours * 60,
         result_file=files.FINETUNE_FILE,
         result_model=FinetuneResult,
+        creates_resources=True,
     ),
     "deploy": StepKindSpec(
         entry_module="step_code.deploy",
@@ -91,6 +94,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.deploy_minutes + 1,
         result_file=files.DEPLOYMENT_FILE,
         result_model=Deployment,
+        creates_resources=True,
     ),
     # `evaluate` and `select` carry a suffix: a module named `evaluate` or `select` would shadow the Hugging
     # Face `evaluate` library fmeval imports (or the standard `select`) whenever step_code/ lands on sys.path.
@@ -135,5 +139,6 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=2.0,
         result_file=files.REGISTRATION_FILE,
         result_model=Registration,
+        creates_resources=True,
     ),
 }
