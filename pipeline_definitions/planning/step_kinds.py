@@ -55,10 +55,10 @@ class StepKindSpec:
     estimated_minutes: float | Callable[[ModelEstimate], float]
     result_file: str
     result_model: type[BaseModel]
+    # The step creates SageMaker resources, so it gets the environment's guardrails (VPC, keys, extra tags).
+    creates_resources: bool
     # The step reports per-prompt progress to the local display (its `main` takes `progress=`).
     reports_progress: bool = False
-    # The step creates SageMaker resources, so it gets the environment's guardrails (VPC, keys, extra tags).
-    creates_resources: bool = False
 
 
 STEP_KINDS: dict[StepKind, StepKindSpec] = {
@@ -71,6 +71,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.MANIFEST_FILE,
         result_model=CatalogManifest,
+        creates_resources=False,
     ),
     "finetune": StepKindSpec(
         entry_module="step_code.finetune",
@@ -107,6 +108,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.evaluation_minutes,
         result_file=files.SUMMARY_FILE,
         result_model=EvaluationSummary,
+        creates_resources=False,
         reports_progress=True,
     ),
     "cleanup": StepKindSpec(
@@ -118,6 +120,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.CLEANUP_FILE,
         result_model=CleanupResult,
+        creates_resources=False,
     ),
     "select": StepKindSpec(
         entry_module="step_code.select_step",
@@ -128,6 +131,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=2.0,
         result_file=files.DECISION_FILE,
         result_model=Decision,
+        creates_resources=False,
     ),
     "register": StepKindSpec(
         entry_module="step_code.register",
