@@ -55,8 +55,6 @@ class EvaluationStage(cdk.Stage):
         groups = loaded.config.model_package_groups()
         self.guardrails = resolve_guardrails(environment, repo_root)
         check_isolation(self.guardrails, environment, loaded)
-        for warning in self.guardrails.warnings:
-            cdk.Annotations.of(self).add_warning_v2("evalops:sagemaker-defaults", warning)
         self.storage = StorageStack(
             self,
             "Storage",
@@ -87,6 +85,9 @@ class EvaluationStage(cdk.Stage):
             model_package_groups=list(groups),
             guardrails=self.guardrails,
         )
+        # `cdk synth` prints these; they sit on the stack whose pipeline the defaults file shapes.
+        for warning in self.guardrails.warnings:
+            cdk.Annotations.of(self.evaluation).add_warning_v2("evalops:sagemaker-defaults", warning)
         # Winners are registered into the groups; the groups must exist before the first run.
         self.evaluation.add_stack_dependency(self.registry)
         self.safety_net = SafetyNetStack(

@@ -268,10 +268,9 @@ def test_the_role_may_create_interfaces_only_in_the_configured_subnets(guarded_a
     prefix = f"arn:aws:ec2:eu-west-1:{GUARDED_ACCOUNT}:"
     subnet_arns = [f"{prefix}subnet/{subnet}" for subnet in GUARDED_SUBNETS]
     in_subnets = {"ArnEquals": {"ec2:Subnet": subnet_arns}}
-    assert statements["CreateInterfacesInConfiguredSubnets"]["Resource"] == [
-        *subnet_arns,
-        *(f"{prefix}security-group/{group}" for group in GUARDED_SECURITY_GROUPS),
-    ]
+    assert sorted(statements["CreateInterfacesInConfiguredSubnets"]["Resource"]) == sorted(
+        [*subnet_arns, *(f"{prefix}security-group/{group}" for group in GUARDED_SECURITY_GROUPS)]
+    )
     for sid, actions in (
         ("CreateInterfaces", "ec2:CreateNetworkInterface"),
         (
@@ -304,8 +303,8 @@ def test_every_role_has_the_boundary_and_every_taggable_resource_the_tags(guarde
         for role in template.find_resources("AWS::IAM::Role").values():
             roles += 1
             assert role["Properties"]["PermissionsBoundary"] == GUARDED_BOUNDARY
-    # The execution role, the safety net's, and those CDK makes for its custom resources.
-    assert roles >= 4
+    # The execution role, the safety net's, and the one CDK makes for its bucket deployments.
+    assert roles >= 3
     template = guarded_app.template(guarded_app.stage.storage)
     for resource_type in ("AWS::KMS::Key", "AWS::S3::Bucket"):
         for resource in template.find_resources(resource_type).values():
@@ -314,7 +313,7 @@ def test_every_role_has_the_boundary_and_every_taggable_resource_the_tags(guarde
     ((_, pipeline),) = (
         guarded_app.template(guarded_app.stage.evaluation).find_resources("AWS::SageMaker::Pipeline").items()
     )
-    assert {"Key": "cost-center", "Value": "ml-4711"} in pipeline["Properties"]["PipelineTags"]
+    assert {"Key": "cost-center", "Value": "ml-4711"} in pipeline["Properties"]["Tags"]
 
 
 def test_what_the_defaults_file_holds_but_evalops_does_not_apply_is_a_build_warning(
@@ -322,10 +321,5 @@ def test_what_the_defaults_file_holds_but_evalops_does_not_apply_is_a_build_warn
 ) -> None:
     warnings = Annotations.from_stack(guarded_app.stage.evaluation).find_warning(
         "*", Match.string_like_regexp("SageMaker.ProcessingJob.RoleArn: not applied: evalops creates the role")
-    ) or [
-        finding
-        for stack in guarded_app.stacks()
-        for finding in Annotations.from_stack(stack).find_warning("*", Match.any_value())
-        if "ProcessingJob.RoleArn: not applied" in str(finding.entry.data)
-    ]
-    assert warnings
+    )
+    assert len(warnings) == 1
