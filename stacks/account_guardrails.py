@@ -22,7 +22,7 @@ from typing import Any
 from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, Problem
 from pipeline_definitions.rendering.sagemaker_definition import Guardrails
 from stacks import sagemaker_defaults as sd
-from stacks.environments import MAX_EXTRA_TAGS, MAX_JOINED_IDS, Environment
+from stacks.environments import MAX_EXTRA_TAGS, MAX_JOINED_IDS, TAG_KEY_RE, Environment
 from step_code.contract.job_env import JobGuardrails, Vpc
 
 # The deploy step's model definitions whose containers download at start-up, which isolation forbids.
@@ -53,7 +53,7 @@ def _vpc(defaults: sd.SdkDefaults, subnets: tuple[str, ...], groups: tuple[str, 
             [
                 Problem(
                     defaults.path,
-                    None,
+                    defaults.lines.get(given),
                     ".".join((sd.SAGEMAKER, *missing)),
                     f"missing: {'.'.join(given)} is given, and a VpcConfig needs both subnets and security groups",
                 )
@@ -65,7 +65,7 @@ def _vpc(defaults: sd.SdkDefaults, subnets: tuple[str, ...], groups: tuple[str, 
                 [
                     Problem(
                         defaults.path,
-                        None,
+                        defaults.lines.get(path),
                         ".".join((sd.SAGEMAKER, *path)),
                         f"the steps receive these ids in a job environment value of at most {MAX_JOINED_IDS} "
                         "characters (expected at most 10 subnets)",
@@ -83,6 +83,18 @@ def _tags(environment: Environment, defaults: sd.SdkDefaults) -> tuple[dict[str,
     tags = dict(environment.tags)
     warnings: list[str] = []
     for section, key, value in defaults.tags():
+        if not TAG_KEY_RE.match(key):
+            raise ConfigError(
+                [
+                    Problem(
+                        defaults.path,
+                        defaults.lines.get((section, "Tags")),
+                        f"{sd.SAGEMAKER}.{section}.Tags",
+                        f"{key!r} is not a tag key evalops can add (keys starting aws: or evalops: are reserved: the "
+                        "safety net and endpoint reuse read the evalops: tags)",
+                    )
+                ]
+            )
         if key in tags:
             if tags[key] != value and key not in environment.tags:
                 warnings.append(

@@ -94,6 +94,8 @@ class SdkDefaults:
     path: str
     values: Mapping[tuple[str, ...], Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # The line of each value, for problems found when the values are combined.
+    lines: Mapping[tuple[str, ...], int] = field(default_factory=dict)
 
     def get(self, path: tuple[str, ...]) -> Any:
         return self.values.get(path)
@@ -197,4 +199,5 @@ def read_sagemaker_defaults(path: Path, display: str | None = None) -> SdkDefaul
         line, _ = index.locate(("CustomParameters",))
         warnings.append(str(Problem(shown, line, "CustomParameters", f"not applied: {CUSTOM_PARAMETERS_REASON}")))
     values = {leaf: _lookup(sagemaker, leaf) for leaf in APPLIED if _lookup(sagemaker, leaf) is not None}
-    return SdkDefaults(path=shown, values=values, warnings=tuple(warnings))
+    lines = {leaf: index.locate((SAGEMAKER, *leaf))[0] for leaf in values}
+    return SdkDefaults(path=shown, values=values, warnings=tuple(warnings), lines=lines)

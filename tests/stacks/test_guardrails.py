@@ -134,6 +134,10 @@ def test_the_reference_samples_defaults_file_is_read_with_a_reason_for_what_does
             {"Model": {"VpcConfig": {"Subnets": ["subnet-1"]}}},
             "SecurityGroupIds: missing: Model.VpcConfig.Subnets is given",
         ),
+        (
+            {"Endpoint": {"Tags": [{"Key": "evalops:keep", "Value": "true"}]}},
+            "Tags: 'evalops:keep' is not a tag key evalops can add",
+        ),
     ],
 )
 def test_a_bad_defaults_file_is_one_line_naming_file_line_and_key(
@@ -144,10 +148,10 @@ def test_a_bad_defaults_file_is_one_line_naming_file_line_and_key(
         resolve(tmp_path, sagemaker_defaults=defaults)
     (problem,) = raised.value.problems
     assert message in str(problem) and str(problem).startswith(defaults) and "\n" not in str(problem)
-    key = problem.key_path.rsplit(".", 1)[1]
-    if problem.line is not None:
-        # The line is that of the key the problem names.
-        assert f"{key}:" in Path(defaults).read_text().splitlines()[problem.line - 1]
+    # The line is that of the key the problem names, or of the value that makes it a problem.
+    assert problem.line is not None
+    line = Path(defaults).read_text().splitlines()[problem.line - 1]
+    assert any(f"{key}:" in line for key in [*problem.key_path.split(".")[-2:], "Subnets"])
 
 
 def test_a_file_that_is_not_an_sdk_defaults_file_is_named(tmp_path: Path) -> None:
