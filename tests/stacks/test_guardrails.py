@@ -30,6 +30,7 @@ from tests.stacks.conftest import (
     SynthesizedApp,
     policy_statements,
 )
+from tests.stacks.test_cdk_app import cdk_synth
 
 SEED_DEFAULTS = Path("/work/shared/seed-sample/configs/sm_pipelines__config.yaml")
 KEY_A = "arn:aws:kms:us-east-1:123456789012:key/aaaaaaaa-0000-0000-0000-000000000000"
@@ -318,6 +319,33 @@ def test_every_role_has_the_boundary_and_every_taggable_resource_the_tags(guarde
         guarded_app.template(guarded_app.stage.evaluation).find_resources("AWS::SageMaker::Pipeline").items()
     )
     assert {"Key": "cost-center", "Value": "ml-4711"} in pipeline["Properties"]["Tags"]
+
+
+@pytest.mark.slow
+def test_cdk_synth_reads_the_reference_samples_defaults_file_offline_and_says_what_does_not_apply(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    environments = tmp_path / "environments.yaml"
+    environments.write_text(
+        yaml.safe_dump(
+            {
+                "environments": [
+                    {
+                        "name": "prod",
+                        "config": "configs/reference.yaml",
+                        "vpc": {"subnets": GUARDED_SUBNETS, "security_group_ids": GUARDED_SECURITY_GROUPS},
+                        "sagemaker_defaults": str(SEED_DEFAULTS),
+                    }
+                ]
+            }
+        )
+    )
+    synth = cdk_synth(repo_root, tmp_path / "out", f"environments={environments}")
+    assert synth.returncode == 0, synth.stderr
+    warnings = [line for line in synth.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: {SEED_DEFAULTS}:3: SageMaker.PythonSDK: not applied"
+    )
 
 
 def test_what_the_defaults_file_holds_but_evalops_does_not_apply_is_a_build_warning(
