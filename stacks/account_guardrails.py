@@ -8,7 +8,8 @@ tags are added where the environment has not set the key.
 Where each setting goes:
   processing jobs   VpcConfig (never network isolation: they call S3, SageMaker, Bedrock and the models),
                     volume and output keys, tags: in the pipeline definition
-  training jobs     VpcConfig, network isolation, volume and output keys, tags: set by the finetune step
+  training jobs     VpcConfig, network isolation, volume and output keys, inter-container encryption (from
+                    the defaults file only), tags: set by the finetune step
   models            VpcConfig, network isolation, tags: set by the deploy step; endpoint configs get the
                     volume key (KmsKeyId) and tags; endpoints and model packages the tags
 """
@@ -137,6 +138,7 @@ def resolve_guardrails(environment: Environment, repo_root: Path) -> AccountGuar
         training_network_isolation=bool(_first(environment.network_isolation, defaults.get(sd.TRAINING_ISOLATION))),
         training_volume_kms_key=_first(volume, defaults.get(sd.TRAINING_VOLUME_KEY)),
         training_output_kms_key=_first(output, defaults.get(sd.TRAINING_OUTPUT_KEY)),
+        training_inter_container_encryption=bool(defaults.get(sd.TRAINING_ENCRYPTION)),
         model_vpc=model_vpc,
         model_network_isolation=bool(_first(environment.network_isolation, defaults.get(sd.MODEL_ISOLATION))),
         endpoint_kms_key=_first(volume, defaults.get(sd.ENDPOINT_VOLUME_KEY)),

@@ -34,6 +34,7 @@ TRAINING_SECURITY_GROUPS = ("TrainingJob", "VpcConfig", "SecurityGroupIds")
 TRAINING_ISOLATION = ("TrainingJob", "EnableNetworkIsolation")
 TRAINING_VOLUME_KEY = ("TrainingJob", "ResourceConfig", "VolumeKmsKeyId")
 TRAINING_OUTPUT_KEY = ("TrainingJob", "OutputDataConfig", "KmsKeyId")
+TRAINING_ENCRYPTION = ("TrainingJob", "EnableInterContainerTrafficEncryption")
 MODEL_SUBNETS = ("Model", "VpcConfig", "Subnets")
 MODEL_SECURITY_GROUPS = ("Model", "VpcConfig", "SecurityGroupIds")
 MODEL_ISOLATION = ("Model", "EnableNetworkIsolation")
@@ -51,6 +52,7 @@ APPLIED: tuple[tuple[str, ...], ...] = (
     TRAINING_ISOLATION,
     TRAINING_VOLUME_KEY,
     TRAINING_OUTPUT_KEY,
+    TRAINING_ENCRYPTION,
     MODEL_SUBNETS,
     MODEL_SECURITY_GROUPS,
     MODEL_ISOLATION,
@@ -73,8 +75,6 @@ NOT_APPLIED: dict[tuple[str, ...], str] = {
     "isolation forbids; they run in the VPC instead",
     ("ProcessingJob", "NetworkConfig", "EnableInterContainerTrafficEncryption"): "evalops's processing jobs run on "
     "one instance, so there is no traffic between containers to encrypt",
-    ("TrainingJob", "EnableInterContainerTrafficEncryption"): "evalops does not set inter-container encryption on "
-    "fine-tuning jobs; ask for it if your account requires it",
     ("TrainingJob", "ProfilerConfig"): "the JumpStart estimator sets the fine-tuning job's profiler",
     ("Model", "Containers"): "the container of a deployed model comes from its JumpStart specs or the TGI image",
     ("Model", "PrimaryContainer"): "the container of a deployed model comes from its JumpStart specs or the TGI image",

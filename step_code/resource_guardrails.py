@@ -42,6 +42,8 @@ def training_estimator_settings(guardrails: JobGuardrails, instance_type: str) -
     # Only ever switched on: a JumpStart model whose specs require isolation keeps it whatever we say.
     if guardrails.training_network_isolation:
         settings["enable_network_isolation"] = True
+    if guardrails.training_inter_container_encryption:
+        settings["encrypt_inter_container_traffic"] = True
     return settings
 
 

@@ -25,6 +25,7 @@ TRAINING_SECURITY_GROUPS_ENV = "EVALOPS_TRAINING_SECURITY_GROUP_IDS"
 TRAINING_NETWORK_ISOLATION_ENV = "EVALOPS_TRAINING_NETWORK_ISOLATION"
 TRAINING_VOLUME_KMS_KEY_ENV = "EVALOPS_TRAINING_VOLUME_KMS_KEY_ARN"
 TRAINING_OUTPUT_KMS_KEY_ENV = "EVALOPS_TRAINING_OUTPUT_KMS_KEY_ARN"
+TRAINING_INTER_CONTAINER_ENCRYPTION_ENV = "EVALOPS_TRAINING_INTER_CONTAINER_ENCRYPTION"
 MODEL_SUBNETS_ENV = "EVALOPS_MODEL_SUBNETS"
 MODEL_SECURITY_GROUPS_ENV = "EVALOPS_MODEL_SECURITY_GROUP_IDS"
 MODEL_NETWORK_ISOLATION_ENV = "EVALOPS_MODEL_NETWORK_ISOLATION"
@@ -58,6 +59,7 @@ class JobGuardrails:
     training_network_isolation: bool = False
     training_volume_kms_key: str | None = None
     training_output_kms_key: str | None = None
+    training_inter_container_encryption: bool = False
     model_vpc: Vpc | None = None
     model_network_isolation: bool = False
     endpoint_kms_key: str | None = None
@@ -75,6 +77,8 @@ class JobGuardrails:
                 values[groups] = ",".join(vpc.security_group_ids)
         if self.training_network_isolation:
             values[TRAINING_NETWORK_ISOLATION_ENV] = _TRUE
+        if self.training_inter_container_encryption:
+            values[TRAINING_INTER_CONTAINER_ENCRYPTION_ENV] = _TRUE
         if self.model_network_isolation:
             values[MODEL_NETWORK_ISOLATION_ENV] = _TRUE
         for name, key in (
@@ -114,6 +118,7 @@ class JobGuardrails:
             training_network_isolation=environ.get(TRAINING_NETWORK_ISOLATION_ENV) == _TRUE,
             training_volume_kms_key=environ.get(TRAINING_VOLUME_KMS_KEY_ENV) or default_key,
             training_output_kms_key=environ.get(TRAINING_OUTPUT_KMS_KEY_ENV) or default_key,
+            training_inter_container_encryption=environ.get(TRAINING_INTER_CONTAINER_ENCRYPTION_ENV) == _TRUE,
             model_vpc=vpc(MODEL_SUBNETS_ENV, MODEL_SECURITY_GROUPS_ENV),
             model_network_isolation=environ.get(MODEL_NETWORK_ISOLATION_ENV) == _TRUE,
             endpoint_kms_key=environ.get(ENDPOINT_KMS_KEY_ENV) or default_key,

@@ -73,6 +73,7 @@ def test_the_defaults_file_applies_per_kind_and_the_environment_wins_per_field(t
             "TrainingJob": {
                 "VpcConfig": FILE_VPC,
                 "EnableNetworkIsolation": True,
+                "EnableInterContainerTrafficEncryption": True,
                 "OutputDataConfig": {"KmsKeyId": KEY_A},
             },
             "Model": {"EnableNetworkIsolation": True},
@@ -86,6 +87,7 @@ def test_the_defaults_file_applies_per_kind_and_the_environment_wins_per_field(t
     resources = only_file.definition.resources
     assert (resources.training_vpc, resources.model_vpc) == (file_vpc, None)
     assert resources.training_network_isolation and resources.model_network_isolation
+    assert resources.training_inter_container_encryption
     assert (resources.training_output_kms_key, resources.endpoint_kms_key) == (KEY_A, KEY_A)
     assert resources.training_volume_kms_key is None
     assert dict(resources.tags) == {"team": "file", "owner": "platform"}

@@ -44,6 +44,7 @@ GUARDRAILS = JobGuardrails(
     training_network_isolation=True,
     training_volume_kms_key=VOLUME_KEY,
     training_output_kms_key=OUTPUT_KEY,
+    training_inter_container_encryption=True,
     model_vpc=MODEL_VPC,
     model_network_isolation=True,
     endpoint_kms_key=VOLUME_KEY,
@@ -86,6 +87,7 @@ def test_the_training_job_runs_in_the_vpc_isolated_with_the_keys_and_tags(
     job = guarded.describe_training_job(TrainingJobName=recorded.training_job_name)
     assert job["VpcConfig"] == TRAINING_VPC.api()
     assert job["EnableNetworkIsolation"] is True
+    assert job["EnableInterContainerTrafficEncryption"] is True
     assert job["ResourceConfig"]["VolumeKmsKeyId"] == VOLUME_KEY
     assert job["OutputDataConfig"]["KmsKeyId"] == OUTPUT_KEY
     tags = tags_by_key(guarded.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"])
