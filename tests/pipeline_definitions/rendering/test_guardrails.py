@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 
 from pipeline_definitions.planning import plan as p
@@ -17,6 +18,7 @@ from pipeline_definitions.rendering.sagemaker_definition import (
 )
 from step_code.contract.job_env import KMS_KEY_ENV, JobGuardrails, Vpc
 from tests.pipeline_definitions.rendering.conftest import all_steps, shipped_config, targets_for
+from tests.pipeline_definitions.rendering.test_schema import SCHEMA_PATH, patched_schema
 
 PROCESSING_VPC = Vpc(subnets=("subnet-0aaa1111bbbb2222c",), security_group_ids=("sg-0aaa1111bbbb2222c",))
 RESOURCE_VPC = Vpc(
@@ -129,3 +131,13 @@ def test_a_value_too_long_for_a_job_environment_is_refused() -> None:
     many = Vpc(subnets=tuple(f"subnet-{index:017x}" for index in range(11)), security_group_ids=("sg-0a",))
     with pytest.raises(ValueError, match=r"EVALOPS_MODEL_SUBNETS would be 274 characters; .* at most 256"):
         JobGuardrails(model_vpc=many).to_environment()
+
+
+def test_the_guarded_definition_validates_against_the_reference_schema() -> None:
+    if not SCHEMA_PATH.exists():
+        pytest.skip(f"reference schema not present at {SCHEMA_PATH}")
+    validator = jsonschema.Draft7Validator(patched_schema(json.loads(SCHEMA_PATH.read_text())))
+    config = shipped_config("reference")
+    text = render_definition(p.build_plan(config), config, targets_for(config, guardrails=GUARDRAILS))
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(json.loads(text))]
+    assert errors == []
