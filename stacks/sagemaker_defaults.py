@@ -39,6 +39,13 @@ MODEL_SUBNETS = ("Model", "VpcConfig", "Subnets")
 MODEL_SECURITY_GROUPS = ("Model", "VpcConfig", "SecurityGroupIds")
 MODEL_ISOLATION = ("Model", "EnableNetworkIsolation")
 ENDPOINT_VOLUME_KEY = ("EndpointConfig", "KmsKeyId")
+KEY_PATHS = (
+    PROCESSING_VOLUME_KEY,
+    PROCESSING_OUTPUT_KEY,
+    TRAINING_VOLUME_KEY,
+    TRAINING_OUTPUT_KEY,
+    ENDPOINT_VOLUME_KEY,
+)
 # Tags of these sections go on everything the run creates (one tag set serves every resource kind).
 TAG_SECTIONS = ("ProcessingJob", "TrainingJob", "Model", "EndpointConfig", "Endpoint", "Pipeline")
 APPLIED: tuple[tuple[str, ...], ...] = (
@@ -147,7 +154,7 @@ def _sdk_schema_errors(data: dict[str, Any]) -> list[tuple[Loc, str]]:
 
 def _key_arn_findings(data: dict[str, Any]) -> list[Finding]:
     findings: list[Finding] = []
-    for path in (PROCESSING_VOLUME_KEY, PROCESSING_OUTPUT_KEY, TRAINING_VOLUME_KEY, TRAINING_OUTPUT_KEY):
+    for path in KEY_PATHS:
         value = _lookup(data.get(SAGEMAKER), path)
         if value is not None and not KMS_KEY_ARN_RE.match(str(value)):
             findings.append(
@@ -157,9 +164,6 @@ def _key_arn_findings(data: dict[str, Any]) -> list[Finding]:
                     "evalops grants its role use of the key, and IAM names keys by ARN)",
                 )
             )
-    value = _lookup(data.get(SAGEMAKER), ENDPOINT_VOLUME_KEY)
-    if value is not None and not KMS_KEY_ARN_RE.match(str(value)):
-        findings.append(Finding((SAGEMAKER, *ENDPOINT_VOLUME_KEY), f"{value!r} is not a KMS key ARN"))
     return findings
 
 
