@@ -1,7 +1,8 @@
 """`evalops`: check a config and show what a run would do and cost, without AWS.
 
 User errors print one line per problem and exit 2; an unexpected error prints one line and exits 1
-(set EVALOPS_DEBUG=1 for the traceback). Only light modules are imported: no torch, ray or fmeval.
+(set EVALOPS_DEBUG=1 for the traceback); a SageMaker SDK defaults file given as the config prints one line
+saying what it is and exits 4. Only light modules are imported: no torch, ray or fmeval.
 """
 
 from __future__ import annotations
@@ -11,14 +12,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline_definitions.cli.common import EXIT_INTERNAL_ERROR, EXIT_OK, EXIT_USER_ERROR, add_catalog_dir
+from pipeline_definitions.cli.common import (
+    EXIT_INTERNAL_ERROR,
+    EXIT_OK,
+    EXIT_SDK_DEFAULTS_FILE,
+    EXIT_USER_ERROR,
+    add_catalog_dir,
+)
 from pipeline_definitions.cli.run import add_run_commands
 from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts, estimate_run
-from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, load_config
+from pipeline_definitions.loading.finetuning_data import channel_files
+from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, SdkDefaultsFileError, load_config
 from pipeline_definitions.loading.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX
 from pipeline_definitions.planning.plan import CHECK_STEP, FAIL_STEP, REGISTER_STEP, EvaluationPlan, build_plan
 from step_code.contract import algorithms
 from step_code.contract.config import Config, ModelConfig
+from step_code.contract.locations import is_s3
 from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, resource_base, run_scoped_name
 from step_code.contract.pricing import price_table
 
@@ -164,6 +173,33 @@ def _download_lines(loaded: LoadedConfig) -> list[str]:
     return ["Run-time downloads (baked into the step image):", *lines] if lines else []
 
 
+def _registry_lines(plan: EvaluationPlan) -> list[str]:
+    lines = ["Model registry (the winner is registered in its group; the Registry stack creates every group):"]
+    for group in plan.registry_groups:
+        models = ", ".join(group.models) if group.models else "no model registers here"
+        origin = (
+            " (named after pipeline.name: the config has no model_registry; set model_registry to choose)"
+            if group.named_after_pipeline
+            else ""
+        )
+        lines.append(f"  {group.name}: {models}{origin}")
+    return lines
+
+
+def _training_channel_lines(plan: EvaluationPlan, loaded: LoadedConfig) -> list[str]:
+    if not plan.training_channels:
+        return []
+    relative = any(not is_s3(item.location) for item in plan.training_channels)
+    where = f" (relative paths are in the uploaded prompt catalog, {loaded.catalog_dir})" if relative else ""
+    lines = [f"Fine-tuning channels{where}:"]
+    for item in plan.training_channels:
+        finetuning = loaded.config.model(item.model).finetuning
+        files = channel_files(loaded.catalog_dir, finetuning, item.key) if finetuning is not None else []
+        held = f" (holds {', '.join(files)})" if files else ""
+        lines.append(f"  {item.model}: {item.channel} <- {item.location}{held}")
+    return lines
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     loaded = _load(args)
     prompt_count = args.prompts if args.prompts is not None else count_prompts(loaded)
@@ -175,6 +211,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         ],
         _plan_lines(plan),
         _endpoint_lines(loaded),
+        _registry_lines(plan),
+        _training_channel_lines(plan, loaded),
         _estimate_lines(estimate_run(loaded, prompt_count), loaded),
         _download_lines(loaded),
     ]
@@ -220,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         exit_code: int = args.handler(args)
+    except SdkDefaultsFileError as exc:
+        print(exc.problems[0], file=sys.stderr)
+        return EXIT_SDK_DEFAULTS_FILE
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from pipeline_definitions.loading.finetuning_data import check_finetuning_data
+from pipeline_definitions.loading.sample_compat import sdk_defaults_message, translate_register_config
 from pipeline_definitions.loading.validation import (
     Finding,
     Loc,
@@ -67,6 +69,10 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+class SdkDefaultsFileError(ConfigError):
+    """The file is a SageMaker SDK defaults file, not an evaluation config (the CLI exits with its own code)."""
+
+
 class LocationNotFoundError(FileNotFoundError):
     pass
 
@@ -103,7 +109,11 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
     config_path = Path(path).resolve()
     root, data = read_yaml_mapping(path, "settings (pipeline, dataset, models, ...)")
     index = YamlIndex(root)
-    findings = index.duplicate_keys() + placeholder_findings(data)
+    sdk_defaults = sdk_defaults_message(data)
+    if sdk_defaults is not None:
+        raise SdkDefaultsFileError([Problem(display, None, "", sdk_defaults)])
+    data, sample_findings = translate_register_config(data)
+    findings = index.duplicate_keys() + placeholder_findings(data) + sample_findings
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -119,12 +129,16 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
     files = _LocalFiles(config_path.parent, catalog, wanted)
     config = files.normalize(config)
     findings += files.findings
+    catalog_dir = files.root if files.used else catalog
+    warnings = _finetuning_data_warnings(config, catalog_dir)
+    finetuning_data = check_finetuning_data(config, catalog_dir)
+    config = finetuning_data.config
+    findings += finetuning_data.errors
     if findings:
         raise ConfigError(index.problems(display, findings))
 
     normalized = _normalized_json(config)
-    catalog_dir = files.root if files.used else catalog
-    warnings = _finetuning_data_warnings(config, catalog_dir)
+    warnings += finetuning_data.warnings
     return LoadedConfig(
         config=config,
         path=config_path,

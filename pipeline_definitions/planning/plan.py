@@ -40,6 +40,9 @@ CHECK_STEP = "CheckSelectionPolicy"
 REGISTER_STEP = "RegisterWinner"
 FAIL_STEP = "SelectionPolicyNotMet"
 PREPROCESS_STEP = "Preprocess"
+# The input channels of a JumpStart training job (`step_code.finetune` starts it with these names).
+TRAINING_CHANNEL = "training"
+VALIDATION_CHANNEL = "validation"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,27 @@ class Branch:
 
 
 @dataclass(frozen=True)
+class RegistryGroup:
+    """A model package group the register step may write to, and the models whose win goes there."""
+
+    name: str
+    models: tuple[str, ...]
+    # Named after the pipeline because the config has no model_registry section.
+    named_after_pipeline: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingChannel:
+    """An input channel of a fine-tuning job: an s3:// URI, or a path inside the uploaded prompt catalog."""
+
+    model: str
+    channel: str
+    # The finetuning key it comes from (train_data_path, validation_data_path).
+    key: str
+    location: str
+
+
+@dataclass(frozen=True)
 class EvaluationPlan:
     pipeline_name: str
     preprocess: PlannedStep
@@ -88,6 +112,8 @@ class EvaluationPlan:
     register: PlannedStep
     max_parallel_steps: int
     processing_steps: tuple[PlannedStep, ...] = field(default=())
+    registry_groups: tuple[RegistryGroup, ...] = field(default=())
+    training_channels: tuple[TrainingChannel, ...] = field(default=())
 
     def step(self, name: str) -> PlannedStep:
         for step in self.processing_steps:
@@ -203,7 +229,39 @@ def build_plan(config: Config) -> EvaluationPlan:
         register=register,
         max_parallel_steps=config.pipeline.parallelism,
         processing_steps=ordered,
+        registry_groups=registry_groups(config),
+        training_channels=training_channels(config),
     )
+
+
+def registry_groups(config: Config) -> tuple[RegistryGroup, ...]:
+    """Where a winner is registered: its own model_package_group_name, else the config's (or default) group."""
+    default = config.model_registry.model_package_group_name
+    members: dict[str, list[str]] = {default: []}
+    for model in config.models:
+        members.setdefault(model.model_package_group_name or default, []).append(model.name)
+    return tuple(
+        RegistryGroup(name, tuple(models), named_after_pipeline=name == default and config.registry_is_default)
+        for name, models in members.items()
+    )
+
+
+def training_channels(config: Config) -> tuple[TrainingChannel, ...]:
+    """The channels each fine-tuning job is given, as the finetune step builds them from the config."""
+    channels: list[TrainingChannel] = []
+    for model in config.models:
+        if model.finetuning is None:
+            continue
+        channels.append(
+            TrainingChannel(model.name, TRAINING_CHANNEL, "train_data_path", model.finetuning.train_data_path)
+        )
+        if model.finetuning.validation_data_path:
+            channels.append(
+                TrainingChannel(
+                    model.name, VALIDATION_CHANNEL, "validation_data_path", model.finetuning.validation_data_path
+                )
+            )
+    return tuple(channels)
 
 
 def step_arguments(

@@ -8,6 +8,7 @@ description of the shape.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any, Literal
@@ -24,6 +25,7 @@ LEGACY_MODEL_INPUT_PLACEHOLDER = "$feature"
 # SageMaker: endpoint/endpoint-config/model names and pipeline names.
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MODEL_PACKAGE_GROUP_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MAX_MODEL_PACKAGE_GROUP_NAME_LENGTH = 63
 INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+(\.[a-z0-9-]+)+$")
 # Our model names become part of step names and S3 keys.
 MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
@@ -315,6 +317,19 @@ class ModelRegistryConfig(StrictModel):
     model_package_group_name: str
     model_package_group_description: str = ""
 
+    @classmethod
+    def default_for(cls, pipeline_name: str) -> ModelRegistryConfig:
+        """The group of a config without `model_registry` (the reference sample makes the section optional)."""
+        name = pipeline_name
+        if len(name) > MAX_MODEL_PACKAGE_GROUP_NAME_LENGTH:
+            # Cut and hashed like run-scoped names, so two long pipeline names sharing a beginning stay distinct.
+            digest = hashlib.sha256(name.encode()).hexdigest()[:5]
+            name = f"{name[: MAX_MODEL_PACKAGE_GROUP_NAME_LENGTH - 6].rstrip('-')}-{digest}"
+        return cls(
+            model_package_group_name=name,
+            model_package_group_description=f"Evaluation winners of pipeline {pipeline_name}",
+        )
+
     @field_validator("model_package_group_name")
     @classmethod
     def _group(cls, value: str) -> str:
@@ -357,11 +372,17 @@ class PricingConfig(StrictModel):
     bedrock_usd_per_1k_tokens: dict[str, dict[Literal["input", "output"], float]] = Field(default_factory=dict)
 
 
+def _default_registry(validated: dict[str, Any]) -> ModelRegistryConfig:
+    pipeline = validated.get("pipeline")
+    # Without a valid pipeline section validation fails anyway; any valid group keeps the error list to that one.
+    return ModelRegistryConfig.default_for(pipeline.name if isinstance(pipeline, PipelineSettings) else "evalops")
+
+
 class Config(StrictModel):
     pipeline: PipelineSettings
     dataset: DatasetConfig
     models: list[ModelConfig] = Field(min_length=1)
-    model_registry: ModelRegistryConfig
+    model_registry: ModelRegistryConfig = Field(default_factory=_default_registry)
     algorithms: list[AlgorithmConfig] = Field(min_length=1)
     selection: SelectionPolicy = Field(default_factory=SelectionPolicy)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
@@ -376,6 +397,11 @@ class Config(StrictModel):
                 )
             seen[model.name] = index
         return self
+
+    @property
+    def registry_is_default(self) -> bool:
+        """True when the config has no `model_registry` and the group is named after the pipeline."""
+        return "model_registry" not in self.model_fields_set
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

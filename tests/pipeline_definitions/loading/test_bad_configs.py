@@ -85,8 +85,8 @@ dataset:
     ),
     (
         "missing-top-level-section",
-        HEAD + RECORDED + "algorithms:\n  - {algorithm: FactualKnowledge}\n",
-        ["1: model_registry: required key 'model_registry' is missing"],
+        HEAD + RECORDED + "model_registry: {model_package_group_name: g}\n",
+        ["1: algorithms: required key 'algorithms' is missing"],
     ),
     (
         "mime-type-literal",

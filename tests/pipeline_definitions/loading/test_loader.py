@@ -57,7 +57,8 @@ def test_reference_config_keeps_its_meaning(repo_root: Path) -> None:
     }
     normalized = json.loads(load_config(repo_root / "configs" / "reference.yaml").normalized_json())
     assert "$feature" not in json.dumps(normalized)
-    assert normalized["models"][2]["finetuning"]["train_data_path"] == "train_dataset"
+    # A catalog path that names no file is a folder: the "/" keeps the S3 channel prefix to that folder.
+    assert normalized["models"][2]["finetuning"]["train_data_path"] == "train_dataset/"
     assert normalized["algorithms"][0]["target_output_delimiter"] == "<OR>"
 
 

@@ -45,7 +45,7 @@ def test_reference_config_loads_with_a_warning_for_each_missing_folder(repo_root
         _warning(path, 56, "validation_data_path", "val_dataset", catalog, model=2),
     ]
     finetuning = loaded.config.model("llama2-7b-finetuned").finetuning
-    assert finetuning is not None and finetuning.train_data_path == "train_dataset"
+    assert finetuning is not None and finetuning.train_data_path == "train_dataset/"
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,9 @@ def test_relative_finetuning_paths_must_name_data_in_the_catalog(
     loaded = load_config(path)
     assert loaded.warnings == ([_warning(path, 7, "train_data_path", train, catalog)] if warned else [])
     finetuning = loaded.config.model("tuned").finetuning
-    assert finetuning is not None and finetuning.train_data_path == train
+    # A catalog path naming no file is a folder, spelled with its "/" so the S3 channel prefix ends there.
+    folder = not train.endswith(".jsonl") and not train.startswith(("s3://", ".."))
+    assert finetuning is not None and finetuning.train_data_path == (train.rstrip("/") + "/" if folder else train)
 
 
 def test_without_a_prompt_catalog_the_config_folder_is_the_catalog(tmp_path: Path) -> None:
