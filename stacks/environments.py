@@ -207,6 +207,9 @@ class DeliverySettings(BaseModel):
         default=None, min_length=1, description="Environments to deploy, in this order (default: all, in file order)."
     )
     prompt_catalog_source: PromptCatalogBucket | None = None
+    permissions_boundary_arn: PolicyArn | None = Field(
+        default=None, description="Managed policy set as permissions boundary of every role of the delivery stack."
+    )
 
     @field_validator("trigger_paths")
     @classmethod
