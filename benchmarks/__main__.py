@@ -6,7 +6,8 @@
 - scale: the evaluate step at N = 10k and 100k with a 0 ms endpoint: wall time, calls, peak RSS, prompts/s;
 - cache: S3 requests of a re-run of 100k prompts over loose cache entries against segments (moto);
 - rerun: endpoint calls of re-runs with the catalog unchanged and partly edited;
-- synth: `cdk synth` and the definition build.
+- synth: `cdk synth` and the definition build;
+- validate: `evalops validate` on 60 models with each of the 12 algorithms, and on hostile configs.
 `--smoke` runs every selected benchmark at a few prompts with a 2 ms endpoint: the correctness checks
 only (the test suite runs it); its timings mean nothing.
 
@@ -34,10 +35,11 @@ from benchmarks import (  # noqa: E402
     robustness_bench,
     scale_bench,
     synth_bench,
+    validate_bench,
 )
 from benchmarks.common import load_line, machine_line  # noqa: E402
 
-BENCHMARKS = ("eval", "robustness", "scale", "cache", "rerun", "synth")
+BENCHMARKS = ("eval", "robustness", "scale", "cache", "rerun", "synth", "validate")
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.CalledProcessError as exc:
             said = exc.stderr.decode(errors="replace").strip().splitlines() if exc.stderr else []
             problems.append(f"synth: {exc.cmd[0]} exited with status {exc.returncode}: {said[-1] if said else ''}")
+    if "validate" in selected:
+        print()
+        problems += (validate_bench.run(unknown=1_000) if args.smoke else validate_bench.run()).problems
     print()
     print(f"after: {load_line()}")
     for problem in problems:

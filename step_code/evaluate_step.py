@@ -1,7 +1,7 @@
 """The evaluate step: send each prompt the algorithms need once, then score every algorithm in-process.
 
     python -m step_code.evaluate_step --config C --output-dir O --model M --execution-id E --dataset-dir D
-        [--deployment-dir P] [--catalog-dir K] --cache-uri U
+        [--deployment-dir P] [--catalog-dir K] --cache-uri U [--response-cache use|bypass]
 
 Output layout (`--output-dir`, a local folder; an s3:// URI is written through a local staging folder):
   summary.json                               EvaluationSummary (step_code/contract/results.py)
@@ -17,6 +17,9 @@ costs endpoint time. The invocation plan (`invocation_plan`) lists every prompt 
 own prompts and, for the robustness and stereotyping algorithms, the perturbed prompts and sentence
 pairs; `invoke_all` sends each distinct one once (cache, bounded concurrency, retries), the cache is
 compacted, and `scoring.score_all` scores all algorithms in one pass over the records.
+
+Answers are cached under the identity of what answers (`answering_identity`); `--response-cache bypass`
+neither reads nor writes the cache, so every prompt goes to the model.
 """
 
 from __future__ import annotations
@@ -33,10 +36,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from step_code import fmeval_runtime, scoring, storage
-from step_code.aws_resources import ControlPlaneError, sagemaker_client
+from step_code import fmeval_runtime, jsonl, scoring, storage
+from step_code.answering_identity import IdentifiedRunner, answering_identity
+from step_code.aws_resources import ControlPlaneError, sagemaker_client, serving_models
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.files import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
+from step_code.contract.files import (
+    DEPLOYMENT_FILE,
+    MANIFEST_FILE,
+    PROCESSED_FILE,
+    RECORDS_FILE,
+    RESPONSE_CACHE_MODES,
+    RESPONSE_CACHE_USE,
+    SUMMARY_FILE,
+)
 from step_code.contract.results import Deployment, EvaluationSummary, ModelArtifact
 from step_code.invocation import InvocationRecord, InvocationResult, invoke_all
 from step_code.invocation_plan import (
@@ -70,6 +82,7 @@ class EvaluateArgs:
     deployment_dir: str | None
     catalog_dir: str | None
     cache_uri: str
+    response_cache: str = RESPONSE_CACHE_USE
 
 
 def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
@@ -78,6 +91,7 @@ def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
     parser.add_argument("--deployment-dir")
     parser.add_argument("--catalog-dir")
     parser.add_argument("--cache-uri", required=True)
+    parser.add_argument("--response-cache", choices=RESPONSE_CACHE_MODES, default=RESPONSE_CACHE_USE)
     ns = parser.parse_args(argv)
     return EvaluateArgs(
         config=ns.config,
@@ -88,6 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
         deployment_dir=ns.deployment_dir,
         catalog_dir=ns.catalog_dir,
         cache_uri=ns.cache_uri,
+        response_cache=ns.response_cache,
     )
 
 
@@ -97,7 +112,7 @@ def _read_jsonl(uri: str) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise ControlPlaneError(f"{uri}: file not found (run the preprocess step first)") from None
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in jsonl.json_lines(text):
         if not line.strip():
             continue
         try:
@@ -205,7 +220,9 @@ def _answers(records: Iterable[InvocationRecord]) -> dict[str, StoredAnswer]:
     }
 
 
-def _compact(cache: ResponseCache) -> None:
+def _compact(cache: ResponseCache | None) -> None:
+    if cache is None:
+        return
     try:
         cache.compact()
     except Exception as exc:
@@ -257,12 +274,22 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
     dataset_sha256 = _dataset_sha256(args.dataset_dir)
     deployment = _deployment(args, model)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    use_cache = args.response_cache == RESPONSE_CACHE_USE
+    serving = (
+        serving_models(sagemaker_client(), model.endpoint_name)
+        if use_cache and model.provider.existing_endpoint and model.endpoint_name
+        else None
+    )
+    identity = answering_identity(model, deployment, serving)
     try:
-        runner = build_runner(
-            model,
-            responses_path=responses_path(model, args.catalog_dir),
-            region=region,
-            endpoint_name=deployment.endpoint_name if deployment else None,
+        runner = IdentifiedRunner(
+            build_runner(
+                model,
+                responses_path=responses_path(model, args.catalog_dir),
+                region=region,
+                endpoint_name=deployment.endpoint_name if deployment else None,
+            ),
+            identity,
         )
         plan = plan_invocations(
             rows,
@@ -278,7 +305,7 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
         raise ControlPlaneError(str(exc)) from None
 
     settings = model.evaluation_config
-    cache = ResponseCache(args.cache_uri)
+    cache = ResponseCache(args.cache_uri) if use_cache else None
     result = invoke_all(
         plan.items,
         runner,
@@ -325,7 +352,7 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
             summary = EvaluationSummary(
                 model=model.name,
                 provider=model.model_provider,
-                model_identity=model.identity,
+                model_identity=identity,
                 dataset_sha256=dataset_sha256,
                 records_total=len(originals),
                 records_succeeded=len(originals) - failed,

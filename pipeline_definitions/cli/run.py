@@ -184,6 +184,7 @@ def _execute(args: argparse.Namespace, events: PlainEvents | RichEvents) -> RunO
         registry=args.registry,
         approval_status=args.approval_status,
         fresh=args.fresh,
+        no_cache=args.no_cache,
     )
     print(f"Running {loaded.config.pipeline.name} locally in {options.output}")
     return run_plan(loaded, options, events)
@@ -271,6 +272,11 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--fresh",
         action="store_true",
         help="start over with a new execution id (cached model responses and the registry are kept)",
+    )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="send every prompt to the model again; the response cache is neither read nor written",
     )
     run.set_defaults(handler=cmd_run)
 

@@ -14,6 +14,7 @@ from typing import Any
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.planning.plan import PlannedStep, build_plan
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
+from pipeline_definitions.planning.warm_pools import warm_pools
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.locations import is_s3
 from step_code.contract.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
@@ -45,6 +46,8 @@ ASSUMPTIONS = (
     f"Bedrock: {BEDROCK_INPUT_TOKENS} input tokens per call and the inference parameters' output-token limit "
     f"(default {DEFAULT_OUTPUT_TOKENS}) as output",
     "existing endpoints, http/openai servers and recorded responses cost nothing here",
+    "a warm pool (keep_alive_period_in_seconds) is billed idle for its whole keep-alive after the last "
+    "fine-tuning that uses it; the fine-tunings before it hand it on at once",
 )
 
 
@@ -65,6 +68,8 @@ class ModelEstimate:
     training_hours: float = 0.0
     training_instance_hours: float = 0.0
     training_usd: float | None = None
+    # Instance-hours of the warm pool left idle after this model's fine-tuning (the last one of its pool).
+    warm_pool_idle_instance_hours: float = 0.0
     token_usd: float | None = None
     # False when a price this model needs is missing (named in the run's warnings).
     priced: bool = True
@@ -140,7 +145,10 @@ def estimate_run(loaded: LoadedConfig, prompt_count: int | None) -> RunEstimate:
     config = loaded.config
     prompts = prompt_count if prompt_count is not None else PER_PROMPTS_DEFAULT
     warnings: list[str] = []
-    models = tuple(_model_estimate(config, model, prompts, warnings) for model in config.models)
+    idle_after = {pool.models[-1]: pool.keep_alive_seconds for pool in warm_pools(config)}
+    models = tuple(
+        _model_estimate(config, model, prompts, warnings, idle_after.get(model.name, 0)) for model in config.models
+    )
     by_model = {estimate.model: estimate for estimate in models}
     steps = tuple(_step_estimate(config, step, by_model, warnings) for step in build_plan(config).processing_steps)
     return RunEstimate(
@@ -162,7 +170,9 @@ def _price(instance_type: str, config: Config, usage: Usage, warnings: list[str]
     return price
 
 
-def _model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: list[str]) -> ModelEstimate:
+def _model_estimate(
+    config: Config, model: ModelConfig, prompts: int, warnings: list[str], pool_idle_seconds: int = 0
+) -> ModelEstimate:
     # One call per prompt whatever the number of algorithms: they all score the stored outputs.
     calls = prompts if model.provider.calls_model else 0
     evaluation_minutes = calls * SECONDS_PER_CALL / model.evaluation_config.max_concurrency / 60
@@ -174,12 +184,14 @@ def _model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: 
         parameters = model.finetuning.parameters
         hours = _epochs(parameters.model_extra or {}) * TRAINING_HOURS_PER_EPOCH + TRAINING_STARTUP_MINUTES / 60
         price = _price(parameters.instance_type, config, "training", warnings)
-        instance_hours = hours * parameters.num_instances
+        idle_instance_hours = pool_idle_seconds / 3600 * parameters.num_instances
+        instance_hours = hours * parameters.num_instances + idle_instance_hours
         estimate = replace(
             estimate,
             training_instance_type=parameters.instance_type,
             training_hours=hours,
             training_instance_hours=instance_hours,
+            warm_pool_idle_instance_hours=idle_instance_hours,
             training_usd=None if price is None else price * instance_hours,
             priced=estimate.priced and price is not None,
         )

@@ -60,6 +60,7 @@ from step_code.contract.files import (
     DEFAULT_APPROVAL_STATUS,
     REGISTRATION,
     REGISTRATION_FILE,
+    RESPONSE_CACHE_BYPASS,
     SUMMARIES,
 )
 from step_code.contract.locations import is_s3
@@ -115,6 +116,8 @@ class RunOptions:
     registry: Registry = "local"
     approval_status: str = DEFAULT_APPROVAL_STATUS
     fresh: bool = False
+    # Ask every model again instead of answering from the response cache (`--no-cache`).
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,7 @@ class _Runner:
                 execution_id=self.execution_id,
                 approval_status=self.options.approval_status,
                 cache_uri=str(self.layout.cache_dir),
+                response_cache=RESPONSE_CACHE_BYPASS if self.options.no_cache else None,
                 local_registry_dir=str(self.layout.registry_dir) if self.options.registry == "local" else None,
             )
         ]

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 StepKind = Literal["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"]
 # Run options a step takes after its input folders, in this order; `registry-dir` only in a local run.
-RunOption = Literal["cache-uri", "approval-status", "registry-dir"]
+RunOption = Literal["cache-uri", "response-cache", "approval-status", "registry-dir"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
     "evaluate": StepKindSpec(
         entry_module="step_code.evaluate_step",
         takes_execution_id=True,
-        run_options=("cache-uri",),
+        run_options=("cache-uri", "response-cache"),
         environment=(),
         max_runtime_seconds=24 * 3600,
         estimated_minutes=lambda model: model.evaluation_minutes,

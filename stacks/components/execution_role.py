@@ -186,7 +186,10 @@ class EvaluationExecutionRole(Construct):
                     "SageMaker numbers the model package versions inside the configured groups.",
                     [_regex(r":model-package\/[^/]+\/\*$")],
                 ),
-                NagAcknowledgement("sagemaker:ListEndpoints has no resource-level permissions.", ["Resource::*"]),
+                NagAcknowledgement(
+                    "sagemaker:ListEndpoints and sagemaker:ListTrainingJobs have no resource-level permissions.",
+                    ["Resource::*"],
+                ),
             ],
         )
         if vpcs:
@@ -225,6 +228,11 @@ class EvaluationExecutionRole(Construct):
                         "An existing endpoint's config name is only known from DescribeEndpoint at run time; "
                         "this read-only action gives the cost estimate its instance type.",
                         [_regex(r":endpoint-config\/\*$")],
+                    ),
+                    NagAcknowledgement(
+                        "The models behind an existing endpoint are only named by its config at run time; this "
+                        "read-only action lets the response cache tell a swapped model from the one it cached.",
+                        [_regex(r":model\/\*$")],
                     ),
                 ],
             )
@@ -444,6 +452,8 @@ class EvaluationExecutionRole(Construct):
                 ],
                 resources=[self._sagemaker_arn(kind, prefix) for kind in ("model", "endpoint-config", "endpoint")],
             ),
+            # Warm pools need nothing more: KeepAlivePeriodInSeconds is part of CreateTrainingJob, and the
+            # steps never change or end a pool (UpdateTrainingJob), so that action is not granted.
             iam.PolicyStatement(
                 sid="ManageRunTrainingJobs",
                 actions=[
@@ -478,7 +488,10 @@ class EvaluationExecutionRole(Construct):
         )
 
     def _list_statement(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(sid="ListEndpoints", actions=["sagemaker:ListEndpoints"], resources=["*"])
+        # ListTrainingJobs: a fine-tuning finds the earlier run's job trained from the same inputs (finetune.py).
+        return iam.PolicyStatement(
+            sid="ListEndpoints", actions=["sagemaker:ListEndpoints", "sagemaker:ListTrainingJobs"], resources=["*"]
+        )
 
     def _model_access_statements(self, config: Config) -> list[iam.PolicyStatement]:
         statements: list[iam.PolicyStatement] = []
@@ -506,6 +519,13 @@ class EvaluationExecutionRole(Construct):
                     sid="DescribeExistingEndpointConfigs",
                     actions=["sagemaker:DescribeEndpointConfig"],
                     resources=[self._sagemaker_arn("endpoint-config", "*")],
+                ),
+                # The response cache is keyed by the image and weights an existing endpoint serves
+                # (step_code/answering_identity.py).
+                iam.PolicyStatement(
+                    sid="DescribeExistingEndpointModels",
+                    actions=["sagemaker:DescribeModel"],
+                    resources=[self._sagemaker_arn("model", "*")],
                 ),
             ]
         if model_access.deploys_jumpstart(config):

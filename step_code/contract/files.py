@@ -39,3 +39,8 @@ DECISION_REASON = "reason"
 # The approval statuses a registered model package can get.
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 DEFAULT_APPROVAL_STATUS = "PendingManualApproval"
+# The evaluate step's `--response-cache`: `bypass` sends every prompt to the model and leaves the cache alone
+# (`evalops run --no-cache`; the pipeline parameter `ResponseCache`).
+RESPONSE_CACHE_USE = "use"
+RESPONSE_CACHE_BYPASS = "bypass"
+RESPONSE_CACHE_MODES = (RESPONSE_CACHE_USE, RESPONSE_CACHE_BYPASS)

@@ -28,6 +28,9 @@ class ModelArtifact(_Result):
     environment: dict[str, str] = Field(
         default_factory=dict, description="Container environment the model was deployed with; registered with it."
     )
+    training_data_sha256: str | None = Field(
+        default=None, description="Digest of the fine-tuning data the weights were trained on (finetune.json's)."
+    )
 
 
 class Deployment(_Result):
@@ -41,6 +44,13 @@ class Deployment(_Result):
     instance_type: str | None = None
     instance_count: int = 1
     artifact: ModelArtifact
+    kept: bool = Field(default=False, description="A kept endpoint (cleanup_endpoint: false), named by its identity.")
+    superseded: list[str] = Field(
+        default_factory=list, description="This model's kept endpoints of another deployment identity."
+    )
+    expired_deleted: list[str] = Field(
+        default_factory=list, description="Superseded kept endpoints deleted because keep_for_hours passed unused."
+    )
 
 
 class FinetuneResult(_Result):
@@ -52,6 +62,9 @@ class FinetuneResult(_Result):
     base_model_id: str
     base_model_version: str
     hyperparameters: dict[str, str]
+    training_data_sha256: str | None = Field(
+        default=None, description="Digest of the training channels' objects (keys, sizes, ETags) when listed."
+    )
 
 
 class LatencyStats(_Result):
@@ -153,6 +166,13 @@ class WorstRecords(_Result):
     records: list[WorstRecord]
 
 
+class DuplicateRow(_Result):
+    """A catalog row dropped because an earlier row has the same input and target."""
+
+    line: int
+    repeats_line: int
+
+
 class CatalogManifest(_Result):
     """manifest.json: what preprocess read and kept."""
 
@@ -163,6 +183,7 @@ class CatalogManifest(_Result):
     rows_kept: int
     quarantined: int
     duplicates: int
+    duplicate_rows: list[DuplicateRow] = Field(default_factory=list)
     processed_sha256: str
     model_input_key: str
     target_output_key: str

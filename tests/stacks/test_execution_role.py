@@ -118,6 +118,15 @@ def test_models_are_reached_only_where_the_config_points(mixed_app: SynthesizedA
         "Action": "sagemaker:DescribeEndpointConfig",
         "Resource": f"arn:aws:sagemaker:us-east-1:{DEV_ACCOUNT}:endpoint-config/*",
     }
+    # The response cache keys an existing endpoint's answers by the models behind it (read-only).
+    assert dev["DescribeExistingEndpointModels"] == {
+        "Sid": "DescribeExistingEndpointModels",
+        "Effect": "Allow",
+        "Action": "sagemaker:DescribeModel",
+        "Resource": f"arn:aws:sagemaker:us-east-1:{DEV_ACCOUNT}:model/*",
+    }
+    # Warm pools come with CreateTrainingJob; the steps never change or end one.
+    assert "sagemaker:UpdateTrainingJob" not in json.dumps(dev)
     assert sorted(dev["ReadJumpStartArtifacts"]["Resource"]) == [
         "arn:aws:s3:::jumpstart-cache-prod-us-east-1/*",
         "arn:aws:s3:::jumpstart-private-cache-prod-us-east-1/*",
