@@ -70,7 +70,13 @@ from step_code.contract.tags import (
     TAG_PIPELINE,
     TAG_SUPERSEDED_BY,
 )
-from step_code.resource_guardrails import endpoint_config_settings, job_guardrails, model_settings, with_extra_tags
+from step_code.resource_guardrails import (
+    deployment_guardrails,
+    endpoint_config_settings,
+    job_guardrails,
+    model_settings,
+    with_extra_tags,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -373,6 +379,8 @@ def deployment_identity(request: EndpointRequest, definition: ModelDefinition) -
             "variant_settings": definition.variant_settings,
             "instance_type": request.instance_type,
             "instance_count": request.instance_count,
+            # An endpoint in another VPC, isolated or with another key is another endpoint.
+            **deployment_guardrails(job_guardrails(), request.instance_type),
         }
     )
 

@@ -62,3 +62,17 @@ def endpoint_config_settings(guardrails: JobGuardrails, instance_type: str) -> d
     if guardrails.endpoint_kms_key and supports_volume_key(instance_type):
         return {"KmsKeyId": guardrails.endpoint_kms_key}
     return {}
+
+
+def deployment_guardrails(guardrails: JobGuardrails, instance_type: str) -> dict[str, Any]:
+    """What of the guardrails makes a different endpoint, for the identity a kept endpoint is reused by.
+
+    Empty without a model VPC, isolation or endpoint key, so such identities stay what they were.
+    """
+    settings = {
+        **model_settings(guardrails, model_requires_isolation=False),
+        **endpoint_config_settings(guardrails, instance_type),
+    }
+    if settings == {"EnableNetworkIsolation": False}:
+        return {}
+    return {"guardrails": settings}

@@ -102,9 +102,10 @@ class JobGuardrails:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> JobGuardrails:
         def vpc(subnets: str, groups: str) -> Vpc | None:
-            if not environ.get(subnets):
+            # The renderer sets both or neither; a VpcConfig needs both.
+            if not environ.get(subnets) or not environ.get(groups):
                 return None
-            return Vpc(tuple(environ[subnets].split(",")), tuple(environ.get(groups, "").split(",")))
+            return Vpc(tuple(environ[subnets].split(",")), tuple(environ[groups].split(",")))
 
         default_key = environ.get(KMS_KEY_ENV) or None
         tags: list[tuple[str, str]] = []

@@ -24,9 +24,22 @@ from step_code.contract.files import (
     REGISTRATION,
     REGISTRATION_FILE,
 )
-from step_code.contract.job_env import KMS_KEY_ENV, JobGuardrails, Vpc
+from step_code.contract.job_env import (
+    KMS_KEY_ENV,
+    MODEL_NETWORK_ISOLATION_ENV,
+    MODEL_SECURITY_GROUPS_ENV,
+    MODEL_SUBNETS_ENV,
+    JobGuardrails,
+    Vpc,
+)
 from step_code.contract.results import Deployment, FinetuneResult, Registration
-from step_code.resource_guardrails import endpoint_config_settings, model_settings, training_estimator_settings
+from step_code.deploy import ModelDefinition, deployment_identity, endpoint_request
+from step_code.resource_guardrails import (
+    deployment_guardrails,
+    endpoint_config_settings,
+    model_settings,
+    training_estimator_settings,
+)
 from tests.step_code.aws.conftest import GROUP, RunDirs, planned_step
 from tests.step_code.aws.test_register import decision, stage
 
@@ -148,3 +161,26 @@ def test_instances_with_local_nvme_storage_get_no_volume_key() -> None:
     assert endpoint_config_settings(GUARDRAILS, "ml.g5.2xlarge") == {}
     assert endpoint_config_settings(GUARDRAILS, "ml.p4d.24xlarge") == {}
     assert training_estimator_settings(GUARDRAILS, "ml.m5.xlarge")["volume_kms_key"] == VOLUME_KEY
+
+
+def test_a_kept_endpoint_in_another_vpc_or_with_another_key_is_another_endpoint(
+    aws: Any, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = endpoint_request(config, config.model("llama-base"), EXECUTION, None)
+    definition = ModelDefinition(container={"Image": "111.dkr.ecr.us-east-1.amazonaws.com/llm:1"})
+    plain = deployment_identity(request, definition)
+    assert deployment_guardrails(JobGuardrails(), "ml.m5.large") == {}
+    identities = {plain}
+    for name, value in (
+        (MODEL_SUBNETS_ENV, "subnet-0ddd3333eeee4444f"),
+        (MODEL_SECURITY_GROUPS_ENV, "sg-0ddd3333eeee4444f"),
+        (MODEL_NETWORK_ISOLATION_ENV, "true"),
+        (KMS_KEY_ENV, ENVIRONMENT_KEY),
+    ):
+        monkeypatch.setenv(name, value)
+        identities.add(deployment_identity(request, definition))
+    # Subnets without groups are no VpcConfig yet; each setting after that is a new identity.
+    assert len(identities) == 4
+    for name in (MODEL_SUBNETS_ENV, MODEL_SECURITY_GROUPS_ENV, MODEL_NETWORK_ISOLATION_ENV, KMS_KEY_ENV):
+        monkeypatch.delenv(name)
+    assert deployment_identity(request, definition) == plain
