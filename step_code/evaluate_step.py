@@ -363,6 +363,7 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
                 tokens=result.token_stats(),
                 throughput_per_second=_throughput(result),
                 metrics=scoring.flat_metrics(algorithm_results),
+                intervals=scoring.flat_intervals(algorithm_results),
                 algorithms=algorithm_results,
                 cost=estimate_cost(
                     model,

@@ -238,13 +238,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
-        path, computed = rebuild_report(Path(args.run_dir), args.output)
+        path, computed = rebuild_report(Path(args.run_dir), args.output, pdf=args.pdf)
     except RunError as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     if computed:
         print("The run has no decision.json: the decision was computed from the evaluation summaries.")
     print(f"Comparison report: {path}")
+    if args.pdf:
+        print(f"PDF report: {path.with_suffix('.pdf')}")
     return EXIT_OK
 
 
@@ -287,4 +289,5 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     report.add_argument("run_dir", metavar="RUN_DIR", help="a local run folder, e.g. runs/evalops-sample")
     report.add_argument("--output", type=Path, default=None, help="where to write the HTML (default: in the run)")
+    report.add_argument("--pdf", action="store_true", help="also write the report as a PDF beside the HTML")
     report.set_defaults(handler=cmd_report)

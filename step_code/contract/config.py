@@ -424,6 +424,23 @@ class SelectionPolicy(StrictModel):
     max_cost_per_1k_prompts_usd: float | None = Field(default=None, gt=0)
     max_failed_fraction: float = Field(default=0.05, ge=0, le=1)
     tie_break: Literal["lower_cost", "lower_latency", "name"] = "lower_cost"
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Confidence of the paired tests and of the regression gate."
+    )
+    require_significance: bool = Field(
+        default=False,
+        description="The winner must beat the runner-up by a significant paired difference; else tie_break decides.",
+    )
+    baseline: Literal["approved", "none"] = Field(
+        default="approved",
+        description="approved: the latest Approved package of the winner's group is the champion it is gated against.",
+    )
+    max_regression: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="How much worse than the champion the winner may be on the primary metric, at `confidence`.",
+    )
 
 
 class PricingConfig(StrictModel):

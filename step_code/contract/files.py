@@ -23,10 +23,13 @@ SUMMARY_FILE = "summary.json"
 RECORDS_FILE = "records.jsonl"
 # The evaluate step writes algorithms/<stem>_worst_records.json beside each EvalOutput algorithms/<stem>.json.
 WORST_RECORDS_SUFFIX = "_worst_records.json"
+# ... and algorithms/<stem>_record_scores.jsonl: {"record_id", "scores": {score: value}} per scored record.
+RECORD_SCORES_SUFFIX = "_record_scores.jsonl"
 SUMMARIES = "summaries"
 DECISION = "decision"
 DECISION_FILE = "decision.json"
 COMPARISON_REPORT_FILE = "comparison.html"
+COMPARISON_PDF_FILE = "comparison.pdf"
 REGISTRATION = "registration"
 REGISTRATION_FILE = "registration.json"
 CLEANUP = "cleanup"
