@@ -55,6 +55,8 @@ class StepKindSpec:
     estimated_minutes: float | Callable[[ModelEstimate], float]
     result_file: str
     result_model: type[BaseModel]
+    # The step creates SageMaker resources, so it gets the environment's guardrails (VPC, keys, extra tags).
+    creates_resources: bool
     # The step reports per-prompt progress to the local display (its `main` takes `progress=`).
     reports_progress: bool = False
 
@@ -69,6 +71,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.MANIFEST_FILE,
         result_model=CatalogManifest,
+        creates_resources=False,
     ),
     "finetune": StepKindSpec(
         entry_module="step_code.finetune",
@@ -80,6 +83,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.training_hours * 60,
         result_file=files.FINETUNE_FILE,
         result_model=FinetuneResult,
+        creates_resources=True,
     ),
     "deploy": StepKindSpec(
         entry_module="step_code.deploy",
@@ -91,6 +95,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.deploy_minutes + 1,
         result_file=files.DEPLOYMENT_FILE,
         result_model=Deployment,
+        creates_resources=True,
     ),
     # `evaluate` and `select` carry a suffix: a module named `evaluate` or `select` would shadow the Hugging
     # Face `evaluate` library fmeval imports (or the standard `select`) whenever step_code/ lands on sys.path.
@@ -103,6 +108,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.evaluation_minutes,
         result_file=files.SUMMARY_FILE,
         result_model=EvaluationSummary,
+        creates_resources=False,
         reports_progress=True,
     ),
     "cleanup": StepKindSpec(
@@ -114,6 +120,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.CLEANUP_FILE,
         result_model=CleanupResult,
+        creates_resources=False,
     ),
     "select": StepKindSpec(
         entry_module="step_code.select_step",
@@ -125,6 +132,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=2.0,
         result_file=files.DECISION_FILE,
         result_model=Decision,
+        creates_resources=False,
     ),
     "register": StepKindSpec(
         entry_module="step_code.register",
@@ -136,5 +144,6 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=2.0,
         result_file=files.REGISTRATION_FILE,
         result_model=Registration,
+        creates_resources=True,
     ),
 }
