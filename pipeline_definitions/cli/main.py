@@ -122,9 +122,10 @@ def _kept_endpoint_lines(config: Config, model: ModelConfig, shape: str) -> list
         else ""
     )
     expiry = (
-        f"deleted by a later deploy once superseded and unused for {model.keep_for_hours:g} h (keep_for_hours)"
+        f"a kept endpoint no run has used for {model.keep_for_hours:g} h is deleted by the safety net's hourly sweep "
+        "and deployed again by the next run that needs it (keep_for_hours)"
         if model.keep_for_hours is not None
-        else "superseded ones are billed until you delete them (or set keep_for_hours)"
+        else "kept endpoints, current or superseded, are billed until you delete them (or set keep_for_hours)"
     )
     return [
         f"  {model.name}: {shape}, KEPT and reused by later runs (cleanup_endpoint: false)",
