@@ -8,7 +8,7 @@ import pytest
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.planning.plan import build_plan, step_arguments
 from step_code import select_step
-from step_code.contract.results import Decision
+from step_code.contract.results import ChampionAnswer, ChampionAnswers, Decision
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output
 
 SAMPLE_SCORES = {"llama3-8b-instruct": 0.925, "mistral-7b-instruct": 0.85, "falcon-7b-instruct": 0.475}
@@ -21,6 +21,11 @@ def step_dirs(tmp_path: Path, repo_root: Path) -> tuple[Path, Path]:
     input_root, output_root = tmp_path / "input", tmp_path / "output"
     (input_root / "config").mkdir(parents=True)
     (input_root / "config" / "config.json").write_text(loaded.normalized_json(), encoding="utf-8")
+    # What the plan's champion step answers before any package of the group is approved.
+    group = loaded.config.model_registry.model_package_group_name
+    answers = ChampionAnswers(answers=[ChampionAnswer(group=group, status="no-approved-package", detail="none yet")])
+    (input_root / "champion").mkdir()
+    (input_root / "champion" / "champion.json").write_text(answers.model_dump_json(), encoding="utf-8")
     return input_root, output_root
 
 
