@@ -135,7 +135,7 @@ def check_environments(environments: list[Environment], factory: StageFactory, p
         by_prefix[environment.resource_prefix].append(environment.name)
         by_place[(environment.account, environment.region)].append(environment)
         loaded = factory.load(environment)
-        if model_access.deploys_containers(loaded.config):
+        if model_access.deploys_containers(loaded.config) or model_access.redeploys_champion(loaded.config):
             try:
                 model_access.dlc_registry_accounts(environment.region)
             except model_access.UnknownRegionError as exc:
