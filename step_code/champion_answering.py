@@ -118,11 +118,22 @@ def redeployed(
         instance_count=model.deployment_config.num_instances if model.deployment_config else 1,
     )
     logger.info("redeploying approved champion version %d as endpoint %s", version, request.name)
-    deployment = deploy_endpoint(client, request, lambda: ModelDefinition(container=container))
+    # Deleted however the block ends, also when the endpoint never came into service; the deletion checks
+    # the tags, so a resource of that name this run did not make is left alone.
+    deployment = Deployment(
+        model=model.name,
+        endpoint_name=request.name,
+        endpoint_config_name=request.name,
+        model_name=request.name,
+        created=True,
+        instance_type=request.instance_type,
+        instance_count=request.instance_count,
+        artifact=_artifact(model, container, request.name),
+    )
     try:
-        yield deployment.model_copy(update={"artifact": _artifact(model, container, request.name)})
+        deploy_endpoint(client, request, lambda: ModelDefinition(container=container))
+        yield deployment
     finally:
-        # Tag-checked, idempotent deletion: the same code that ends every deployed model's branch.
         cleanup.cleanup(client, model, deployment)
 
 

@@ -22,6 +22,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from step_code import champion, storage
@@ -131,7 +132,7 @@ def answer_group(
             execution_id=execution_id,
             cache_uri=cache_uri,
         )
-    except (Unanswerable, ControlPlaneError) as exc:
+    except (Unanswerable, ControlPlaneError, ClientError, BotoCoreError) as exc:
         shutil.rmtree(target, ignore_errors=True)
         detail = champion.unanswerable(package, f"{reason}, and asking it again failed: {exc}").detail
         return ChampionAnswer(status="unanswerable", detail=detail, **about)

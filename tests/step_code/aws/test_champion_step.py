@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from step_code import champion_step
-from step_code.aws_resources import describe_or_none, tags_by_key
+from step_code import champion_answering, champion_step
+from step_code.aws_resources import ControlPlaneError, describe_or_none, tags_by_key
 from step_code.contract.config import Config
 from step_code.contract.files import CHAMPION, CHAMPION_FILE, DATASET, MANIFEST_FILE, PROCESSED_FILE
 from step_code.contract.results import ChampionAnswers, EvaluatedAs, EvaluationSummary, ModelArtifact
@@ -129,8 +129,6 @@ def test_the_redeployment_is_tagged_for_the_safety_net_and_built_from_the_packag
     _approved_package(aws, endpoint_name=None)
     seen: dict[str, Any] = {}
     # Look at the resources while the evaluation runs, before they are deleted.
-    from step_code import champion_answering
-
     original = champion_answering._evaluate
 
     def inspect(config: Config, model: Any, deployment: Any, **place: Any) -> None:
@@ -204,3 +202,25 @@ def test_changed_algorithm_configs_make_the_stored_outputs_stale(
 
     assert answer.status == "redeployed"
     assert answer.detail.startswith("the algorithms or their configs changed since it was scored; ")
+
+
+def test_a_redeployed_champion_that_cannot_be_evaluated_is_reported_and_its_endpoint_deleted(
+    aws: Any, config: Config, run_dirs: RunDirs, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _dataset(run_dirs)
+    _approved_package(aws, endpoint_name=None)
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise ControlPlaneError("the endpoint answered nothing usable")
+
+    monkeypatch.setattr(champion_answering, "_evaluate", fail)
+
+    [answer] = [a for a in _run(config, run_dirs).answers if a.group == GROUP]
+
+    assert answer.status == "unanswerable" and answer.evaluation_path is None
+    assert "cannot be answered: its stored outputs were scored on catalog sha256" in answer.detail
+    assert answer.detail.endswith("asking it again failed: the endpoint answered nothing usable")
+    name = f"{PREFIX}evalops-aws-test-champion-v1-{EXECUTION}"
+    assert describe_or_none(aws.describe_endpoint, EndpointName=name) is None
+    assert describe_or_none(aws.describe_model, ModelName=name) is None
+    assert not (run_dirs.output_root / CHAMPION / GROUP).exists()
