@@ -133,8 +133,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
     "select": StepKindSpec(
         entry_module="step_code.select_step",
         takes_execution_id=False,
-        # The approved champion is read from the local registry in a local run (SageMaker's otherwise).
-        run_options=("registry-dir",),
+        run_options=(),
         environment=(),
         max_runtime_seconds=3600,
         estimated_minutes=2.0,

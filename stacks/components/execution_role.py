@@ -444,7 +444,7 @@ class EvaluationExecutionRole(Construct):
         )
 
     def _list_statement(self) -> iam.PolicyStatement:
-        # ListModelPackages: the champion and select steps find the approved champion (step_code/champion.py).
+        # ListModelPackages: the champion step finds the approved champion (step_code/champion.py).
         # ListTrainingJobs: a fine-tuning finds the earlier run's job trained from the same inputs (finetune.py).
         return iam.PolicyStatement(
             sid="ListWithoutResourceLevelPermissions",

@@ -121,3 +121,17 @@ def test_primary_metric_defaults_to_the_first_algorithms_first_score(repo_root: 
         "factual_knowledge.factual_knowledge": True,
         "factual_knowledge.factual_knowledge_quasi_exact": True,
     }
+
+
+def test_the_champion_gate_needs_the_champion_steps_output(
+    step_dirs: tuple[Path, Path], repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    input_root, output_root = step_dirs
+    _write_models(input_root, SAMPLE_SCORES)
+    argv = _argv(input_root, output_root, repo_root)
+    at = argv.index("--champion-dir")
+
+    assert select_step.main(argv[:at] + argv[at + 2 :]) == 1
+
+    err = capsys.readouterr().err
+    assert "--champion-dir is required with selection.baseline approved (the champion step's output)" in err
