@@ -155,7 +155,7 @@ def _evaluate(
         )
         deployment_dir = None
         if deployment is not None:
-            write_model(folder / "deployment", DEPLOYMENT_FILE, deployment.model_copy(update={"model": model.name}))
+            write_model(folder / "deployment", DEPLOYMENT_FILE, deployment)
             deployment_dir = str(folder / "deployment")
         evaluate_step.evaluate(
             evaluate_step.EvaluateArgs(

@@ -3,7 +3,7 @@
     python -m step_code.champion_step --config C --output-dir O --execution-id E --dataset-dir D
         --cache-uri U [--registry-dir R]
 
-For each group a winner of this config can be registered in, the latest Approved package (SageMaker's
+For each group a winner of this config is registered in, the latest Approved package (SageMaker's
 registry, or the local registry `R`) is answered:
 - from its stored outputs (the summary, records and per-record scores register stored beside its metrics)
   when they fit this run: the same processed catalog (sha256), the same prompt template for the champion,
@@ -140,6 +140,12 @@ def answer_group(
     return ChampionAnswer(status=status, detail=f"{reason}; {how}", evaluation_path=group, **about)
 
 
+def winner_groups(config: Config) -> list[str]:
+    """The groups a winner of this config is registered in: only their champions can gate it."""
+    default = config.model_registry.model_package_group_name
+    return list(dict.fromkeys(model.model_package_group_name or default for model in config.models))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = step_parser("step_code.champion_step", __doc__, execution_id=True)
     parser.add_argument("--dataset-dir", required=True)
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 cache_uri=args.cache_uri,
                 registry_dir=args.registry_dir,
             )
-            for group in config.model_package_groups()
+            for group in winner_groups(config)
         ]
         for answer in answers:
             logger.info("%s: %s (%s)", answer.group, answer.status, answer.detail)

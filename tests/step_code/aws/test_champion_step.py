@@ -224,3 +224,9 @@ def test_a_redeployed_champion_that_cannot_be_evaluated_is_reported_and_its_endp
     assert describe_or_none(aws.describe_endpoint, EndpointName=name) is None
     assert describe_or_none(aws.describe_model, ModelName=name) is None
     assert not (run_dirs.output_root / CHAMPION / GROUP).exists()
+
+
+def test_only_the_groups_a_winner_goes_to_are_answered(config: Config) -> None:
+    models = [m.model_copy(update={"model_package_group_name": f"group-{i % 2}"}) for i, m in enumerate(config.models)]
+    assert champion_step.winner_groups(config) == [GROUP]
+    assert champion_step.winner_groups(config.model_copy(update={"models": models})) == ["group-0", "group-1"]
