@@ -230,3 +230,26 @@ def test_only_the_groups_a_winner_goes_to_are_answered(config: Config) -> None:
     models = [m.model_copy(update={"model_package_group_name": f"group-{i % 2}"}) for i, m in enumerate(config.models)]
     assert champion_step.winner_groups(config) == [GROUP]
     assert champion_step.winner_groups(config.model_copy(update={"models": models})) == ["group-0", "group-1"]
+
+
+def test_a_changed_prompt_template_of_the_champions_model_makes_its_outputs_stale(config: Config) -> None:
+    falcon = config.model("falcon-hf")
+    algorithms = [item.model_dump(mode="json") for item in config.algorithms]
+    evaluated_as = EvaluatedAs(model=falcon.model_dump(mode="json"), algorithms=algorithms, dataset_sha256="cd" * 32)
+    assert champion_step.stale_reason(evaluated_as, config, "cd" * 32) is None
+
+    settings = falcon.evaluation_config.model_copy(update={"prompt_template": "Answer: $model_input"})
+    renamed = [
+        m.model_copy(update={"evaluation_config": settings}) if m.name == "falcon-hf" else m for m in config.models
+    ]
+    changed = config.model_copy(update={"models": renamed})
+
+    assert champion_step.stale_reason(evaluated_as, changed, "cd" * 32) == (
+        "the prompt template of its model changed since it was scored"
+    )
+    # Asked again, the champion gets this run's template for its name.
+    asked = champion_answering.champion_model(evaluated_as, changed)
+    assert asked.evaluation_config.prompt_template == "Answer: $model_input" and asked.model_id == falcon.model_id
+    # A config without a model of its name leaves the champion its own template.
+    others = config.model_copy(update={"models": [m for m in config.models if m.name != "falcon-hf"]})
+    assert champion_step.stale_reason(evaluated_as, others, "cd" * 32) is None
