@@ -214,19 +214,20 @@ def build_plan(config: Config) -> EvaluationPlan:
 
     summaries = tuple(StepInput(f"{SUMMARIES}/{s.model}", step=s.name, output=EVALUATION) for s in evaluate_steps)
     # selection.baseline approved: the approved champion is answered on this run's catalog beside the branches.
-    champion = (
-        PlannedStep(
-            name=CHAMPION_STEP,
-            kind="champion",
-            model=None,
-            inputs=(config_input, StepInput(DATASET, step=preprocess.name, output=DATASET)),
-            outputs=(CHAMPION,),
-            instance_type=config.pipeline.evaluation_instance_type,
+    champions = (
+        (
+            PlannedStep(
+                name=CHAMPION_STEP,
+                kind="champion",
+                model=None,
+                inputs=(config_input, StepInput(DATASET, step=preprocess.name, output=DATASET)),
+                outputs=(CHAMPION,),
+                instance_type=config.pipeline.evaluation_instance_type,
+            ),
         )
         if config.selection.baseline == "approved"
-        else None
+        else ()
     )
-    champions = (champion,) if champion else ()
     select = PlannedStep(
         name=SELECT_STEP,
         kind="select",
