@@ -70,6 +70,13 @@ from step_code.contract.tags import (
     TAG_PIPELINE,
     TAG_SUPERSEDED_BY,
 )
+from step_code.resource_guardrails import (
+    deployment_guardrails,
+    endpoint_config_settings,
+    job_guardrails,
+    model_settings,
+    with_extra_tags,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -248,6 +255,8 @@ def _adopt_or_create(
 
 def _create_resources(client: Any, request: EndpointRequest, definition: ModelDefinition) -> None:
     name = request.name
+    guardrails = job_guardrails()
+    tags = with_extra_tags(request.tags, guardrails)
     if _adopt_or_create(
         client, "model", request, lambda: describe_or_none(client.describe_model, ModelName=name), "ModelArn"
     ):
@@ -255,8 +264,8 @@ def _create_resources(client: Any, request: EndpointRequest, definition: ModelDe
             ModelName=name,
             PrimaryContainer=definition.container,
             ExecutionRoleArn=request.role,
-            EnableNetworkIsolation=definition.network_isolation,
-            Tags=request.tags,
+            Tags=tags,
+            **model_settings(guardrails, model_requires_isolation=definition.network_isolation),
         )
     if _adopt_or_create(
         client,
@@ -273,8 +282,13 @@ def _create_resources(client: Any, request: EndpointRequest, definition: ModelDe
             "InitialVariantWeight": 1.0,
             **definition.variant_settings,
         }
-        client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant], Tags=request.tags)
-    client.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=request.tags)
+        client.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[variant],
+            Tags=tags,
+            **endpoint_config_settings(guardrails, request.instance_type),
+        )
+    client.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
 
 
 def _reuse(client: Any, existing: dict[str, Any], request: EndpointRequest, wait: WaitSpec) -> Deployment:
@@ -326,7 +340,11 @@ def deploy_endpoint(
     existing = find_endpoint(client, request.name, page_size)
     if existing is not None:
         return _reuse(client, existing, request, wait)
-    definition = build()
+    return _create_endpoint(client, request, build(), wait)
+
+
+def _create_endpoint(client: Any, request: EndpointRequest, definition: ModelDefinition, wait: WaitSpec) -> Deployment:
+    """Create the model, endpoint config and endpoint named `request.name`, and wait for InService."""
     _create_resources(client, request, definition)
     logger.info("creating endpoint %s on %d x %s", request.name, request.instance_count, request.instance_type)
     wait_for(request.name, lambda: client.describe_endpoint(EndpointName=request.name), wait)
@@ -365,6 +383,8 @@ def deployment_identity(request: EndpointRequest, definition: ModelDefinition) -
             "variant_settings": definition.variant_settings,
             "instance_type": request.instance_type,
             "instance_count": request.instance_count,
+            # An endpoint in another VPC, isolated or with another key is another endpoint.
+            **deployment_guardrails(job_guardrails(), request.instance_type),
         }
     )
 
@@ -530,19 +550,7 @@ def deploy_kept(
         _tag_kept(client, request.name, last_used)
         logger.info("kept endpoint %s has this deployment identity; reusing it, nothing deployed", request.name)
     else:
-        _create_resources(client, request, definition)
-        logger.info("creating kept endpoint %s on %d x %s", request.name, request.instance_count, request.instance_type)
-        wait_for(request.name, lambda: client.describe_endpoint(EndpointName=request.name), wait)
-        deployment = Deployment(
-            model=request.model.name,
-            endpoint_name=request.name,
-            endpoint_config_name=request.name,
-            model_name=request.name,
-            created=True,
-            instance_type=request.instance_type,
-            instance_count=request.instance_count,
-            artifact=model_artifact(request, definition.container, definition.resolved_version),
-        )
+        deployment = _create_endpoint(client, request, definition, wait)
     superseded, deleted = _sweep_superseded(client, request, now, page_size)
     return deployment.model_copy(update={"kept": True, "superseded": superseded, "expired_deleted": deleted})
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 BOM = "\ufeff"
@@ -31,6 +32,17 @@ def json_lines(text: str) -> Iterator[tuple[int, str]]:
         line = line.removesuffix("\r")
         if line.strip(JSON_WHITESPACE):
             yield number, line
+
+
+def json_file_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """`json_lines` of a file read line by line, so that a large file is never held whole."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+            if number == 1:
+                line = line.removeprefix(BOM)
+            if line.strip(JSON_WHITESPACE):
+                yield number, line
 
 
 class _Unusable(str):

@@ -21,18 +21,38 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from stacks import model_access
+from stacks.components.service_trust import trusted_service
 from step_code.contract.config import Config
+from step_code.contract.job_env import Vpc
 from step_code.contract.locations import S3_SCHEME
+from step_code.contract.naming import deployed_pipeline_name
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
-# SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
+# SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`, for every
+# pipeline of the account alike; it tags each with the ARN of the execution that started it.
 PIPELINE_JOB_PREFIX = "pipelines-"
+PIPELINE_EXECUTION_TAG = "sagemaker:pipeline-execution-arn"
 # Jobs log into one group per job type; an endpoint into its own group, `ENDPOINT_LOG_GROUP_PREFIX<endpoint name>`.
 SAGEMAKER_JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
 ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 # Endpoints and jobs publish their instance metrics under these CloudWatch namespaces.
 SAGEMAKER_METRIC_NAMESPACE_PATTERN = "/aws/sagemaker/*"
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
+# What SageMaker does as the role to put a job's or model's network interfaces into the configured subnets.
+ENI_MANAGE_ACTIONS = [
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+]
+# EC2's Describe* actions have no resource-level permissions.
+VPC_DESCRIBE_ACTIONS = [
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+]
+KEY_USE_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
 
 
 @dataclass(frozen=True)
@@ -78,16 +98,24 @@ class EvaluationExecutionRole(Construct):
         step_code: StepCodeObject,
         image_repository: ecr.IRepository,
         model_package_groups: Sequence[str],
+        vpcs: Sequence[Vpc] = (),
+        extra_key_arns: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self._partition, self._region, self._account = stack.partition, stack.region, stack.account
         self._prefix = resource_prefix
+        self._pipeline_name = deployed_pipeline_name(resource_prefix, config.pipeline.name)
         self.role = iam.Role(
             self,
             "Role",
             role_name=f"{resource_prefix}sagemaker-execution",
-            assumed_by=iam.ServicePrincipal(SAGEMAKER_SERVICE),
+            # SageMaker assumes it for the pipeline, its jobs and the endpoints: all this account's, in this region.
+            assumed_by=trusted_service(
+                SAGEMAKER_SERVICE,
+                account=self._account,
+                source_arn=f"arn:{self._partition}:sagemaker:{self._region}:{self._account}:*",
+            ),
             description=f"Runs the {resource_prefix}* evaluation pipeline, its jobs and the models it deploys",
         )
         self._attach(
@@ -96,7 +124,7 @@ class EvaluationExecutionRole(Construct):
             [
                 *self._bucket_statements(data_bucket, catalog_prefix, artifacts_bucket, step_code),
                 *self._external_read_statements(config),
-                *self._key_statements(key),
+                *self._key_statements([key.key_arn, *extra_key_arns]),
                 self._log_statement(),
                 self._metric_statement(),
             ],
@@ -106,7 +134,8 @@ class EvaluationExecutionRole(Construct):
                     [f"Resource::{_nag_arn(data_bucket)}/{catalog_prefix}*"],
                 ),
                 NagAcknowledgement(
-                    "The environment's artifacts bucket holds only this pipeline's configs, runs and caches.",
+                    "The environment's artifacts bucket holds only this pipeline's config, definition, run outputs, "
+                    "model artifacts and response cache.",
                     [f"Resource::{_nag_arn(artifacts_bucket)}/*"],
                 ),
                 NagAcknowledgement(
@@ -114,7 +143,8 @@ class EvaluationExecutionRole(Construct):
                     [_regex(r"^Resource::arn:[^:]+:logs:[^:]+:.+:log-group:\/aws\/sagemaker\/[A-Za-z]+:\*$")],
                 ),
                 NagAcknowledgement(
-                    "Each run-scoped endpoint logs into a group named after it; the environment prefix is fixed.",
+                    "Each endpoint the pipeline deploys logs into a group named after it; the environment prefix is "
+                    "the fixed part of those names.",
                     [_regex(rf":log-group:\/aws\/sagemaker\/Endpoints\/{resource_prefix}\*$")],
                 ),
                 NagAcknowledgement(
@@ -132,13 +162,14 @@ class EvaluationExecutionRole(Construct):
             "Orchestration",
             "Lets the pipeline start its processing jobs and pass this role to SageMaker",
             [
-                self._processing_job_statement(),
+                *self._processing_job_statements(),
                 self._pass_role_statement(),
                 *self._image_pull_statements(config, image_repository),
             ],
             [
                 NagAcknowledgement(
-                    "Pipeline job names carry the execution id and a random token; the pipelines- prefix is fixed.",
+                    "Pipeline job names carry the execution id and a random token, so only the pipelines- prefix is "
+                    "fixed; stopping or tagging a job also needs this pipeline's execution tag on it.",
                     [_regex(r":processing-job\/pipelines-\*$")],
                 ),
                 NagAcknowledgement(
@@ -162,7 +193,8 @@ class EvaluationExecutionRole(Construct):
             ],
             [
                 NagAcknowledgement(
-                    "Run-scoped names are unique per execution; the environment prefix is their fixed part.",
+                    "Endpoint, model and training job names vary per run or per deployment; the environment prefix is "
+                    "their fixed part.",
                     [_regex(rf":(model|endpoint-config|endpoint|training-job)\/{resource_prefix}\*$")],
                 ),
                 NagAcknowledgement(
@@ -179,6 +211,20 @@ class EvaluationExecutionRole(Construct):
                 ),
             ],
         )
+        if vpcs:
+            self._attach(
+                "VpcNetworkInterfaces",
+                "Lets SageMaker put the network interfaces of jobs and models into the environment's subnets",
+                self._vpc_statements(vpcs),
+                [
+                    NagAcknowledgement(
+                        "SageMaker names the network interfaces it creates; conditions keep them to the configured "
+                        "subnets.",
+                        [_regex(r":network-interface\/\*$")],
+                    ),
+                    NagAcknowledgement("EC2's Describe actions have no resource-level permissions.", ["Resource::*"]),
+                ],
+            )
         model_statements = self._model_access_statements(config)
         if model_statements:
             self._attach(
@@ -311,20 +357,45 @@ class EvaluationExecutionRole(Construct):
             ),
         ]
 
-    def _key_statements(self, key: kms.IKey) -> list[iam.PolicyStatement]:
+    def _key_statements(self, key_arns: list[str]) -> list[iam.PolicyStatement]:
         return [
-            iam.PolicyStatement(
-                sid="UseEnvironmentKey",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[key.key_arn],
-            ),
+            iam.PolicyStatement(sid="UseEnvironmentKey", actions=KEY_USE_ACTIONS, resources=key_arns),
             iam.PolicyStatement(
                 sid="GrantKeyToSageMakerVolumes",
                 actions=["kms:CreateGrant"],
-                resources=[key.key_arn],
+                resources=key_arns,
                 # SageMaker encrypts job volumes and endpoint storage with the key through grants; nobody else.
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
+        ]
+
+    def _vpc_statements(self, vpcs: Sequence[Vpc]) -> list[iam.PolicyStatement]:
+        subnets = sorted({subnet for vpc in vpcs for subnet in vpc.subnets})
+        groups = sorted({group for vpc in vpcs for group in vpc.security_group_ids})
+        subnet_arns = [self._arn("ec2", f"subnet/{subnet}") for subnet in subnets]
+        in_subnets = {"ArnEquals": {"ec2:Subnet": subnet_arns}}
+        interfaces = self._arn("ec2", "network-interface/*")
+        return [
+            # CreateNetworkInterface is authorized on the subnet, the security groups and the new interface;
+            # the first two are named, the interface (whose id is not known yet) must be in those subnets.
+            iam.PolicyStatement(
+                sid="CreateInterfacesInConfiguredSubnets",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[*subnet_arns, *(self._arn("ec2", f"security-group/{group}") for group in groups)],
+            ),
+            iam.PolicyStatement(
+                sid="CreateInterfaces",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[interfaces],
+                conditions=in_subnets,
+            ),
+            iam.PolicyStatement(
+                sid="ManageInterfacesInConfiguredSubnets",
+                actions=ENI_MANAGE_ACTIONS,
+                resources=[interfaces],
+                conditions=in_subnets,
+            ),
+            iam.PolicyStatement(sid="DescribeNetwork", actions=VPC_DESCRIBE_ACTIONS, resources=["*"]),
         ]
 
     def _log_statement(self) -> iam.PolicyStatement:
@@ -347,17 +418,40 @@ class EvaluationExecutionRole(Construct):
             conditions={"StringLike": {"cloudwatch:namespace": SAGEMAKER_METRIC_NAMESPACE_PATTERN}},
         )
 
-    def _processing_job_statement(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            sid="RunPipelineJobs",
-            actions=[
-                "sagemaker:CreateProcessingJob",
-                "sagemaker:DescribeProcessingJob",
-                "sagemaker:StopProcessingJob",
-                "sagemaker:AddTags",
-            ],
-            resources=[self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")],
+    def _processing_job_statements(self) -> list[iam.PolicyStatement]:
+        jobs = self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")
+        # Execution ARNs carry the pipeline name in lower case, like every SageMaker ARN; the name as
+        # configured is matched too, so the tag's spelling cannot keep the pipeline from stopping its jobs.
+        own_executions = sorted(
+            {
+                self._sagemaker_arn("pipeline", f"{self._pipeline_name}/execution/*"),
+                self._arn("sagemaker", f"pipeline/{self._pipeline_name}/execution/*"),
+            }
         )
+        tag = PIPELINE_EXECUTION_TAG
+        return [
+            iam.PolicyStatement(
+                # Creating starts a new job; describing reads one. Neither touches another pipeline's runs.
+                sid="RunPipelineJobs",
+                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"],
+                resources=[jobs],
+            ),
+            iam.PolicyStatement(
+                # Every pipeline's jobs match `pipelines-*`: only the tag tells this pipeline's apart.
+                sid="ControlOwnPipelineJobs",
+                actions=["sagemaker:StopProcessingJob", "sagemaker:AddTags"],
+                resources=[jobs],
+                conditions={"StringLike": {f"aws:ResourceTag/{tag}": own_executions}},
+            ),
+            iam.PolicyStatement(
+                # Tags given to CreateProcessingJob are authorized before the job exists, so before it carries the
+                # execution tag; a job that carries one (any pipeline's) is left to the statement above.
+                sid="TagNewPipelineJobs",
+                actions=["sagemaker:AddTags"],
+                resources=[jobs],
+                conditions={"Null": {f"aws:ResourceTag/{tag}": "true"}},
+            ),
+        ]
 
     def _pass_role_statement(self) -> iam.PolicyStatement:
         return iam.PolicyStatement(

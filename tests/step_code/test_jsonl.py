@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from step_code.aws_resources import ControlPlaneError
-from step_code.evaluate_step import _read_jsonl
+from step_code.evaluate_step import ProcessedRows
 from step_code.jsonl import dumps_line, json_lines, parse_record
 from step_code.runners.recorded import RecordedResponsesError, parse_recorded
 
@@ -58,6 +58,23 @@ def test_the_evaluate_step_reads_processed_rows_holding_separators(tmp_path: Pat
     path.write_text("".join(dumps_line(row) for row in rows) + "{oops\n", encoding="utf-8")
 
     with pytest.raises(ControlPlaneError, match=rf"line {len(rows) + 1}: not JSON"):
-        _read_jsonl(str(path))
+        ProcessedRows(str(path), path).count()
     path.write_text("".join(dumps_line(row) for row in rows), encoding="utf-8")
-    assert _read_jsonl(str(path)) == rows
+    assert list(ProcessedRows(str(path), path)) == rows
+
+
+def test_a_file_read_line_by_line_gives_the_same_lines_as_its_text(tmp_path: Path) -> None:
+    from step_code.jsonl import json_file_lines, json_lines
+
+    text = '\ufeff{"a": 1}\r\n\n  \n{"b": "x\u2028y\fz"}\n{"c": 3}'
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(text.encode("utf-8"))
+    assert (
+        list(json_file_lines(path))
+        == list(json_lines(text))
+        == [
+            (1, '{"a": 1}'),
+            (4, '{"b": "x\u2028y\fz"}'),
+            (5, '{"c": 3}'),
+        ]
+    )
