@@ -136,6 +136,8 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.CHAMPION_FILE,
         result_model=ChampionAnswers,
+        # A champion answered on a redeployment of its package.
+        creates_resources=True,
     ),
     "select": StepKindSpec(
         entry_module="step_code.select_step",
