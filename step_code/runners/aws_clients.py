@@ -68,6 +68,20 @@ class RuntimeClients:
             return client
 
 
+def read_body(body: Any) -> bytes:
+    """All of a response's streaming body, read through botocore's own `StreamingBody.read`.
+
+    `with body as stream` would hand out urllib3's raw response, whose read lets a connection cut mid-body
+    escape as urllib3's ProtocolError; botocore's read turns it into ResponseStreamingError (or
+    IncompleteReadError for a short body), which `classify_aws_error` retries.
+    """
+    try:
+        data: bytes = body.read()
+    finally:
+        body.close()
+    return data
+
+
 def classify_aws_error(exc: Exception) -> InvocationError:
     """Map a boto3 failure to RetryableError or PermanentError with a one-line message."""
     if isinstance(exc, ClientError):

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from step_code.contract.config import ModelConfig
-from step_code.runners.aws_clients import RuntimeClients, classify_aws_error
+from step_code.runners.aws_clients import RuntimeClients, classify_aws_error, read_body
 from step_code.runners.base import ModelResponse, PermanentError, model_request_settings
 from step_code.runners.payload import TGI_ONLY_PARAMETERS, OutputReader, RequestBody, parse_json, snippet
 
@@ -121,8 +121,7 @@ class BedrockRunner:
             contentType="application/json",
             accept="application/json",
         )
-        with response["body"] as stream:
-            parsed = parse_json(stream.read())
+        parsed = parse_json(read_body(response["body"]))
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         return ModelResponse(
             text=reader.text(parsed),
