@@ -2,8 +2,8 @@
 
 A runner turns one rendered prompt into one `ModelResponse`, or raises:
 - `RetryableError` for what may pass on its own (throttling, 5xx, timeouts, dropped connections, a
-  connection cut mid-body, a 2xx body over plain HTTP that is truncated or not JSON): `invoke_all` backs
-  off and tries again, at most `max_retries` times;
+  connection cut mid-body, a 2xx body that is truncated or not JSON, a Converse answer without the members
+  its API always sends): `invoke_all` backs off and tries again, at most `max_retries` times;
 - `PermanentError` for what will not (4xx, a body without the configured output, no recorded
   response): the record fails at once with the message.
 """

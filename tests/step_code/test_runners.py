@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def test_endpoint_provider_reads_log_probability(model_server: ModelServer) -> N
         ("error", RetryableError),
         ("timeout", RetryableError),
         ("bad_request", PermanentError),
-        ("malformed", PermanentError),
+        ("malformed", RetryableError),
+        ("truncated", RetryableError),
     ],
 )
 def test_sagemaker_failures_are_classified(
@@ -331,6 +333,69 @@ def test_a_connection_cut_mid_body_is_retryable_on_the_aws_runners(
             invoke(runner, "q")
         assert invoke(runner, "q").text == "echo: q"
     assert model_server.faults_served["cut"] == 2
+
+
+def aws_models(reference_config: Config) -> list[ModelRunner]:
+    """One runner per AWS call that reads a model's answer: InvokeEndpoint, Converse and InvokeModel."""
+    return [
+        build_runner(reference_config.model("falcon-7b"), endpoint_name="ep"),
+        build_runner(model(model_provider="bedrock", model_id="amazon.nova-micro-v1:0")),
+        build_runner(
+            model(
+                model_provider="bedrock",
+                model_id="meta.llama3-8b-instruct-v1:0",
+                evaluation_config={"content_template": {"prompt": "PROMPT_PLACEHOLDER"}, "output": "generation"},
+            )
+        ),
+    ]
+
+
+@pytest.mark.parametrize("fault", ["truncated", "malformed"])
+def test_a_damaged_2xx_body_is_retryable_on_the_aws_runners(
+    reference_config: Config, model_server: ModelServer, fault: FaultKind
+) -> None:
+    # A complete but unparseable body failed the record for good; botocore parses a Converse body that
+    # is not JSON into an answer without `output`, which read as "no text content".
+    for runner in aws_models(reference_config):
+        model_server.inject(fault)
+        with pytest.raises(RetryableError, match="cut short or not JSON"):
+            invoke(runner, "q")
+        assert invoke(runner, "q").text == "echo: q"
+    assert model_server.faults_served[fault] == 3
+
+
+def test_an_empty_converse_answer_is_still_permanent(model_server: ModelServer) -> None:
+    # A well-formed answer that holds no text is the model's answer, not a damaged body: no retry.
+    runner = build_runner(model(model_provider="bedrock", model_id="amazon.nova-micro-v1:0"))
+    model_server.inject("no_text")
+    with pytest.raises(PermanentError, match="no text content"):
+        invoke(runner, "q")
+
+
+@pytest.mark.parametrize("fault", ["truncated", "malformed"])
+def test_a_permanently_damaged_aws_body_fails_the_record_after_max_retries(
+    reference_config: Config, model_server: ModelServer, fault: FaultKind
+) -> None:
+    model_server.fail_prompt("broken", fault)
+    items = [PromptItem("a", "fine", "", "fine"), PromptItem("b", "broken", "", "broken")]
+    for runner in aws_models(reference_config):
+        model_server.reset_counters()
+        result = invoke_all(
+            items,
+            runner,
+            cache=None,
+            concurrency=2,
+            max_retries=3,
+            timeout_seconds=5,
+            backoff_base_seconds=0.001,
+        )
+        fine, broken = result.records
+        assert fine.model_output == "echo: fine"
+        assert broken.model_output is None
+        assert broken.error is not None
+        assert re.match(r"gave up after 4 attempts: .*cut short or not JSON", broken.error), broken.error
+        assert model_server.requests_by_prompt["broken"] == 4
+        assert result.model_calls == 5
 
 
 def test_body_faults_at_a_fault_rate_are_all_answered_in_the_end(model_server: ModelServer) -> None:

@@ -17,8 +17,9 @@ Token counts are whitespace-separated words. Faults can be injected three ways (
 order) and `fail_rate` (a seeded random share). Fault kinds: `throttle` (429), `error` (500),
 `bad_request` (400), `malformed` (200 with a body that is not JSON), `truncated` (200 with the first half
 of the real JSON answer, its length declared honestly), `cut` (200 declaring the whole answer's length, then
-the connection closes after half of it: requests raises ChunkedEncodingError, botocore IncompleteReadError)
-and `timeout` (the answer comes `timeout_sleep_seconds` late, after the client gave up).
+the connection closes after half of it: requests raises ChunkedEncodingError, botocore IncompleteReadError),
+`timeout` (the answer comes `timeout_sleep_seconds` late, after the client gave up) and, for Converse only,
+`no_text` (a well-formed answer whose message holds no text block, as a model that stops at once gives).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import unquote
 
-FaultKind = Literal["throttle", "error", "bad_request", "malformed", "truncated", "cut", "timeout"]
+FaultKind = Literal["throttle", "error", "bad_request", "malformed", "truncated", "cut", "timeout", "no_text"]
 # Faults that damage the body of an otherwise good answer.
 BODY_FAULTS = frozenset({"truncated", "cut"})
 
@@ -208,6 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     _body_fault: FaultKind | None = None
+    _no_text = False
 
     def setup(self) -> None:
         super().setup()
@@ -242,6 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_raw(200, b"<html>upstream hiccup", "application/json")
                 else:
                     self._body_fault = fault if fault in BODY_FAULTS else None
+                    self._no_text = fault == "no_text"
                     self._answer(route, body, prompt, owner.answer(prompt))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout fault): nothing to deliver
@@ -293,8 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 200,
                 {
-                    "output": {"message": {"role": "assistant", "content": [{"text": answer}]}},
-                    "stopReason": "end_turn",
+                    "output": {
+                        "message": {"role": "assistant", "content": [] if self._no_text else [{"text": answer}]}
+                    },
+                    "stopReason": "max_tokens" if self._no_text else "end_turn",
                     "usage": usage,
                     "metrics": {"latencyMs": 1},
                 },
