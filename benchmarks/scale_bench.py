@@ -22,6 +22,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks import workload
 from benchmarks.common import REPO_ROOT, environment, print_table
@@ -30,10 +31,14 @@ from tests.support.model_server import ModelServer
 
 DEFAULT_SIZES = (10_000, 100_000)
 CONCURRENCY = 8
+# QAAccuracy's fmeval module imports torch and transformers (its BERTScore helper) even when BERTScore is not
+# computed: the largest N runs once more without it, to show what the step itself holds apart from that import.
+WITHOUT_BERTSCORE_IMPORT = tuple(item for item in workload.ALGORITHMS if item["algorithm"] != "QAAccuracy")
 
 
 @dataclass(frozen=True)
 class ScaleCase:
+    algorithms: str
     prompts: int
     endpoint_calls: int
     reported_calls: int
@@ -135,9 +140,11 @@ class TreeRssSampler:
         self._thread.join(timeout=10)
 
 
-def _run_one(prompts: int, server: ModelServer, work: Path) -> ScaleCase:
+def _run_one(
+    prompts: int, server: ModelServer, work: Path, algorithms: tuple[dict[str, Any], ...] = workload.ALGORITHMS
+) -> ScaleCase:
     case_dir = work / f"n{prompts}"
-    config_path = workload.write_config(case_dir, server.url, concurrency=CONCURRENCY)
+    config_path = workload.write_config(case_dir, server.url, concurrency=CONCURRENCY, algorithms=algorithms)
     catalog_dir = case_dir / "catalog"
     workload.write_catalog(catalog_dir, workload.catalog_rows(prompts))
     with environment(**OFFLINE_SCORING_ENV):
@@ -159,6 +166,7 @@ def _run_one(prompts: int, server: ModelServer, work: Path) -> ScaleCase:
     children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     peak = max(measured["peak_rss_mb"], children_peak / 1024.0 if children_peak > before else 0.0)
     return ScaleCase(
+        algorithms=", ".join(item["algorithm"] for item in algorithms),
         prompts=prompts,
         endpoint_calls=server.requests_total,
         reported_calls=measured["model_calls"],
@@ -179,8 +187,9 @@ def run(sizes: tuple[int, ...] = DEFAULT_SIZES) -> ScaleBenchResult:
         tempfile.TemporaryDirectory(prefix="evalops-scale-bench-") as tmp,
         ModelServer(answers=workload.answer, keep_requests=False) as server,
     ):
-        for prompts in sizes:
-            cases.append(_run_one(prompts, server, Path(tmp)))
+        runs = [(prompts, workload.ALGORITHMS) for prompts in sizes] + [(max(sizes), WITHOUT_BERTSCORE_IMPORT)]
+        for prompts, algorithms in runs:
+            cases.append(_run_one(prompts, server, Path(tmp), algorithms))
             # Each case's folder goes at once: deleting 100k cache files takes a while on a busy disk.
             shutil.rmtree(Path(tmp, f"n{prompts}"), ignore_errors=True)
         result = ScaleBenchResult(cases)
@@ -191,9 +200,19 @@ def run(sizes: tuple[int, ...] = DEFAULT_SIZES) -> ScaleBenchResult:
 def print_result(result: ScaleBenchResult) -> None:
     print()
     print_table(
-        ["N", "endpoint calls", "evaluate wall s", "invocation s", "prompts/s", "peak RSS MB", "with children MB"],
+        [
+            "algorithms",
+            "N",
+            "endpoint calls",
+            "evaluate wall s",
+            "invocation s",
+            "prompts/s",
+            "peak RSS MB",
+            "with children MB",
+        ],
         [
             (
+                case.algorithms,
                 f"{case.prompts:,}",
                 f"{case.endpoint_calls:,}",
                 f"{case.evaluate_seconds:.1f}",
@@ -205,8 +224,9 @@ def print_result(result: ScaleBenchResult) -> None:
             for case in result.cases
         ],
     )
-    if len(result.cases) >= 2:
-        small, large = result.cases[0], result.cases[-1]
+    full = [case for case in result.cases if case.algorithms == result.cases[0].algorithms]
+    if len(full) >= 2:
+        small, large = full[0], full[-1]
         if small.prompts_per_second and large.prompts_per_second:
             print(
                 f"prompts/s at N={large.prompts:,} is {large.prompts_per_second / small.prompts_per_second:.0%} "

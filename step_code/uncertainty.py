@@ -38,7 +38,7 @@ BOOTSTRAP_RESAMPLES = 2000
 PERMUTATION_RESAMPLES = 2000
 PERMUTATION_MAX_RECORDS = 5000
 # Resamples held in memory at once: bounds the bootstrap's memory to BATCH x records floats.
-BATCH = 50
+BATCH = 10
 
 
 def is_binary(values: Sequence[float]) -> bool:
