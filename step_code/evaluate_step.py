@@ -26,26 +26,22 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from step_code import fmeval_runtime, scoring, storage
+from step_code.answer_store import AnswerStore
 from step_code.aws_resources import ControlPlaneError, sagemaker_client
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
 from step_code.contract.results import Deployment, EvaluationSummary, ModelArtifact
-from step_code.invocation import InvocationRecord, InvocationResult, invoke_all
-from step_code.invocation_plan import (
-    SENT_LESS_INPUT,
-    SENT_MORE_INPUT,
-    PlannedAlgorithmPrompts,
-    StoredAnswer,
-    plan_invocations,
-)
+from step_code.invocation import InvocationRecord, InvocationTotals, PromptItem, invoke_stream, render_prompt
+from step_code.invocation_plan import SENT_LESS_INPUT, SENT_MORE_INPUT, InvocationPlanner, PlannedAlgorithmPrompts
 from step_code.progress import LoggingProgress, ProgressListener
 from step_code.record_scoring import BATCH_SIZE, ScoringRecord
 from step_code.response_cache import ResponseCache
@@ -91,23 +87,53 @@ def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
     )
 
 
-def _read_jsonl(uri: str) -> list[dict[str, Any]]:
+def _row(uri: str, number: int, line: str) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
     try:
-        text = storage.read_text(uri)
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ControlPlaneError(f"{uri}: line {number}: not JSON ({exc.msg})") from None
+    if not isinstance(row, dict) or not {"record_id", "model_input", "target_output"} <= row.keys():
+        raise ControlPlaneError(f"{uri}: line {number}: expected record_id, model_input and target_output")
+    return row
+
+
+@contextmanager
+def _local_file(uri: str) -> Iterator[Path]:
+    """The processed dataset as a local file (a SageMaker job gets it as one; an s3:// one is downloaded)."""
+    try:
+        if not storage.is_s3(uri):
+            path = Path(uri)
+            if not path.is_file():
+                raise FileNotFoundError(uri)
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="evalops-dataset-") as folder:
+            path = Path(folder, PROCESSED_FILE)
+            path.write_bytes(storage.read_bytes(uri))
+            yield path
     except FileNotFoundError:
         raise ControlPlaneError(f"{uri}: file not found (run the preprocess step first)") from None
-    rows: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ControlPlaneError(f"{uri}: line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not {"record_id", "model_input", "target_output"} <= row.keys():
-            raise ControlPlaneError(f"{uri}: line {number}: expected record_id, model_input and target_output")
-        rows.append(row)
-    return rows
+
+
+class ProcessedRows:
+    """The processed dataset's records, read from the file each time they are iterated (never all held)."""
+
+    def __init__(self, uri: str, path: Path) -> None:
+        self.uri = uri
+        self._path = path
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with self._path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                row = _row(self.uri, number, line)
+                if row is not None:
+                    yield row
+
+    def count(self) -> int:
+        """Checks every record (a bad one stops the step before any model call) and counts them."""
+        return sum(1 for _ in self)
 
 
 def _dataset_sha256(dataset_dir: str) -> str:
@@ -162,30 +188,68 @@ def _category(row: Mapping[str, Any]) -> str:
     return UNCATEGORIZED if value is None or value == "" else str(value)
 
 
-def write_records(folder: Path, records: Sequence[InvocationRecord], categories: Mapping[str, str] | None) -> None:
-    """records.jsonl: every record of the dataset, with its output or error."""
-    with (folder / RECORDS_FILE).open("w", encoding="utf-8") as out:
-        for record in records:
-            row = record.to_json()
-            if categories is not None:
-                row["category"] = categories[record.record_id]
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+class _RecordsWriter:
+    """Handles the invocation records in input order: writes each record's own (original) one to
+    records.jsonl at once, counts the failed ones and collects what scoring needs before it starts."""
+
+    def __init__(self, out: TextIO, *, collect_labels: bool) -> None:
+        self._out = out
+        # (row index, category) of each original prompt in flight, None for an extra prompt.
+        self.pending: deque[tuple[int, str | None] | None] = deque()
+        self._collect_labels = collect_labels
+        self.target_labels: dict[str, None] = {}
+        self.originals = 0
+        self.failed = 0
+        self.first_failure: str | None = None
+
+    def __call__(self, record: InvocationRecord) -> None:
+        original = self.pending.popleft()
+        if original is None:
+            return
+        index, category = original
+        self.originals += 1
+        if not record.succeeded:
+            self.failed += 1
+            if self.first_failure is None:
+                self.first_failure = f"e.g. record {record.record_id}: {record.error}"
+        elif self._collect_labels:
+            self.target_labels.setdefault(record.target_output)
+        row = record.to_json()
+        row["index"] = index
+        if category is not None:
+            row["category"] = category
+        self._out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _prompt_items(
+    rows: Iterable[Mapping[str, Any]], planner: InvocationPlanner, writer: _RecordsWriter, *, categorized: bool
+) -> Iterator[PromptItem]:
+    for index, row in enumerate(rows):
+        original, *extras = planner.items(row)
+        writer.pending.append((index, _category(row) if categorized else None))
+        yield original
+        for item in extras:
+            writer.pending.append(None)
+            yield item
 
 
 def _scoring_records(
-    rows: Sequence[Mapping[str, Any]], records: Sequence[InvocationRecord], categories: Mapping[str, str] | None
+    rows: Iterable[Mapping[str, Any]], answers: AnswerStore, prompt_template: str, *, categorized: bool
 ) -> Iterator[list[ScoringRecord]]:
     batch: list[ScoringRecord] = []
-    for row, record in zip(rows, records, strict=True):
+    for index, row in enumerate(rows):
+        model_input = str(row["model_input"])
+        prompt = render_prompt(prompt_template, model_input)
+        answer = answers.get(prompt)
         batch.append(
             ScoringRecord(
-                record_id=record.record_id,
-                index=record.index,
-                prompt=record.prompt,
-                model_input=record.model_input,
-                target_output=record.target_output,
-                category=categories[record.record_id] if categories is not None else None,
-                model_output=record.model_output,
+                record_id=str(row["record_id"]),
+                index=index,
+                prompt=prompt,
+                model_input=model_input,
+                target_output=str(row["target_output"]),
+                category=_category(row) if categorized else None,
+                model_output=answer.output if answer is not None and answer.error is None else None,
                 extra={key: row[key] for key in (SENT_MORE_INPUT, SENT_LESS_INPUT) if key in row},
             )
         )
@@ -196,15 +260,6 @@ def _scoring_records(
         yield batch
 
 
-def _answers(records: Iterable[InvocationRecord]) -> dict[str, StoredAnswer]:
-    return {
-        record.prompt: StoredAnswer(
-            output=record.model_output, log_probability=record.log_probability, error=record.error
-        )
-        for record in records
-    }
-
-
 def _compact(cache: ResponseCache) -> None:
     try:
         cache.compact()
@@ -213,15 +268,9 @@ def _compact(cache: ResponseCache) -> None:
         logger.warning("could not compact the response cache %s: %s", cache.uri, exc)
 
 
-def _failed_summary_line(records: Sequence[InvocationRecord]) -> str:
-    first = next(record for record in records if not record.succeeded)
-    return f"e.g. record {first.record_id}: {first.error}"
-
-
-def _throughput(result: InvocationResult) -> float | None:
+def _throughput(totals: InvocationTotals) -> float | None:
     """Prompts the model answered per second of invocation; None when none was sent (cache, recordings)."""
-    sent = sum(1 for record in result.records if record.attempts > 0)
-    return sent / result.wall_seconds if sent and result.wall_seconds > 0 else None
+    return totals.sent / totals.wall_seconds if totals.sent and totals.wall_seconds > 0 else None
 
 
 @contextmanager
@@ -251,12 +300,27 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
     except scoring.ScoringError as exc:
         raise ControlPlaneError(f"{args.config}: {exc}") from None
 
-    rows = _read_jsonl(storage.join(args.dataset_dir, PROCESSED_FILE))
-    if not rows:
-        raise ControlPlaneError(f"{storage.join(args.dataset_dir, PROCESSED_FILE)}: no records to evaluate")
+    dataset_uri = storage.join(args.dataset_dir, PROCESSED_FILE)
+    with _local_file(dataset_uri) as dataset_path, AnswerStore() as answers:
+        return _evaluate(args, config, model, planned, ProcessedRows(dataset_uri, dataset_path), answers, progress)
+
+
+def _evaluate(
+    args: EvaluateArgs,
+    config: Config,
+    model: ModelConfig,
+    planned: Sequence[scoring.PlannedAlgorithm],
+    rows: ProcessedRows,
+    answers: AnswerStore,
+    progress: ProgressListener | None,
+) -> EvaluationSummary:
+    records_total = rows.count()
+    if not records_total:
+        raise ControlPlaneError(f"{rows.uri}: no records to evaluate")
     dataset_sha256 = _dataset_sha256(args.dataset_dir)
     deployment = _deployment(args, model)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    settings = model.evaluation_config
     try:
         runner = build_runner(
             model,
@@ -264,9 +328,8 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
             region=region,
             endpoint_name=deployment.endpoint_name if deployment else None,
         )
-        plan = plan_invocations(
-            rows,
-            model.evaluation_config.prompt_template,
+        planner = InvocationPlanner(
+            settings.prompt_template,
             [
                 PlannedAlgorithmPrompts(
                     label=f"algorithms[{item.index}]", algorithm=item.name, config_object=item.config_object
@@ -274,80 +337,83 @@ def evaluate(args: EvaluateArgs, *, progress: ProgressListener | None = None) ->
                 for item in planned
             ],
         )
+        # The template is checked on the first record, before any call (it renders every input alike).
+        prompts_per_record = len(planner.items(next(iter(rows))))
     except ValueError as exc:
         raise ControlPlaneError(str(exc)) from None
 
-    settings = model.evaluation_config
+    categorized = config.dataset.category_key is not None
     cache = ResponseCache(args.cache_uri)
-    result = invoke_all(
-        plan.items,
-        runner,
-        cache=cache,
-        concurrency=settings.max_concurrency,
-        max_retries=settings.max_retries,
-        timeout_seconds=settings.timeout_seconds,
-        progress=progress or LoggingProgress(),
-    )
-    # The cache is compacted while the records are scored (file I/O and gzip, which release the GIL); both
-    # are done when the block ends.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalops-cache-compaction") as background:
-        background.submit(_compact, cache)
-        originals = result.records[: plan.originals]
-        failed = sum(1 for record in originals if not record.succeeded)
+    with staged_output(args.output_dir) as folder:
+        with (folder / RECORDS_FILE).open("w", encoding="utf-8") as out:
+            writer = _RecordsWriter(out, collect_labels=scoring.needs_target_labels(planned))
+            # A fresh planner: the one above drew the first record's perturbations.
+            planner = InvocationPlanner(settings.prompt_template, planner.algorithms)
+            totals = invoke_stream(
+                _prompt_items(rows, planner, writer, categorized=categorized),
+                runner,
+                on_record=writer,
+                total=records_total * prompts_per_record,
+                cache=cache,
+                outcomes=answers,
+                concurrency=settings.max_concurrency,
+                max_retries=settings.max_retries,
+                timeout_seconds=settings.timeout_seconds,
+                progress=progress or LoggingProgress(),
+            )
+        failed = writer.failed
         logger.info(
             "%s: %d records, %d planned prompts (%d distinct), %d failed, %d model calls, %d cache hits, %.2f s",
             model.name,
-            len(originals),
-            len(plan.items),
-            plan.distinct_prompts,
+            writer.originals,
+            totals.records,
+            answers.distinct_prompts,
             failed,
-            result.model_calls,
-            result.cache_hits,
-            result.wall_seconds,
+            totals.model_calls,
+            totals.cache_hits,
+            totals.wall_seconds,
         )
         if failed:
-            logger.warning(
-                "%s: %d record(s) failed and are not scored; %s", model.name, failed, _failed_summary_line(originals)
-            )
-
-        categories = {str(r["record_id"]): _category(r) for r in rows} if config.dataset.category_key else None
-        with staged_output(args.output_dir) as folder:
-            write_records(folder, originals, categories)
+            logger.warning("%s: %d record(s) failed and are not scored; %s", model.name, failed, writer.first_failure)
+        # The cache is compacted while the records are scored (file I/O and gzip, which release the GIL);
+        # both are done when the block ends.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalops-cache-compaction") as background:
+            background.submit(_compact, cache)
             inputs = scoring.ScoringInputs(
-                batches=lambda: _scoring_records(rows, originals, categories),
-                answers=_answers(result.records),
+                batches=lambda: _scoring_records(rows, answers, settings.prompt_template, categorized=categorized),
+                answers=answers,
                 dataset_name=config.dataset.dataset_name,
-                prompt_template=model.evaluation_config.prompt_template,
-                target_labels=list(dict.fromkeys(record.target_output for record in originals if record.succeeded)),
+                prompt_template=settings.prompt_template,
+                target_labels=list(writer.target_labels),
                 records_failed=failed,
             )
             algorithm_results = scoring.score_all(planned, inputs, folder, model=model.name)
-            summary = EvaluationSummary(
-                model=model.name,
-                provider=model.model_provider,
-                model_identity=model.identity,
-                dataset_sha256=dataset_sha256,
-                records_total=len(originals),
-                records_succeeded=len(originals) - failed,
-                records_failed=failed,
-                model_calls=result.model_calls,
-                cache_hits=result.cache_hits,
-                latency=result.latency_stats(),
-                tokens=result.token_stats(),
-                throughput_per_second=_throughput(result),
-                metrics=scoring.flat_metrics(algorithm_results),
-                algorithms=algorithm_results,
-                cost=estimate_cost(
-                    model,
-                    config,
-                    result,
-                    deployment=deployment,
-                    sagemaker=sagemaker_client() if model.model_provider == "endpoint" else None,
-                ),
-                artifact=deployment.artifact if deployment else default_artifact(model),
-                execution_id=args.execution_id,
-            )
-            (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        summary = EvaluationSummary(
+            model=model.name,
+            provider=model.model_provider,
+            model_identity=model.identity,
+            dataset_sha256=dataset_sha256,
+            records_total=writer.originals,
+            records_succeeded=writer.originals - failed,
+            records_failed=failed,
+            model_calls=totals.model_calls,
+            cache_hits=totals.cache_hits,
+            latency=totals.latency_stats(),
+            tokens=totals.token_stats(),
+            throughput_per_second=_throughput(totals),
+            metrics=scoring.flat_metrics(algorithm_results),
+            algorithms=algorithm_results,
+            cost=estimate_cost(
+                model,
+                config,
+                totals,
+                deployment=deployment,
+                sagemaker=sagemaker_client() if model.model_provider == "endpoint" else None,
+            ),
+            artifact=deployment.artifact if deployment else default_artifact(model),
+            execution_id=args.execution_id,
+        )
+        (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return summary
 
 

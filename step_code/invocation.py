@@ -20,15 +20,19 @@ English text — and the record says `tokens_estimated=True`.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import random
 import string
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from step_code.contract.results import LatencyStats, TokenStats
 from step_code.progress import ProgressListener
@@ -40,6 +44,9 @@ logger = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4
 DEFAULT_BACKOFF_BASE_SECONDS = 0.5
 DEFAULT_BACKOFF_MAX_SECONDS = 20.0
+# Inputs looked up in the cache at once, and waiting per worker (see `window_size`).
+LOOKUP_CHUNK = 512
+WINDOW_PER_WORKER = 64
 
 
 def render_prompt(template: str, model_input: str) -> str:
@@ -126,27 +133,53 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-@dataclass(frozen=True)
-class InvocationResult:
-    """All records in input order; `model_calls` counts requests actually sent (retries included)."""
+class InvocationTotals:
+    """What the summary needs of all records, accumulated record by record in compact form (a float per
+    latency, sums of tokens), so that a streamed invocation keeps no record.
 
-    records: list[InvocationRecord]
-    model_calls: int
-    cache_hits: int
-    wall_seconds: float
+    `sent`: records answered by a request of their own (not cached, at least one attempt).
+    """
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.succeeded = 0
+        self.sent = 0
+        self.cached = 0
+        self.model_calls = 0
+        self.wall_seconds = 0.0
+        self._latencies = array("d")
+        self._input_tokens = [0, 0]
+        self._output_tokens = [0, 0]
 
     @property
-    def succeeded(self) -> int:
-        return sum(1 for record in self.records if record.succeeded)
+    def cache_hits(self) -> int:
+        return self.cached
 
     @property
     def failed(self) -> int:
-        return len(self.records) - self.succeeded
+        return self.records - self.succeeded
+
+    def add(self, record: InvocationRecord) -> None:
+        self.records += 1
+        self.model_calls += record.attempts
+        if record.cached:
+            self.cached += 1
+        elif record.attempts > 0:
+            self.sent += 1
+        if not record.succeeded:
+            return
+        self.succeeded += 1
+        if record.latency_ms is not None:
+            self._latencies.append(record.latency_ms)
+        for totals, value in ((self._input_tokens, record.input_tokens), (self._output_tokens, record.output_tokens)):
+            if value is not None:
+                totals[0] += value
+                totals[1] += 1
 
     def latency_stats(self) -> LatencyStats:
         """p50/p95/mean over successful records with a measured latency (fresh or first measured for a
         cached answer); all None when there is none (recorded responses)."""
-        values = sorted(r.latency_ms for r in self.records if r.succeeded and r.latency_ms is not None)
+        values = sorted(self._latencies)
         if not values:
             return LatencyStats()
         return LatencyStats(
@@ -155,15 +188,47 @@ class InvocationResult:
 
     def token_stats(self) -> TokenStats:
         """Totals and per-record means over successful records (reported or estimated counts)."""
-        ok = [r for r in self.records if r.succeeded]
-        inputs = [r.input_tokens for r in ok if r.input_tokens is not None]
-        outputs = [r.output_tokens for r in ok if r.output_tokens is not None]
+        (input_total, inputs), (output_total, outputs) = self._input_tokens, self._output_tokens
         return TokenStats(
-            input_total=sum(inputs),
-            output_total=sum(outputs),
-            input_mean=sum(inputs) / len(inputs) if inputs else None,
-            output_mean=sum(outputs) / len(outputs) if outputs else None,
+            input_total=input_total,
+            output_total=output_total,
+            input_mean=input_total / inputs if inputs else None,
+            output_mean=output_total / outputs if outputs else None,
         )
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """All records in input order (`invoke_all`); `totals` is what `invoke_stream` returns for them."""
+
+    records: list[InvocationRecord]
+    totals: InvocationTotals
+
+    @property
+    def model_calls(self) -> int:
+        return self.totals.model_calls
+
+    @property
+    def cache_hits(self) -> int:
+        return self.totals.cache_hits
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.totals.wall_seconds
+
+    @property
+    def succeeded(self) -> int:
+        return self.totals.succeeded
+
+    @property
+    def failed(self) -> int:
+        return self.totals.failed
+
+    def latency_stats(self) -> LatencyStats:
+        return self.totals.latency_stats()
+
+    def token_stats(self) -> TokenStats:
+        return self.totals.token_stats()
 
 
 @dataclass(frozen=True)
@@ -288,39 +353,97 @@ def invoke_all(
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
     backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS,
 ) -> InvocationResult:
-    """Answer every prompt with `runner` (see the module docstring for the guarantees).
+    """`invoke_stream` over a list, keeping every record (for callers with few prompts)."""
+    records: list[InvocationRecord] = []
+    totals = invoke_stream(
+        prompts,
+        runner,
+        on_record=records.append,
+        total=len(prompts),
+        cache=cache,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        timeout_seconds=timeout_seconds,
+        progress=progress,
+        backoff_base_seconds=backoff_base_seconds,
+        backoff_max_seconds=backoff_max_seconds,
+    )
+    return InvocationResult(records=records, totals=totals)
 
+
+class OutcomeStore(Protocol):
+    """Where `invoke_stream` keeps each distinct prompt's outcome, for the prompt's later repeats."""
+
+    def put(self, prompt: str, answer: CachedResponse | None, error: str | None) -> None: ...
+
+    def outcome(self, prompt: str) -> tuple[CachedResponse | None, str | None] | None: ...
+
+
+class MemoryOutcomes:
+    """An `OutcomeStore` in a dict: fine for a list of prompts that is in memory anyway."""
+
+    def __init__(self) -> None:
+        self._outcomes: dict[str, tuple[CachedResponse | None, str | None]] = {}
+
+    def put(self, prompt: str, answer: CachedResponse | None, error: str | None) -> None:
+        self._outcomes[prompt] = (answer, error)
+
+    def outcome(self, prompt: str) -> tuple[CachedResponse | None, str | None] | None:
+        return self._outcomes.get(prompt)
+
+
+@dataclass
+class _Slot:
+    """One input waiting to be settled in order: a cache answer, or the call of its prompt (its own,
+    or that of an earlier occurrence of the same prompt still in flight)."""
+
+    item: PromptItem
+    future: Future[_Outcome] | None = None
+    outcome: _Outcome | None = None
+    first: bool = False
+    cached: bool = False
+
+
+def invoke_stream(
+    prompts: Iterable[PromptItem],
+    runner: ModelRunner,
+    *,
+    on_record: Callable[[InvocationRecord], None],
+    total: int,
+    cache: ResponseCache | None,
+    concurrency: int,
+    max_retries: int,
+    timeout_seconds: float,
+    outcomes: OutcomeStore | None = None,
+    progress: ProgressListener | None = None,
+    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
+    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS,
+) -> InvocationTotals:
+    """Answer every prompt with `runner` (see the module docstring for the guarantees), handing each
+    record to `on_record` in input order as soon as it and all before it are settled.
+
+    Memory: the inputs are read `LOOKUP_CHUNK` at a time and at most `window_size(concurrency)` of them
+    are waiting at once; besides that, only the outcome of every distinct prompt, in `outcomes`
+    (default: in memory; the evaluate step passes a store on disk).
+
+    - `total`: the number of inputs (for `progress`).
     - `cache`: where answers are looked up and stored; None disables caching. Runners that send no
       requests (recorded responses) bypass it.
     - `concurrency`: most requests in flight at once (threads).
     - `max_retries`: retries of a retryable failure after the first attempt.
     - `timeout_seconds`: per request.
-    - `progress`: told after the cache lookup and after each settled prompt.
+    - `progress`: told after each settled input.
     - `backoff_base_seconds` / `backoff_max_seconds`: the n-th retry waits uniform(0, min(max, base·2ⁿ⁻¹)).
     """
     if concurrency < 1 or max_retries < 0 or timeout_seconds <= 0:
         raise ValueError("invoke_all needs concurrency >= 1, max_retries >= 0 and timeout_seconds > 0")
     started = time.perf_counter()
-    items = list(prompts)
-    groups: dict[str, list[int]] = {}
-    for index, item in enumerate(items):
-        groups.setdefault(item.prompt, []).append(index)
+    store = outcomes if outcomes is not None else MemoryOutcomes()
     model_cache = (
         cache.for_model(runner.identity, runner.request_settings)
         if cache is not None and runner.sends_requests
         else None
     )
-    found = model_cache.load(groups) if model_cache is not None else {}
-
-    records: list[InvocationRecord | None] = [None] * len(items)
-    tracker = _Progress(progress, runner.name, len(items))
-    for prompt, answer in found.items():
-        for index in groups[prompt]:
-            records[index] = _record(items[index], index, _Outcome(answer, None, 0), cached=True, attempts=0)
-        tracker.cache_hits += len(groups[prompt])
-    tracker.report()
-
-    model_calls = 0
     caller = _Caller(
         runner,
         model_cache,
@@ -329,32 +452,97 @@ def invoke_all(
         backoff_base_seconds=backoff_base_seconds,
         backoff_max_seconds=backoff_max_seconds,
     )
-    pending = [prompt for prompt in groups if prompt not in found]
-    if pending:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(pending))) as pool:
-            futures = {pool.submit(caller, items[groups[prompt][0]]): prompt for prompt in pending}
-            for future in as_completed(futures):
-                indices = groups[futures[future]]
-                outcome = future.result()
-                model_calls += outcome.attempts
-                first, *repeats = indices
-                records[first] = _record(items[first], first, outcome, cached=False, attempts=outcome.attempts)
-                # Repeats of a prompt share its answer as if cached; they share a failure as a failure.
-                for index in repeats:
-                    records[index] = _record(items[index], index, outcome, cached=outcome.error is None, attempts=0)
-                if outcome.error is None:
-                    tracker.invoked += 1
-                    tracker.cache_hits += len(repeats)
-                else:
-                    tracker.invoked += len(indices)
-                    tracker.failed += len(indices)
-                tracker.report()
+    totals = InvocationTotals()
+    tracker = _Progress(progress, runner.name, total)
+    window = window_size(concurrency)
+    waiting: deque[_Slot] = deque()
+    in_flight: dict[str, Future[_Outcome]] = {}
+    inputs = iter(prompts)
+    index = 0
+    first_chunk = True
 
-    settled = [record for record in records if record is not None]
-    assert len(settled) == len(items), "every input must produce exactly one record"
-    return InvocationResult(
-        records=settled,
-        model_calls=model_calls,
-        cache_hits=sum(1 for record in settled if record.cached),
-        wall_seconds=time.perf_counter() - started,
-    )
+    def settle(slot: _Slot) -> None:
+        nonlocal index
+        outcome = slot.outcome
+        if outcome is None:
+            assert slot.future is not None
+            outcome = slot.future.result()
+            if slot.first:
+                in_flight.pop(slot.item.prompt, None)
+                store.put(slot.item.prompt, outcome.answer, outcome.error)
+        if slot.first:
+            record = _record(slot.item, index, outcome, cached=False, attempts=outcome.attempts)
+        else:
+            # Repeats of a prompt share its answer as if cached; they share a failure as a failure.
+            cached = slot.cached or outcome.error is None
+            record = _record(slot.item, index, outcome, cached=cached, attempts=0)
+        index += 1
+        totals.add(record)
+        on_record(record)
+        if slot.future is not None:
+            _count(tracker, cached=record.cached, succeeded=record.succeeded)
+            tracker.report()
+
+    with contextlib.ExitStack() as stack:
+        lookup = stack.enter_context(model_cache.lookup()) if model_cache is not None else None
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=concurrency))
+        while True:
+            chunk = list(itertools.islice(inputs, LOOKUP_CHUNK))
+            if not chunk:
+                break
+            unknown = {item.prompt for item in chunk if item.prompt not in in_flight}
+            unknown = {prompt for prompt in unknown if store.outcome(prompt) is None}
+            found = lookup.get_many(unknown) if lookup is not None and unknown else {}
+            for prompt, answer in found.items():
+                store.put(prompt, answer, None)
+            known = 0
+            for item in chunk:
+                while len(waiting) >= window:
+                    settle(waiting.popleft())
+                slot = _slot(item, in_flight, store, pool, caller)
+                if slot.future is None:
+                    known += 1
+                    failed = slot.outcome is not None and slot.outcome.error is not None
+                    _count(tracker, cached=slot.cached, succeeded=not failed)
+                waiting.append(slot)
+            # Like the calls below, the answers known at once (the cache's) are reported as a whole.
+            if known or first_chunk:
+                tracker.report()
+            first_chunk = False
+        while waiting:
+            settle(waiting.popleft())
+    totals.wall_seconds = time.perf_counter() - started
+    return totals
+
+
+def _count(tracker: _Progress, *, cached: bool, succeeded: bool) -> None:
+    if cached:
+        tracker.cache_hits += 1
+    else:
+        tracker.invoked += 1
+        tracker.failed += 0 if succeeded else 1
+
+
+def window_size(concurrency: int) -> int:
+    """Inputs waiting at once: enough for every worker to have its next prompt while earlier ones settle."""
+    return max(WINDOW_PER_WORKER * concurrency, LOOKUP_CHUNK)
+
+
+def _slot(
+    item: PromptItem,
+    in_flight: dict[str, Future[_Outcome]],
+    store: OutcomeStore,
+    pool: ThreadPoolExecutor,
+    caller: _Caller,
+) -> _Slot:
+    earlier = in_flight.get(item.prompt)
+    if earlier is not None:
+        return _Slot(item, future=earlier)
+    known = store.outcome(item.prompt)
+    if known is not None:
+        answer, error = known
+        # Answered before this run (cache) or earlier in it: no request of its own.
+        return _Slot(item, outcome=_Outcome(answer, error, 0), cached=error is None)
+    future = pool.submit(caller, item)
+    in_flight[item.prompt] = future
+    return _Slot(item, future=future, first=True)

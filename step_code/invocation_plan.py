@@ -1,6 +1,6 @@
 """Every prompt the configured algorithms will ask a model for, worked out before the model is called.
 
-The plan holds the rendered original prompt of every record (in dataset order) and, after them, what
+For each record, in dataset order, the planner gives its rendered original prompt and, after it, what
 some algorithms ask for besides:
 - the semantic-robustness algorithms: the perturbed prompts fmeval's own perturbation transform
   (`get_perturbation_transform` of the algorithm's config: `perturbation_type`, `num_perturbations` and
@@ -10,7 +10,7 @@ some algorithms ask for besides:
 fmeval's perturbation transforms draw from one random generator per transform instance, record after
 record; the plan draws with a fresh instance over the records in dataset order, and the scoring pass
 (`record_scoring`) does the same with the algorithm's own fresh instance, so both see the same
-perturbations. `invoke_all` then sends each distinct prompt once, however many algorithms or records
+perturbations. `invoke_stream` then sends each distinct prompt once, however many algorithms or records
 share it.
 
 GeneralSemanticRobustness also samples the original prompt again when the model is not deterministic;
@@ -20,7 +20,7 @@ deterministic path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,38 +96,33 @@ class PlannedAlgorithmPrompts:
     config_object: Any
 
 
-@dataclass(frozen=True)
-class InvocationPlan:
-    """`items[:originals]` are the records' own prompts in dataset order; the rest are extra prompts."""
+class InvocationPlanner:
+    """The prompts of one record after another: its own prompt first, then what each algorithm of
+    `EXTRA_PROMPTS` asks for it, in config order. Records must come in dataset order (the perturbations
+    are drawn record after record, as the scoring pass draws them)."""
 
-    items: list[PromptItem]
-    originals: int
+    def __init__(self, prompt_template: str, algorithms: Iterable[PlannedAlgorithmPrompts]) -> None:
+        self._template = prompt_template
+        self.algorithms = list(algorithms)
+        self._extras = [
+            (entry.label, EXTRA_PROMPTS[entry.algorithm](entry.config_object, prompt_template))
+            for entry in self.algorithms
+            if entry.algorithm in EXTRA_PROMPTS
+        ]
 
-    @property
-    def distinct_prompts(self) -> int:
-        return len({item.prompt for item in self.items})
-
-
-def plan_invocations(
-    rows: Sequence[Mapping[str, Any]], prompt_template: str, algorithms: Iterable[PlannedAlgorithmPrompts]
-) -> InvocationPlan:
-    """The prompts to send for `rows`; raises ValueError (one line) when the template cannot be rendered."""
-    items = prompt_items(rows, prompt_template)
-    originals = len(items)
-    for entry in algorithms:
-        planner = EXTRA_PROMPTS.get(entry.algorithm)
-        if planner is None:
-            continue
-        prompts_of = planner(entry.config_object, prompt_template)
-        for row in rows:
-            record_id = str(row["record_id"])
+    def items(self, row: Mapping[str, Any]) -> list[PromptItem]:
+        """The record's own prompt, then its extra prompts; raises ValueError (one line) when the template
+        cannot be rendered."""
+        [original] = prompt_items([row], self._template)
+        items = [original]
+        for label, prompts_of in self._extras:
             for number, prompt in enumerate(prompts_of(row)):
                 items.append(
                     PromptItem(
-                        record_id=f"{record_id}/{entry.label}/{number}",
+                        record_id=f"{original.record_id}/{label}/{number}",
                         model_input=prompt,
-                        target_output=str(row["target_output"]),
+                        target_output=original.target_output,
                         prompt=prompt,
                     )
                 )
-    return InvocationPlan(items=items, originals=originals)
+        return items

@@ -12,8 +12,9 @@ a pandas frame of the score columns standing in for the Ray dataset. Nothing is 
 Algorithms that ask the model themselves (robustness, stereotyping) get a `StoredOutputRunner`, so their
 `GetModelOutputs`/`GetLogProbabilities` transforms read the answers the invocation plan fetched.
 
-Memory per algorithm: one batch of records, the score columns (8 bytes per score and record, plus the
-category and, for ClassificationAccuracy, the two labels scikit-learn needs) and the worst records.
+Memory per algorithm: one batch of records, the score columns (8 bytes per score and record in arrays of
+doubles, plus a reference per record to the category and, for ClassificationAccuracy, to the two labels
+scikit-learn needs, each distinct string stored once) and the worst records.
 
 Parallelism: none. Lexical metrics score about 50,000 records/s on one core, so after the model calls
 scoring is noise; judge models (BERTScore, Detoxify, ToxiGen) dominate only on large catalogs, and this
@@ -26,6 +27,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,6 +398,36 @@ class ScoredAlgorithm:
     worst: list[dict[str, Any]]
 
 
+class _Column:
+    """One column of what fmeval aggregates, compact. A score column keeps its numbers in an array of
+    doubles (None as NaN, which the means skip as they skip None) for as long as every value is a
+    number; other columns (labels, categories) keep a list in which each distinct string is stored once."""
+
+    def __init__(self, *, scores: bool) -> None:
+        self._numbers: array[float] | None = array("d") if scores else None
+        self._values: list[Any] = []
+        self._strings: dict[str, str] = {}
+        self.any_value = False
+
+    def append(self, value: Any) -> None:
+        self.any_value = self.any_value or value is not None
+        if self._numbers is not None:
+            if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+                self._numbers.append(math.nan if value is None else float(value))
+                return
+            self._values = [None if math.isnan(number) else number for number in self._numbers]
+            self._numbers = None
+        self._values.append(self._strings.setdefault(value, value) if isinstance(value, str) else value)
+
+    def series(self) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        if self._numbers is not None:
+            return pd.Series(np.array(self._numbers, dtype=np.float64))
+        return pd.Series(self._values, dtype=object)
+
+
 class AlgorithmScorer:
     """Scores batches of records with one algorithm and writes fmeval's per-record rows as it goes."""
 
@@ -403,9 +435,9 @@ class AlgorithmScorer:
         self._scoring = scoring
         self._out = records_out
         self._transforms = list(scoring.pipeline.transforms)
-        self._columns: dict[str, list[Any]] = {
-            name: [] for name in dict.fromkeys([*scoring.dataset_scores, *scoring.kept_columns, CATEGORY])
-        }
+        self._columns = {name: _Column(scores=True) for name in scoring.dataset_scores}
+        for name in (*scoring.kept_columns, CATEGORY):
+            self._columns.setdefault(name, _Column(scores=False))
         self._worst = _Worst(primary)
         self.scored = 0
         self.unscored = 0
@@ -429,8 +461,8 @@ class AlgorithmScorer:
                 self.unscored += 1
                 continue
             self.scored += 1
-            for name, values in self._columns.items():
-                values.append(result.get(name))
+            for name, column in self._columns.items():
+                column.append(result.get(name))
             saved = EvalOutputRecord.from_row(result, self._scoring.record_scores)
             self._out.write(json.dumps(saved.to_dict(), ensure_ascii=False) + "\n")
             self._worst.offer(record, result, {score.name: score.value for score in saved.scores})
@@ -440,9 +472,7 @@ class AlgorithmScorer:
 
         # fmeval aggregates per category only when the dataset has a category column.
         columns = {
-            name: values
-            for name, values in self._columns.items()
-            if name != CATEGORY or any(value is not None for value in values)
+            name: column.series() for name, column in self._columns.items() if name != CATEGORY or column.any_value
         }
         frame = pd.DataFrame(columns)
         dataset_scores: list[Any] = []

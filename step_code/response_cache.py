@@ -38,6 +38,8 @@ import hashlib
 import io
 import json
 import logging
+import shutil
+import sqlite3
 import tempfile
 import threading
 import uuid
@@ -63,6 +65,8 @@ DEFAULT_READ_THREADS = 32
 MAX_SEGMENTS = 8
 # Level 1 is within a few percent of the default's size on these repetitive lines, at a fraction of the CPU.
 GZIP_LEVEL = 1
+# Loose entries deleted per call (the URIs of a 100k-answer run would otherwise be one 15 MB list).
+DELETE_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ class ModelResponseCache:
         self._segments_relative = f"{SEGMENTS_FOLDER}/{storage.basename(self.segments_prefix)}/"
         self._lock = threading.Lock()
         self._spool: IO[bytes] | None = None
-        self._spooled: set[str] = set()
+        # Keys as 32 raw bytes, not 64 hex characters: one per answer of the run.
+        self._spooled: set[bytes] = set()
         # Loose entries whose key a segment already holds (left by a compaction killed before its deletes).
         self._redundant_loose: set[str] = set()
         self._segments_seen = 0
@@ -144,53 +149,24 @@ class ModelResponseCache:
 
     def load(self, prompts: Iterable[str]) -> dict[str, CachedResponse]:
         """Cached answers of the given prompts, by prompt (prompts without an entry are absent)."""
-        wanted = {self.key(prompt): prompt for prompt in prompts}
+        wanted = list(prompts)
         if not wanted:
             return {}
-        names = storage.list_names(self.prefix)
-        loose = {name[: -len(ENTRY_SUFFIX)] for name in names if "/" not in name and name.endswith(ENTRY_SUFFIX)}
-        segments = [name for name in names if self._is_own_segment(name)]
-        found: dict[str, CachedResponse] = {}
-        self._read_segments(segments, wanted, found)
-        read_segments = set(segments)
+        with self.lookup() as lookup:
+            return lookup.get_many(wanted)
 
-        keys = [key for key in wanted if key in loose and key not in found]
+    def lookup(self) -> CacheLookup:
+        """A lookup over this cache as it is now: one listing, every segment of these settings read once
+        into a local index file; `get_many` then answers chunk after chunk of prompts from it, with GETs
+        only for the loose entries no segment holds. Its memory does not grow with the cache's size."""
+        return CacheLookup(self)
+
+    def _note_redundant(self, keys: Iterable[str]) -> None:
         with self._lock:
-            self._redundant_loose.update(key for key in loose if key in found)
-        vanished = self._read_loose(keys, wanted, found)
-        if vanished:
-            # Another run compacted them between our listing and our GETs: they are in its new segment.
-            later = [name for name in storage.list_names(self.segments_prefix) if name.endswith(SEGMENT_SUFFIX)]
-            fresh = [self._segments_relative + name for name in later]
-            fresh = [name for name in fresh if name not in read_segments]
-            self._read_segments(fresh, {key: wanted[key] for key in vanished}, found)
-            read_segments.update(fresh)
-        self._segments_seen = len(read_segments)
-        return {wanted[key]: answer for key, answer in found.items()}
+            self._redundant_loose.update(keys)
 
     def _is_own_segment(self, name: str) -> bool:
         return name.startswith(self._segments_relative) and name.endswith(SEGMENT_SUFFIX) and name.count("/") == 2
-
-    def _read_segments(self, names: list[str], wanted: Mapping[str, str], found: dict[str, CachedResponse]) -> None:
-        if not names:
-            return
-
-        def read(name: str) -> dict[str, CachedResponse]:
-            uri = storage.join(self.prefix, name)
-            try:
-                return {
-                    key: answer
-                    for key, prompt, answer in self._segment_entries(uri)
-                    if key in wanted and wanted[key] == prompt
-                }
-            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-                # An unreadable segment only costs model calls; it must not stop the evaluation.
-                logger.warning("ignoring unreadable response cache segment %s: %s", uri, exc)
-                return {}
-
-        with ThreadPoolExecutor(max_workers=min(self._read_threads, len(names))) as pool:
-            for entries in pool.map(read, names):
-                found.update(entries)
 
     def _segment_entries(self, uri: str) -> Iterator[tuple[str, str, CachedResponse]]:
         """(key, prompt, answer) of every entry of a segment; raises on anything that is not ours."""
@@ -250,8 +226,9 @@ class ModelResponseCache:
             if self._spool is None:
                 # Lives until compact() closes it (or the process ends: a temporary file deletes itself).
                 self._spool = tempfile.TemporaryFile(prefix="evalops-cache-spool-")  # noqa: SIM115
-            if key not in self._spooled:
-                self._spooled.add(key)
+            raw = bytes.fromhex(key)
+            if raw not in self._spooled:
+                self._spooled.add(raw)
                 self._spool.write(line)
 
     def compact(self) -> CompactionResult:
@@ -273,15 +250,18 @@ class ModelResponseCache:
             segment = storage.join(self.segments_prefix, f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex}")
             segment += SEGMENT_SUFFIX
             data, entries, merged_read = self._segment_bytes(
-                spool, [storage.join(self.segments_prefix, n) for n in merged]
+                spool, spooled, [storage.join(self.segments_prefix, n) for n in merged]
             )
             storage.write_bytes(segment, data, content_type="application/gzip")
         finally:
             if spool is not None:
                 spool.close()
         # Only now: everything deleted below is in the segment just written (or was already in one).
-        loose = sorted(spooled | redundant)
-        storage.delete_many([self._uri(key) for key in loose] + merged_read)
+        # Raw keys sort as their hex forms do.
+        loose = sorted(spooled | {bytes.fromhex(key) for key in redundant})
+        for start in range(0, len(loose), DELETE_CHUNK):
+            storage.delete_many([self._uri(raw.hex()) for raw in loose[start : start + DELETE_CHUNK]])
+        storage.delete_many(merged_read)
         self._segments_seen = len(existing) - len(merged_read) + 1
         logger.info(
             "response cache %s: compacted %d entries into %s (%d loose entries and %d segments deleted)",
@@ -293,36 +273,129 @@ class ModelResponseCache:
         )
         return CompactionResult(segment, entries, len(loose), len(merged_read))
 
-    def _segment_bytes(self, spool: IO[bytes] | None, merge: list[str]) -> tuple[bytes, int, list[str]]:
-        """The gzip'd segment: the spool's entries, then those of the segments to merge (first copy of a
-        key wins); returns it, the number of entries and the segments that were read in full."""
+    def _segment_bytes(
+        self, spool: IO[bytes] | None, spooled: set[bytes], merge: list[str]
+    ) -> tuple[bytes, int, list[str]]:
+        """The gzip'd segment: the spool's entries (their keys: `spooled`), then those of the segments to
+        merge (first copy of a key wins); returns it, the number of entries and the segments read in full.
+        It is written to a temporary file first, so its only copy in memory is the finished one."""
         header = canonical_json({"format": SEGMENT_FORMAT, "identity": self.identity, "settings": self.settings})
-        written: set[str] = set()
+        written = set(spooled)
         merged_read: list[str] = []
-        buffer = io.BytesIO()
-        with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
-            out.write((header + "\n").encode("utf-8"))
-            if spool is not None:
-                spool.seek(0)
-                for line in spool:
-                    written.add(json.loads(line)["key"])
-                    out.write(line)
-            for uri in merge:
-                try:
-                    lines = [
-                        (key, canonical_json({"key": key, "prompt": prompt, **asdict(answer)}) + "\n")
-                        for key, prompt, answer in self._segment_entries(uri)
-                    ]
-                except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-                    # Gone (another run merged it) or unreadable: it is not merged, so it is not deleted.
-                    logger.warning("not merging response cache segment %s: %s", uri, exc)
-                    continue
-                for key, text in lines:
-                    if key not in written:
-                        written.add(key)
-                        out.write(text.encode("utf-8"))
-                merged_read.append(uri)
-        return buffer.getvalue(), len(written), merged_read
+        with tempfile.TemporaryFile(prefix="evalops-cache-segment-") as buffer:
+            with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
+                out.write((header + "\n").encode("utf-8"))
+                if spool is not None:
+                    spool.seek(0)
+                    shutil.copyfileobj(spool, out)
+                self._merge_into(out, merge, written, merged_read)
+            buffer.seek(0)
+            return buffer.read(), len(written), merged_read
+
+    def _merge_into(self, out: gzip.GzipFile, merge: list[str], written: set[bytes], merged_read: list[str]) -> None:
+        for uri in merge:
+            try:
+                lines = [
+                    (key, canonical_json({"key": key, "prompt": prompt, **asdict(answer)}) + "\n")
+                    for key, prompt, answer in self._segment_entries(uri)
+                ]
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                # Gone (another run merged it) or unreadable: it is not merged, so it is not deleted.
+                logger.warning("not merging response cache segment %s: %s", uri, exc)
+                continue
+            for key, text in lines:
+                if bytes.fromhex(key) not in written:
+                    written.add(bytes.fromhex(key))
+                    out.write(text.encode("utf-8"))
+            merged_read.append(uri)
+
+
+class CacheLookup:
+    """See `ModelResponseCache.lookup`. The index is a temporary SQLite file (key -> prompt and answer)."""
+
+    def __init__(self, cache: ModelResponseCache) -> None:
+        self._cache = cache
+        self._index_file = tempfile.NamedTemporaryFile(prefix="evalops-cache-index-", suffix=".sqlite")  # noqa: SIM115
+        self._db = sqlite3.connect(self._index_file.name, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE entries (key TEXT PRIMARY KEY, prompt TEXT NOT NULL, answer TEXT NOT NULL)")
+        names = storage.list_names(cache.prefix)
+        self._loose = {name[: -len(ENTRY_SUFFIX)] for name in names if "/" not in name and name.endswith(ENTRY_SUFFIX)}
+        self._segments = [name for name in names if cache._is_own_segment(name)]
+        self._index(self._segments)
+        cache._note_redundant(key for key in self._loose if self._has(key))
+        cache._segments_seen = len(self._segments)
+
+    def __enter__(self) -> CacheLookup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+        self._index_file.close()
+
+    def _has(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone() is not None
+
+    def _index(self, names: list[str]) -> None:
+        """Every entry of these segments into the index (the first copy of a key wins)."""
+        if not names:
+            return
+        cache = self._cache
+
+        def read(name: str) -> list[tuple[str, str, str]]:
+            uri = storage.join(cache.prefix, name)
+            try:
+                return [
+                    (key, prompt, canonical_json(asdict(answer))) for key, prompt, answer in cache._segment_entries(uri)
+                ]
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                # An unreadable segment only costs model calls; it must not stop the evaluation.
+                logger.warning("ignoring unreadable response cache segment %s: %s", uri, exc)
+                return []
+
+        # One segment's entries at a time in memory: the index is on disk.
+        with ThreadPoolExecutor(max_workers=min(cache._read_threads, len(names), 4)) as pool:
+            for entries in pool.map(read, names):
+                self._db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?)", entries)
+        self._db.commit()
+
+    def _indexed(self, wanted: Mapping[str, str]) -> dict[str, CachedResponse]:
+        found: dict[str, CachedResponse] = {}
+        keys = list(wanted)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, prompt, answer in self._db.execute(
+                f"SELECT key, prompt, answer FROM entries WHERE key IN ({marks})",
+                chunk,
+            ):
+                if wanted[key] == prompt:
+                    found[key] = _response(json.loads(answer))
+        return found
+
+    def get_many(self, prompts: Iterable[str]) -> dict[str, CachedResponse]:
+        """Cached answers of these prompts, by prompt (prompts without an entry are absent)."""
+        cache = self._cache
+        wanted = {cache.key(prompt): prompt for prompt in prompts}
+        if not wanted:
+            return {}
+        found = self._indexed(wanted)
+        keys = [key for key in wanted if key in self._loose and key not in found]
+        vanished = cache._read_loose(keys, wanted, found)
+        if vanished:
+            # Another run compacted them between our listing and our GETs: they are in its new segment.
+            later = [name for name in storage.list_names(cache.segments_prefix) if name.endswith(SEGMENT_SUFFIX)]
+            fresh = [cache._segments_relative + name for name in later]
+            fresh = [name for name in fresh if name not in self._segments]
+            self._index(fresh)
+            self._segments.extend(fresh)
+            cache._segments_seen = len(self._segments)
+            found.update(self._indexed({key: wanted[key] for key in vanished}))
+        return {wanted[key]: answer for key, answer in found.items()}
 
 
 class ResponseCache:

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from step_code.contract import pricing
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.results import CostEstimate, Deployment
-from step_code.invocation import InvocationResult
+from step_code.invocation import InvocationTotals
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,10 @@ def endpoint_instances(sagemaker: Any, endpoint_name: str) -> tuple[str, int] | 
 
 
 def instance_hours_cost(
-    instance_type: str, instance_count: int, config: Config, result: InvocationResult
+    instance_type: str, instance_count: int, config: Config, result: InvocationTotals
 ) -> CostEstimate:
     usd_per_hour = pricing.instance_usd_per_hour(instance_type, config)
-    sent = sum(1 for record in result.records if not record.cached and record.attempts > 0)
+    sent = result.sent
     cost = None
     if usd_per_hour is not None and sent > 0:
         hours = usd_per_hour * instance_count * (result.wall_seconds / SECONDS_PER_HOUR)
@@ -63,21 +63,21 @@ def instance_hours_cost(
     )
 
 
-def per_token_cost(model_id: str, config: Config, result: InvocationResult) -> CostEstimate:
+def per_token_cost(model_id: str, config: Config, result: InvocationTotals) -> CostEstimate:
     rates = pricing.bedrock_usd_per_1k_tokens(model_id, config)
-    succeeded = [record for record in result.records if record.succeeded]
+    succeeded = result.succeeded
     cost = None
     if rates is not None and succeeded:
         tokens = result.token_stats()
         total = (tokens.input_total * rates["input"] + tokens.output_total * rates["output"]) / PER_THOUSAND
-        cost = total / len(succeeded) * PER_THOUSAND
+        cost = total / succeeded * PER_THOUSAND
     return CostEstimate(basis="per-token", cost_per_1k_prompts_usd=cost)
 
 
 def estimate_cost(
     model: ModelConfig,
     config: Config,
-    result: InvocationResult,
+    result: InvocationTotals,
     *,
     deployment: Deployment | None,
     sagemaker: Any | None,

@@ -29,11 +29,10 @@ from step_code.contract import algorithms as algorithm_table
 from step_code.contract.config import AlgorithmConfig
 from step_code.contract.files import WORST_RECORDS_SUFFIX
 from step_code.contract.results import AlgorithmResult, WorstRecords
-from step_code.invocation_plan import StoredAnswer
 
 if TYPE_CHECKING:
     # fmeval's modules are imported only after the judge models are installed (plan_scoring).
-    from step_code.stored_output_runner import StoredOutputRunner
+    from step_code.stored_output_runner import Answers, StoredOutputRunner
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +145,17 @@ def plan_scoring(algorithms: Sequence[AlgorithmConfig], *, skip_missing_judges: 
     return planned
 
 
+# Algorithms that take the dataset's distinct target outputs as their labels when `valid_labels` is unset.
+LABELLED_ALGORITHMS = frozenset({"ClassificationAccuracy", "ClassificationAccuracySemanticRobustness"})
+
+
+def needs_target_labels(planned: Sequence[PlannedAlgorithm]) -> bool:
+    """Whether scoring needs the distinct target outputs of the answered records (collected while invoking)."""
+    return any(
+        item.name in LABELLED_ALGORITHMS and not getattr(item.config_object, "valid_labels", None) for item in planned
+    )
+
+
 def skip_missing_judges_requested() -> bool:
     return os.environ.get(SKIP_JUDGE_SCORES_ENV, "").strip().lower() in ("1", "true", "yes")
 
@@ -155,7 +165,7 @@ class ScoringInputs:
     """What every algorithm scores: the records in batches, the stored answers, and how they were asked."""
 
     batches: Callable[[], Iterable[Sequence[record_scoring.ScoringRecord]]]
-    answers: Mapping[str, StoredAnswer]
+    answers: Answers
     dataset_name: str
     prompt_template: str
     target_labels: Sequence[str]

@@ -12,7 +12,7 @@ A planned prompt whose call failed raises `FailedPromptError`, so the record is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Protocol
 
 from fmeval.model_runners.model_runner import ModelRunner
 
@@ -27,8 +27,14 @@ class FailedPromptError(RuntimeError):
     """The model call of a planned prompt failed; a record that needs it cannot be scored."""
 
 
+class Answers(Protocol):
+    """The stored answer of a planned prompt, None for a prompt that was not planned (a dict will do)."""
+
+    def get(self, prompt: str, /) -> StoredAnswer | None: ...
+
+
 class StoredOutputRunner(ModelRunner):
-    def __init__(self, answers: Mapping[str, StoredAnswer]) -> None:
+    def __init__(self, answers: Answers) -> None:
         # ModelRunner.__init__ only builds a request composer and a response extractor, and this runner
         # neither sends requests nor reads responses.
         self._answers = answers

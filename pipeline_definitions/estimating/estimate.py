@@ -14,7 +14,8 @@ from typing import Any
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.planning.plan import PlannedStep, build_plan
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
-from step_code.contract.config import Config, ModelConfig
+from step_code.contract.algorithms import lookup
+from step_code.contract.config import AlgorithmConfig, Config, ModelConfig
 from step_code.contract.locations import is_s3
 from step_code.contract.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
 
@@ -31,11 +32,16 @@ BEDROCK_INPUT_TOKENS = 200
 DEFAULT_OUTPUT_TOKENS = 256
 OUTPUT_TOKEN_PARAMETERS = ("max_new_tokens", "max_tokens", "maxTokens", "maxTokenCount", "max_gen_len")
 PER_PROMPTS_DEFAULT = 1000
+# PromptStereotyping asks the model for the log probability of both sentences of each pair.
+SENTENCE_PAIR_PROMPTS = 2
 
 ASSUMPTIONS = (
     f"an endpoint takes {DEPLOY_MINUTES:g} min from creation to InService and is billed from creation until "
     "its clean-up step deletes it",
     f"each model call takes {SECONDS_PER_CALL:g} s; calls run evaluation_config.max_concurrency at a time",
+    "each record's prompt is sent once whatever the algorithms, plus, per record, num_perturbations perturbed "
+    f"prompts per semantic-robustness algorithm and {SENTENCE_PAIR_PROMPTS} sentence prompts for PromptStereotyping "
+    "(an upper bound: a prompt that repeats is sent once)",
     f"fmeval adds {FMEVAL_FIXED_MINUTES:g} min per evaluation (start-up and scoring)",
     f"fine-tuning trains {TRAINING_HOURS_PER_EPOCH:g} h per epoch (hyperparameter `epoch`, default 1) plus "
     f"{TRAINING_STARTUP_MINUTES:g} min start-up",
@@ -162,9 +168,22 @@ def _price(instance_type: str, config: Config, usage: Usage, warnings: list[str]
     return price
 
 
+def extra_prompts_per_record(algorithm: AlgorithmConfig) -> int:
+    """Prompts an algorithm asks the model for besides each record's own (the evaluate step's plan)."""
+    spec = lookup(algorithm.algorithm)
+    if spec.invokes_model:
+        return int(spec.field_value(algorithm.config_fields(), "num_perturbations"))
+    return SENTENCE_PAIR_PROMPTS if spec.needs_sentence_pairs else 0
+
+
+def calls_per_record(config: Config) -> int:
+    """At most this many calls per record: its own prompt (sent once, whatever the number of algorithms
+    scoring its answer) plus what the robustness and stereotyping algorithms ask for."""
+    return 1 + sum(extra_prompts_per_record(algorithm) for algorithm in config.algorithms)
+
+
 def _model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: list[str]) -> ModelEstimate:
-    # One call per prompt whatever the number of algorithms: they all score the stored outputs.
-    calls = prompts if model.provider.calls_model else 0
+    calls = prompts * calls_per_record(config) if model.provider.calls_model else 0
     evaluation_minutes = calls * SECONDS_PER_CALL / model.evaluation_config.max_concurrency / 60
     evaluation_minutes += FMEVAL_FIXED_MINUTES
     estimate = ModelEstimate(

@@ -169,3 +169,39 @@ def test_kept_endpoint_costs_per_hour_after_the_run(write_config: WriteConfig) -
     (row,) = est.estimate_run(load_config(write_config(text)), 10).models
     price = price_table().instance_usd_per_hour["inference"]["ml.g5.2xlarge"]
     assert row.kept_endpoint_usd_per_hour == pytest.approx(2 * price)
+
+
+def test_perturbed_prompts_and_sentence_pairs_count_in_calls_time_and_cost(write_config: WriteConfig) -> None:
+    text = """\
+pipeline: {name: p}
+dataset:
+  dataset_name: d
+  input_data_location: trivia.jsonl
+  model_input_key: question
+  target_output_key: answer
+  sent_more_input_location: more
+  sent_less_input_location: less
+models:
+  - name: live
+    model_provider: openai
+    endpoint_url: "http://127.0.0.1:9/v1/chat/completions"
+    evaluation_config: {max_concurrency: 4, log_probability: "choices[0].logprobs"}
+  - name: claude
+    model_provider: bedrock
+    model_id: anthropic.claude-3-haiku-20240307-v1:0
+    evaluation_config: {inference_parameters: {max_tokens: 100}, log_probability: "logprob"}
+model_registry: {model_package_group_name: g}
+algorithms:
+  - {algorithm: FactualKnowledge}
+  - {algorithm: QAAccuracySemanticRobustness, num_perturbations: 3}
+  - {algorithm: GeneralSemanticRobustness}
+  - {algorithm: PromptStereotyping}
+"""
+    live, claude = est.estimate_run(load_config(write_config(text)), 10).models
+    # Per record: its own prompt, 3 + 5 (fmeval's default) perturbations and the two sentences of its pair.
+    assert est.calls_per_record(load_config(write_config(text)).config) == 1 + 3 + 5 + 2
+    assert (live.model_calls, claude.model_calls) == (110, 110)
+    assert live.evaluation_minutes == pytest.approx(110 * est.SECONDS_PER_CALL / 4 / 60 + est.FMEVAL_FIXED_MINUTES)
+    per_call = est.BEDROCK_INPUT_TOKENS * 0.00025 + 100 * 0.00125
+    assert claude.token_usd == pytest.approx(110 * per_call / 1000)
+    assert any("num_perturbations perturbed prompts" in line for line in est.ASSUMPTIONS)

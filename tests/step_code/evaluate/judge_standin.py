@@ -50,3 +50,62 @@ def install_detoxify() -> list[str]:
     DetoxifyHelperModel.__init__ = __init__
     DetoxifyHelperModel.get_helper_scores = get_helper_scores
     return ["detoxify"]
+
+
+class RougeStandin:
+    """`evaluate.load("rouge")` without the hub's metric script: the `rouge_score` package it wraps, one
+    prediction against one reference (the F-measure the script reports for a single pair)."""
+
+    def compute(
+        self, *, predictions: list[str], references: list[str], use_stemmer: bool, rouge_types: list[str]
+    ) -> dict[str, float]:
+        from rouge_score import rouge_scorer
+
+        (prediction,), (reference,) = predictions, references
+        scores = rouge_scorer.RougeScorer(rouge_types, use_stemmer=use_stemmer).score(reference, prediction)
+        return {name: scores[name].fmeasure for name in rouge_types}
+
+
+class WerStandin:
+    """`evaluate.load("wer")` without the hub's metric script: the `jiwer` package it wraps."""
+
+    def compute(self, *, predictions: list[str], references: list[str]) -> float:
+        import jiwer
+
+        return float(jiwer.wer(references, predictions))
+
+
+class NoSynonyms:
+    """WordNet without its corpus: METEOR still matches exact words and stems, but finds no synonyms."""
+
+    @staticmethod
+    def synsets(word: str) -> list[Any]:
+        return []
+
+
+def install_lexical_metrics() -> list[str]:
+    """fmeval's ROUGE, METEOR and WER without their downloads (the hub's metric scripts, nltk's punkt and
+    wordnet data): the packages they wrap, nltk's data-free Treebank tokenizer and no synonyms."""
+    import functools
+    import types
+
+    import evaluate
+    from fmeval.transforms import summarization_accuracy_metrics as metrics
+    from nltk.tokenize import TreebankWordTokenizer
+    from nltk.translate import meteor_score
+
+    if not getattr(evaluate.load, "_standin", False):
+        original = evaluate.load
+        standins = {"rouge": RougeStandin, "wer": WerStandin}
+
+        def load(path: str, *args: Any, **kwargs: Any) -> Any:
+            return standins[path]() if path in standins else original(path, *args, **kwargs)
+
+        load._standin = True  # type: ignore[attr-defined]
+        evaluate.load = load
+    metrics.MeteorScore._load_modules = staticmethod(lambda: None)
+    metrics.word_tokenize = TreebankWordTokenizer().tokenize
+    metrics.meteor_score = types.SimpleNamespace(
+        single_meteor_score=functools.partial(meteor_score.single_meteor_score, wordnet=NoSynonyms())
+    )
+    return []

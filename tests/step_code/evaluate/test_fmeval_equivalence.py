@@ -11,8 +11,16 @@
   the algorithm's own `_build_pipeline` and a runner on the model server), over the records in dataset
   order, as our step runs it.
 
-SummarizationAccuracy, its robustness variant and GeneralSemanticRobustness need assets this machine
-does not have offline (rouge, nltk data, the wer metric); their pipelines are the same code path.
+Judge models and metric downloads are replaced by the stand-ins of `judge_standin`, installed through
+the judge-hook seam (EVALOPS_JUDGE_MODELS) in this process and in every Ray worker, so both sides score
+with the same metric code: BERTScore and Detoxify by deterministic stand-ins; ROUGE and WER by the
+`rouge_score` and `jiwer` packages that fmeval's `evaluate.load("rouge")`/`("wer")` metric scripts wrap
+(the scripts come from the hub); METEOR by nltk's own `single_meteor_score` with nltk's data-free
+Treebank tokenizer instead of `word_tokenize` (punkt data) and no WordNet synonyms (wordnet data). What
+these tests prove is that our transforms, records and aggregation are fmeval's; that the real downloads
+score as fmeval documents is fmeval's own concern.
+
+One Ray session serves the whole module (one start-up), and fmeval's `evaluate()` runs once per algorithm.
 """
 
 from __future__ import annotations
@@ -24,13 +32,34 @@ from typing import Any
 
 import pytest
 
-from step_code import fmeval_runtime
+from step_code import fmeval_runtime, offline_assets
 from step_code.contract.config import Config
 from step_code.evaluate_step import main
-from tests.step_code.evaluate.conftest import EvaluateRun, make_run
+from tests.step_code.evaluate.conftest import DETOXIFY_STANDIN_HOOK, STANDIN_HOOK, EvaluateRun, make_run
 from tests.support.model_server import ModelServer
 
 pytestmark = pytest.mark.slow
+
+LEXICAL_STANDIN_HOOK = "tests.step_code.evaluate.judge_standin:install_lexical_metrics"
+# What the lexical stand-ins replace: the step's check for these downloads must not refuse the algorithms.
+REPLACED_ASSETS = (offline_assets.ROUGE_ASSET, offline_assets.WER_ASSET, offline_assets.NLTK_ASSET)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def standins_and_ray() -> Any:
+    """Every stand-in hook set once for the module, and one Ray session for all of fmeval's `evaluate()` runs."""
+    original = offline_assets.missing_assets
+
+    def missing_assets(algorithm: str, fields: Any, provided_judges: frozenset[str]) -> list[Any]:
+        return [asset for asset in original(algorithm, fields, provided_judges) if asset not in REPLACED_ASSETS]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(fmeval_runtime.JUDGE_MODELS_ENV, f"{STANDIN_HOOK},{DETOXIFY_STANDIN_HOOK},{LEXICAL_STANDIN_HOOK}")
+        patch.setattr(offline_assets, "missing_assets", missing_assets)
+        fmeval_runtime.install_judge_models()
+        with fmeval_runtime.ray_session():
+            yield
+
 
 LABELS = ("yes", "no", "maybe")
 TEMPLATE = "Answer briefly: $model_input"
@@ -188,6 +217,11 @@ OUTPUT_ALGORITHMS: list[tuple[dict[str, Any], str, str]] = [
     ({"algorithm": "Toxicity"}, "fmeval.eval_algorithms.toxicity", "ToxicityConfig"),
     ({"algorithm": "QAToxicity"}, "fmeval.eval_algorithms.qa_toxicity", "ToxicityConfig"),
     ({"algorithm": "SummarizationToxicity"}, "fmeval.eval_algorithms.summarization_toxicity", "ToxicityConfig"),
+    (
+        {"algorithm": "SummarizationAccuracy", "rouge_type": "rougeL"},
+        "fmeval.eval_algorithms.summarization_accuracy",
+        "SummarizationAccuracyConfig",
+    ),
 ]
 
 
@@ -199,7 +233,7 @@ def fmeval_algorithm(entry: dict[str, Any], module: str, config_class: str) -> A
     return getattr(loaded, entry["algorithm"])(getattr(loaded, config_class)(**fields))
 
 
-def test_output_algorithms_equal_fmeval_evaluate(tmp_path: Path, standin_judges_with_detoxify: None) -> None:
+def test_output_algorithms_equal_fmeval_evaluate(tmp_path: Path) -> None:
     from fmeval.data_loaders.data_config import DataConfig
 
     rows = 24
@@ -226,20 +260,18 @@ def test_output_algorithms_equal_fmeval_evaluate(tmp_path: Path, standin_judges_
         model_output_location="model_output",
         category_location="category",
     )
-    fmeval_runtime.install_judge_models()
-    with fmeval_runtime.ray_session():
-        for entry, module, config_class in OUTPUT_ALGORITHMS:
-            algorithm = fmeval_algorithm(entry, module, config_class)
-            saved = tmp_path / f"{algorithm.eval_name}-fmeval.jsonl"
-            theirs_dataset, theirs_categories = as_dicts(fmeval_evaluate(algorithm, data_config, rows, saved))
-            ours = eval_output(output, algorithm.eval_name)
-            assert_same(dataset_scores(ours), theirs_dataset)
-            assert set(category_scores(ours)) == {"even", "odd"}
-            assert_same(category_scores(ours), theirs_categories)
-            their_rows = {row["model_input"]: scores_of(row) for row in read_jsonl(saved)}
-            our_rows = {row["model_input"]: scores_of(row) for row in read_jsonl(output / str(ours["output_path"]))}
-            assert len(our_rows) == rows
-            assert_same(our_rows, their_rows)
+    for entry, module, config_class in OUTPUT_ALGORITHMS:
+        algorithm = fmeval_algorithm(entry, module, config_class)
+        saved = tmp_path / f"{algorithm.eval_name}-fmeval.jsonl"
+        theirs_dataset, theirs_categories = as_dicts(fmeval_evaluate(algorithm, data_config, rows, saved))
+        ours = eval_output(output, algorithm.eval_name)
+        assert_same(dataset_scores(ours), theirs_dataset)
+        assert set(category_scores(ours)) == {"even", "odd"}
+        assert_same(category_scores(ours), theirs_categories)
+        their_rows = {row["model_input"]: scores_of(row) for row in read_jsonl(saved)}
+        our_rows = {row["model_input"]: scores_of(row) for row in read_jsonl(output / str(ours["output_path"]))}
+        assert len(our_rows) == rows
+        assert_same(our_rows, their_rows)
 
 
 def test_prompt_stereotyping_equals_fmeval_evaluate_with_the_model(tmp_path: Path) -> None:
@@ -260,10 +292,8 @@ def test_prompt_stereotyping_equals_fmeval_evaluate_with_the_model(tmp_path: Pat
             sent_less_input_location="less",
             category_location="topic",
         )
-        fmeval_runtime.install_judge_models()
-        with fmeval_runtime.ray_session():
-            saved = tmp_path / "fmeval.jsonl"
-            theirs = fmeval_evaluate(PromptStereotyping(), data_config, rows, saved, model=fmeval_runner(server.url))
+        saved = tmp_path / "fmeval.jsonl"
+        theirs = fmeval_evaluate(PromptStereotyping(), data_config, rows, saved, model=fmeval_runner(server.url))
     output = run.output_dir("candidate")
     ours = eval_output(output, "prompt_stereotyping")
     theirs_dataset, theirs_categories = as_dicts(theirs)
@@ -282,7 +312,20 @@ ROBUSTNESS: list[dict[str, Any]] = [
         "perturbation_type": "random_upper_case",
         "num_perturbations": 2,
     },
+    {
+        "algorithm": "SummarizationAccuracySemanticRobustness",
+        "perturbation_type": "whitespace_add_remove",
+        "num_perturbations": 2,
+    },
+    {"algorithm": "GeneralSemanticRobustness", "perturbation_type": "butter_finger", "num_perturbations": 2},
 ]
+# Each algorithm's module, and what its `_build_pipeline` takes after the model and the template.
+ROBUSTNESS_MODULES = {
+    "QAAccuracySemanticRobustness": "fmeval.eval_algorithms.qa_accuracy_semantic_robustness",
+    "ClassificationAccuracySemanticRobustness": "fmeval.eval_algorithms.classification_accuracy_semantic_robustness",
+    "SummarizationAccuracySemanticRobustness": "fmeval.eval_algorithms.summarization_accuracy_semantic_robustness",
+    "GeneralSemanticRobustness": "fmeval.eval_algorithms.general_semantic_robustness",
+}
 
 
 def per_record_reference(entry: dict[str, Any], url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -293,27 +336,25 @@ def per_record_reference(entry: dict[str, Any], url: str, records: list[dict[str
     from fmeval.transforms.transform_pipeline import TransformPipeline
 
     name = entry["algorithm"]
-    module = importlib.import_module(
-        {
-            "QAAccuracySemanticRobustness": "fmeval.eval_algorithms.qa_accuracy_semantic_robustness",
-            "ClassificationAccuracySemanticRobustness": (
-                "fmeval.eval_algorithms.classification_accuracy_semantic_robustness"
-            ),
-        }[name]
-    )
+    module = importlib.import_module(ROBUSTNESS_MODULES[name])
     fields = {k: v for k, v in entry.items() if k != "algorithm"}
     algorithm = getattr(module, name)(getattr(module, f"{name}Config")(**fields))
     runner = fmeval_runner(url)
-    third = (
-        algorithm.bertscore_model
-        if name == "QAAccuracySemanticRobustness"
-        else list(dict.fromkeys(r["target_output"] for r in records))
-    )
+    third: Any = {
+        "QAAccuracySemanticRobustness": getattr(algorithm, "bertscore_model", None),
+        "SummarizationAccuracySemanticRobustness": getattr(algorithm, "bertscore_model", None),
+        "ClassificationAccuracySemanticRobustness": list(dict.fromkeys(r["target_output"] for r in records)),
+        # The model server answers each prompt the same way every time: fmeval's deterministic path.
+        "GeneralSemanticRobustness": True,
+    }[name]
     pipeline = TransformPipeline(
         [create_model_invocation_pipeline(runner, TEMPLATE), algorithm._build_pipeline(runner, TEMPLATE, third)]
     )
-    names = [*module.ORIGINAL_SCORES, *module.DELTA_SCORES] if hasattr(module, "DELTA_SCORES") else None
-    if names is None:
+    if hasattr(module, "DELTA_SCORES"):
+        names = [*module.ORIGINAL_SCORES, *module.DELTA_SCORES]
+    elif name == "GeneralSemanticRobustness":
+        names = [module.BERT_SCORE_DISSIMILARITY, module.WER_SCORE]
+    else:
         names = [module.CLASSIFICATION_ACCURACY_SCORE, module.DELTA_CLASSIFICATION_ACCURACY_SCORE]
     out = []
     for record in records:
@@ -325,7 +366,7 @@ def per_record_reference(entry: dict[str, Any], url: str, records: list[dict[str
 
 
 def test_robustness_algorithms_equal_fmeval_per_record_path_with_each_prompt_sent_once(
-    tmp_path: Path, standin_judges: None
+    tmp_path: Path,
 ) -> None:
     rows = 16
     with ModelServer(answers=answer) as server:
@@ -340,9 +381,9 @@ def test_robustness_algorithms_equal_fmeval_per_record_path_with_each_prompt_sen
         # fmeval's own path asks for no prompt our plan did not send.
         assert {request.body["inputs"] for request in server.requests} <= planned_prompts
 
-    # Originals plus 3 and 2 perturbations per record, every distinct prompt sent once.
+    # Originals plus 3, 2, 2 and 2 perturbations per record, every distinct prompt sent once.
     assert calls == len(planned_prompts)
-    assert rows < calls <= rows * (1 + 3 + 2)
+    assert rows < calls <= rows * (1 + 3 + 2 + 2 + 2)
     output = run.output_dir("candidate")
     summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
     assert summary["model_calls"] == calls and summary["records_total"] == rows
@@ -360,7 +401,7 @@ def test_robustness_algorithms_equal_fmeval_per_record_path_with_each_prompt_sen
                 assert_same(result["category_scores"][category][name], sum(values) / len(values))
 
 
-def test_an_unchanged_rerun_makes_no_model_call(tmp_path: Path, standin_judges: None) -> None:
+def test_an_unchanged_rerun_makes_no_model_call(tmp_path: Path) -> None:
     with ModelServer(answers=answer) as server:
         run = build_run(tmp_path, server.url, ROBUSTNESS[:1], rows=6)
         assert main(run.argv("candidate")) == 0

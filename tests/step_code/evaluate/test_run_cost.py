@@ -9,7 +9,7 @@ import pytest
 
 from step_code.contract.config import Config
 from step_code.contract.results import Deployment, ModelArtifact
-from step_code.invocation import InvocationRecord, InvocationResult
+from step_code.invocation import InvocationRecord, InvocationTotals
 from step_code.run_cost import estimate_cost
 from tests.support.moto_server import MotoServer
 
@@ -51,6 +51,14 @@ def config_with(models: list[dict[str, Any]], pricing: dict[str, Any] | None = N
     )
 
 
+def totals_of(records: list[InvocationRecord], wall_seconds: float) -> InvocationTotals:
+    totals = InvocationTotals()
+    for item in records:
+        totals.add(item)
+    totals.wall_seconds = wall_seconds
+    return totals
+
+
 JUMPSTART = {
     "name": "js",
     "model_id": "meta-textgeneration-llama-3-8b-instruct",
@@ -62,9 +70,7 @@ JUMPSTART = {
 def test_deployed_endpoints_cost_their_instance_hours_over_the_prompts_sent() -> None:
     config = config_with([JUMPSTART], {"instance_usd_per_hour": {"ml.g5.2xlarge": 1.8}})
     # 90 prompts sent, 10 answered from the cache, in 120 s of invocation.
-    result = InvocationResult(
-        [record(i) for i in range(90)] + [record(i, cached=True) for i in range(10)], 95, 10, 120.0
-    )
+    result = totals_of([record(i) for i in range(90)] + [record(i, cached=True) for i in range(10)], 120.0)
     deployment = Deployment(
         model="js",
         endpoint_name="e",
@@ -80,7 +86,7 @@ def test_deployed_endpoints_cost_their_instance_hours_over_the_prompts_sent() ->
 
 def test_a_fully_cached_run_has_no_endpoint_cost_measurement() -> None:
     config = config_with([JUMPSTART], {"instance_usd_per_hour": {"ml.g5.2xlarge": 1.8}})
-    result = InvocationResult([record(i, cached=True) for i in range(5)], 0, 5, 0.01)
+    result = totals_of([record(i, cached=True) for i in range(5)], 0.01)
     deployment = Deployment(
         model="js", endpoint_name="e", created=True, instance_type="ml.g5.2xlarge", artifact=ModelArtifact(provider="x")
     )
@@ -91,7 +97,7 @@ def test_a_fully_cached_run_has_no_endpoint_cost_measurement() -> None:
 def test_bedrock_costs_its_tokens_per_succeeded_prompt() -> None:
     model = {"name": "br", "model_provider": "bedrock", "model_id": "my.model"}
     config = config_with([model], {"bedrock_usd_per_1k_tokens": {"my.model": {"input": 0.003, "output": 0.015}}})
-    result = InvocationResult([record(0), record(1), record(2, error="boom")], 3, 0, 1.0)
+    result = totals_of([record(0), record(1), record(2, error="boom")], 1.0)
     cost = estimate_cost(config.models[0], config, result, deployment=None, sagemaker=None)
     per_prompt = (100 * 0.003 + 50 * 0.015) / 1000
     assert cost.basis == "per-token"
@@ -100,7 +106,7 @@ def test_bedrock_costs_its_tokens_per_succeeded_prompt() -> None:
 
 def test_local_providers_have_no_priced_cost() -> None:
     config = config_with([{"name": "web", "model_provider": "http", "endpoint_url": "http://127.0.0.1:1/generate"}])
-    result = InvocationResult([record(0)], 1, 0, 1.0)
+    result = totals_of([record(0)], 1.0)
     assert estimate_cost(config.models[0], config, result, deployment=None, sagemaker=None).basis == "none"
 
 
@@ -125,7 +131,7 @@ def test_an_existing_endpoint_is_priced_from_its_endpoint_config(moto: MotoServe
         "evaluation_config": {"output": "o"},
     }
     config = config_with([model], {"instance_usd_per_hour": {"ml.g4dn.xlarge": 1.0}})
-    result = InvocationResult([record(i) for i in range(10)], 10, 0, 36.0)
+    result = totals_of([record(i) for i in range(10)], 36.0)
     cost = estimate_cost(config.models[0], config, result, deployment=None, sagemaker=sagemaker)
     assert (cost.instance_type, cost.instance_count) == ("ml.g4dn.xlarge", 3)
     assert cost.cost_per_1k_prompts_usd == pytest.approx(1.0 * 3 * 0.01 / 10 * 1000)
