@@ -109,6 +109,10 @@ def _retry_policies() -> list[Any]:
     ]
 
 
+# The kinds that write a model's evaluation (summaries/<model>): evaluate, or the merge of its shards.
+EVALUATION_KINDS = ("evaluate", "merge")
+
+
 def container_input_name(name: str) -> str:
     """Processing input names allow letters, digits, `_` and `-`; plan input names are folder paths."""
     return INPUT_NAME_RE.sub("_", name)
@@ -209,7 +213,7 @@ class DefinitionBuilder:
         processor = Processor(
             role=targets.role_arn,
             image_uri=targets.image_uri,
-            instance_count=1,
+            instance_count=step.instance_count,
             instance_type=step.instance_type,
             entrypoint=["python3", "-m", STEP_KINDS[step.kind].entry_module],
             volume_size_in_gb=VOLUME_SIZE_GB,
@@ -259,7 +263,7 @@ class DefinitionBuilder:
             if item.step is None or item.step not in self.steps or item.output != files.EVALUATION:
                 raise ValueError(f"step {step.name}: {item.name} must be an evaluation planned before it")
             source = self.plan.step(item.step)
-            if source.kind != "evaluate" or item.name != f"{files.SUMMARIES}/{source.model}":
+            if source.kind not in EVALUATION_KINDS or item.name != f"{files.SUMMARIES}/{source.model}":
                 raise ValueError(f"step {step.name}: {item.name} reads {source.name}, not the evaluation of that model")
             sources.append(source.name)
         return sources
@@ -278,6 +282,7 @@ class DefinitionBuilder:
                     input_name=container_input_name(item.name),
                     source=self._input_source(step, item),
                     destination=f"{CONTAINER_INPUT_ROOT}/{item.name}",
+                    s3_data_distribution_type="ShardedByS3Key" if item.sharded else "FullyReplicated",
                 )
             )
         if self._summary_sources(step):
@@ -330,7 +335,7 @@ class DefinitionBuilder:
         )
 
     def _output_uri(self, step: p.PlannedStep, name: str) -> Join:
-        if step.kind == "evaluate" and name == files.EVALUATION:
+        if step.kind in EVALUATION_KINDS and name == files.EVALUATION:
             if step.model is None:
                 raise ValueError(f"evaluate step {step.name} names no model")
             return self._run_uri(EVALUATIONS_PREFIX, step.model)
