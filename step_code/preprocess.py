@@ -188,9 +188,7 @@ def _processed_row(row: CatalogRow, with_category: bool) -> dict[str, Any]:
     return out
 
 
-def preprocess(
-    config: Config, catalog_dir: str, output_dir: str, shard_outputs: Sequence[str] = ()
-) -> CatalogManifest:
+def preprocess(config: Config, catalog_dir: str, output_dir: str, shard_outputs: Sequence[str] = ()) -> CatalogManifest:
     """Read the catalog, write processed.jsonl, quarantine.jsonl and manifest.json; raise CatalogError
     when the catalog is unusable (quarantine.jsonl is still written, to show why)."""
     dataset = config.dataset

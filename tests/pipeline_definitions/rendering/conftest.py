@@ -15,7 +15,7 @@ from step_code.contract.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-CONFIG_NAMES = ("reference", "sample")
+CONFIG_NAMES = ("reference", "sample", "sharded")
 
 
 def shipped_config(name: str) -> Config:
