@@ -13,10 +13,15 @@ Output layout (`--output-dir`, a local folder; an s3:// URI is written through a
   algorithms/<eval_name>_worst_records.json  the 10 worst-scored records
 
 Algorithms are checked (config, offline assets) before the model is called, so a missing asset never
-costs endpoint time. The invocation plan (`invocation_plan`) lists every prompt they need: the records'
-own prompts and, for the robustness and stereotyping algorithms, the perturbed prompts and sentence
-pairs; `invoke_all` sends each distinct one once (cache, bounded concurrency, retries), the cache is
-compacted, and `scoring.score_all` scores all algorithms in one pass over the records.
+costs endpoint time. The invocation planner (`invocation_plan`) lists every prompt they need: each
+record's own prompt and, for the robustness and stereotyping algorithms, the perturbed prompts and
+sentence pairs; `invoke_stream` sends each distinct one once (cache, bounded concurrency, retries), the
+cache is compacted, and `scoring.score_all` scores all algorithms in one pass over the records.
+
+Memory does not grow with the number of records beyond a few bytes each: the processed file is read
+twice, record by record (once to invoke, once to score); at most a window of prompts is in flight; every
+distinct prompt's outcome goes to a local SQLite file (`answer_store`); records.jsonl is written as
+records settle; and what the summary needs (counts, token sums, one float per latency) is accumulated.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Send every prompt to a model once: bounded concurrency, retries with backoff, a response cache.
 
-`invoke_all` is the model-invocation layer of the evaluate step. Its guarantees:
-- every input yields exactly one `InvocationRecord`, in input order, with either `model_output` or
-  `error` set — nothing is dropped, whatever the model does;
+`invoke_stream` is the model-invocation layer of the evaluate step (`invoke_all` is the same over a list,
+keeping the records). Its guarantees:
+- every input yields exactly one `InvocationRecord`, handed over in input order, with either
+  `model_output` or `error` set — nothing is dropped, whatever the model does;
+- the inputs are read as they are needed and at most a window of them waits at once, so memory does
+  not grow with their number (only the outcome store does, and the evaluate step keeps it on disk);
 - at most `concurrency` requests are in flight;
 - throttling, 5xx, timeouts and broken connections (`RetryableError`) are retried up to `max_retries`
   times with exponential backoff and full jitter; 4xx and unreadable answers (`PermanentError`) fail
@@ -10,7 +13,7 @@
 - answers found in the cache are not requested again, each new answer is stored as soon as it arrives
   (a killed run resumes from there), and a prompt that occurs several times is sent once.
 
-Statistics (`InvocationResult.latency_stats`, `token_stats`) cover the records that succeeded. A cached
+Statistics (`InvocationTotals.latency_stats`, `token_stats`) cover the records that succeeded. A cached
 record carries the latency and token counts measured when its answer was first produced, so a re-run on
 a warm cache reports the same figures as the run that filled it. Latency is that of the successful
 attempt alone (time spent on failed attempts and backoff is not model latency). When an API reports no
@@ -485,7 +488,9 @@ def invoke_stream(
 
     with contextlib.ExitStack() as stack:
         lookup = stack.enter_context(model_cache.lookup()) if model_cache is not None else None
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=concurrency))
+        pool = ThreadPoolExecutor(max_workers=concurrency)
+        # If a record cannot be handed over (on_record raised), the prompts still queued are not sent.
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         while True:
             chunk = list(itertools.islice(inputs, LOOKUP_CHUNK))
             if not chunk:

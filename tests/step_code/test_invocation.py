@@ -359,3 +359,126 @@ def test_logging_progress_logs_every_tenth(model_server: ModelServer, caplog: py
 def test_invalid_settings_are_rejected(model_server: ModelServer) -> None:
     with pytest.raises(ValueError, match="concurrency >= 1"):
         invoke_all([], tgi_runner(model_server), cache=None, concurrency=0, max_retries=1, timeout_seconds=1)
+
+
+# -- streaming: bounded memory ------------------------------------------------------------------------------
+
+
+class EchoRunner:
+    """Answers at once with the prompt itself; counts its calls."""
+
+    name = "echo"
+    identity = "echo|1"
+    request_settings: dict[str, Any] = {}
+    sends_requests = True
+
+    def __init__(self, delay_seconds: float = 0.0) -> None:
+        self.calls = 0
+        self._delay = delay_seconds
+
+    def invoke(self, prompt: str, *, model_input: str, timeout_seconds: float) -> ModelResponse:
+        self.calls += 1
+        time.sleep(self._delay)
+        return ModelResponse(text=prompt.upper())
+
+
+def test_invoke_stream_reads_inputs_only_a_window_ahead_and_hands_records_over_in_order(tmp_path: Path) -> None:
+    from step_code.answer_store import AnswerStore
+    from step_code.invocation import LOOKUP_CHUNK, invoke_stream, window_size
+
+    total, concurrency = 5_000, 4
+    read = 0
+
+    def inputs() -> Any:
+        nonlocal read
+        for i in range(total):
+            read += 1
+            # Every 10th prompt repeats an earlier one: sent once, answered for both.
+            prompt = f"p{i - 7 if i % 10 == 9 else i}"
+            yield PromptItem(record_id=str(i), model_input=prompt, target_output="t", prompt=prompt)
+
+    handed: list[int] = []
+    ahead: list[int] = []
+
+    def on_record(record: Any) -> None:
+        assert record.model_output == record.prompt.upper() and record.index == len(handed)
+        handed.append(int(record.record_id))
+        ahead.append(read - len(handed))
+
+    runner = EchoRunner()
+    with AnswerStore() as store:
+        totals = invoke_stream(
+            inputs(),
+            runner,
+            on_record=on_record,
+            total=total,
+            cache=ResponseCache(str(tmp_path / "cache")),
+            outcomes=store,
+            concurrency=concurrency,
+            max_retries=0,
+            timeout_seconds=1.0,
+        )
+        assert store.distinct_prompts == runner.calls == total - total // 10
+        assert store.get("p3") is not None and store.get("never asked") is None
+
+    assert handed == list(range(total))
+    # What is held at once: the window, plus the chunk read for one cache lookup.
+    assert max(ahead) <= window_size(concurrency) + LOOKUP_CHUNK
+    assert (totals.records, totals.model_calls, totals.cache_hits, totals.sent) == (
+        total,
+        total - total // 10,
+        total // 10,
+        total - total // 10,
+    )
+
+
+def test_a_cache_lookup_reads_segments_once_and_answers_chunk_after_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from step_code import storage
+    from step_code.response_cache import CachedResponse
+
+    cache = ResponseCache(str(tmp_path))
+    view = cache.for_model("m", {})
+    answer = CachedResponse("a", 1, 1, False, 1.0, None)
+    for i in range(300):
+        view.store(f"p{i}", answer)
+    cache.compact()
+    for i in range(300, 320):
+        view.store(f"p{i}", answer)  # loose entries a killed run left
+
+    reads: list[str] = []
+    real_read = storage.read_bytes
+    monkeypatch.setattr(storage, "read_bytes", lambda uri: reads.append(uri) or real_read(uri))
+    with ResponseCache(str(tmp_path)).for_model("m", {}).lookup() as lookup:
+        first = lookup.get_many([f"p{i}" for i in range(0, 200)])
+        second = lookup.get_many([f"p{i}" for i in range(200, 330)])
+    assert set(first) == {f"p{i}" for i in range(200)}
+    assert set(second) == {f"p{i}" for i in range(200, 320)}
+    # One segment read, then only the loose entries that were asked for.
+    assert sum(uri.endswith(".jsonl.gz") for uri in reads) == 1
+    assert sum(uri.endswith(".json") for uri in reads) == 20
+
+
+def test_when_a_record_cannot_be_handed_over_the_queued_prompts_are_not_sent() -> None:
+    from step_code.invocation import invoke_stream, window_size
+
+    items = (PromptItem(record_id=str(i), model_input=f"p{i}", target_output="t", prompt=f"p{i}") for i in range(5_000))
+
+    def on_record(record: Any) -> None:
+        raise OSError("disk full")
+
+    runner = EchoRunner(delay_seconds=0.01)
+    with pytest.raises(OSError, match="disk full"):
+        invoke_stream(
+            items,
+            runner,
+            on_record=on_record,
+            total=5_000,
+            cache=None,
+            concurrency=2,
+            max_retries=0,
+            timeout_seconds=1.0,
+        )
+    # The first record is handed over once its call is done; a window of prompts was queued by then.
+    assert runner.calls < 50 < window_size(2)
