@@ -36,6 +36,7 @@ from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 from pipeline_definitions.planning import plan as p
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract import files
+from step_code.contract.compute import is_gpu_instance
 from step_code.contract.config import Config
 from step_code.contract.job_env import (
     ARTIFACTS_URI_ENV,
@@ -212,7 +213,7 @@ class DefinitionBuilder:
         targets = self.targets
         processor = Processor(
             role=targets.role_arn,
-            image_uri=targets.image_uri,
+            image_uri=self._image_uri(step),
             instance_count=step.instance_count,
             instance_type=step.instance_type,
             entrypoint=["python3", "-m", STEP_KINDS[step.kind].entry_module],
@@ -253,6 +254,13 @@ class DefinitionBuilder:
             else None,
             property_files=[self.decision_file] if step.name == self.plan.select.name else None,
         )
+
+    def _image_uri(self, step: p.PlannedStep) -> str:
+        if not is_gpu_instance(step.instance_type):
+            return self.targets.image_uri
+        if self.targets.gpu_image_uri is None:
+            raise ValueError(f"step {step.name} runs on GPU instance {step.instance_type}: give gpu_image_uri")
+        return self.targets.gpu_image_uri
 
     def _summary_sources(self, step: p.PlannedStep) -> list[str]:
         """The evaluate steps whose `summaries/<model>` inputs the step reads, checked to write where it looks."""

@@ -58,6 +58,8 @@ class RenderTargets:
     pipeline_name: str
     security_group_ids: tuple[str, ...] = ()
     subnets: tuple[str, ...] = ()
+    # The GPU variant of the step image, for steps on GPU instances (judge models on the GPU).
+    gpu_image_uri: str | None = None
 
     def __post_init__(self) -> None:
         for label, uri in (
@@ -143,6 +145,7 @@ def render_for_cloudformation(
         region=ph.REGION.value,
         resource_prefix=resource_prefix,
         pipeline_name=pipeline_name,
+        gpu_image_uri=ph.GPU_IMAGE_URI.value,
     )
     body, variables = ph.to_fn_sub_template(render_definition(plan, config, targets))
     return CloudFormationDefinition(
