@@ -23,15 +23,17 @@ from step_code.contract.pricing import instance_usd_per_hour
 SCALE_PROMPTS = (100_000, 1_000_000)
 # Requests one endpoint instance is assumed to serve at once; more are queued by the model server.
 ENDPOINT_INSTANCE_CONCURRENCY = 32
-# Lexical scoring in the evaluate step, one core (benchmarks/scale_bench.py measures this machine's).
-SCORING_RECORDS_PER_SECOND = 2_000.0
+# Records one evaluate instance invokes and scores per second of CPU (client and lexical scoring): measured
+# 1.13 CPU-ms per record by `python -m benchmarks --only shards` (100k prompts, 2026-12-04).
+SCORING_RECORDS_PER_SECOND = 850.0
 JOB_START_MINUTES = 4.0
 MERGE_MINUTES = float(STEP_KINDS["merge"].estimated_minutes)  # type: ignore[arg-type]
 
 SCALE_ASSUMPTIONS = (
     f"each model call takes {SECONDS_PER_CALL:g} s; an endpoint instance serves {ENDPOINT_INSTANCE_CONCURRENCY} "
     "requests at once, more are queued",
-    f"each evaluate instance scores {SCORING_RECORDS_PER_SECOND:,.0f} records/s (lexical metrics) after its calls",
+    f"each evaluate instance spends 1 s of CPU per {SCORING_RECORDS_PER_SECOND:,.0f} records (client and lexical "
+    "scoring, measured), after its calls",
     f"every processing job takes {JOB_START_MINUTES:g} min to start; the merge job {MERGE_MINUTES:g} min",
     f"an endpoint is billed from creation ({DEPLOY_MINUTES:g} min before InService) until its evaluation ends",
 )
