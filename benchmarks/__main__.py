@@ -8,7 +8,8 @@
   identical to K = 1, and a projection to 1M prompts x 10 models on SageMaker;
 - cache: S3 requests of a re-run of 100k prompts over loose cache entries against segments (moto);
 - rerun: endpoint calls of re-runs with the catalog unchanged and partly edited;
-- synth: `cdk synth` and the definition build.
+- synth: `cdk synth` and the definition build;
+- validate: `evalops validate` on 60 models with each of the 12 algorithms, and on hostile configs.
 `--smoke` runs every selected benchmark at a few prompts with a 2 ms endpoint: the correctness checks
 only (the test suite runs it); its timings mean nothing.
 
@@ -37,10 +38,11 @@ from benchmarks import (  # noqa: E402
     scale_bench,
     shard_bench,
     synth_bench,
+    validate_bench,
 )
 from benchmarks.common import load_line, machine_line  # noqa: E402
 
-BENCHMARKS = ("eval", "robustness", "scale", "shards", "cache", "rerun", "synth")
+BENCHMARKS = ("eval", "robustness", "scale", "shards", "cache", "rerun", "synth", "validate")
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.CalledProcessError as exc:
             said = exc.stderr.decode(errors="replace").strip().splitlines() if exc.stderr else []
             problems.append(f"synth: {exc.cmd[0]} exited with status {exc.returncode}: {said[-1] if said else ''}")
+    if "validate" in selected:
+        print()
+        problems += (validate_bench.run(unknown=1_000) if args.smoke else validate_bench.run()).problems
     print()
     print(f"after: {load_line()}")
     for problem in problems:

@@ -244,3 +244,46 @@ def run_artifacts_uri(execution_id: str, *parts: str) -> str:
     if not is_s3(root):
         raise ControlPlaneError(f"{ARTIFACTS_URI_ENV}={root!r} is not an s3:// URI")
     return "/".join([root, "artifacts", execution_id, *parts])
+
+
+def _container_identity(container: Mapping[str, Any]) -> dict[str, Any]:
+    source = container.get("ModelDataSource", {}).get("S3DataSource", {})
+    return {
+        "image": container.get("Image"),
+        "model_data": container.get("ModelDataUrl") or source.get("S3Uri"),
+        "model_package": container.get("ModelPackageName"),
+        "environment": dict(container.get("Environment", {})),
+    }
+
+
+def serving_models(client: Any, endpoint_name: str) -> list[dict[str, Any]]:
+    """What an endpoint serves, per production variant: its models' containers (image, weights, environment)
+    and the image digests SageMaker resolved at deployment. Raises ControlPlaneError when unreadable."""
+    try:
+        endpoint = client.describe_endpoint(EndpointName=endpoint_name)
+        config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        resolved = {
+            variant["VariantName"]: sorted(
+                image.get("ResolvedImage") or image.get("SpecifiedImage") or ""
+                for image in variant.get("DeployedImages", [])
+            )
+            for variant in endpoint.get("ProductionVariants", [])
+        }
+        served: list[dict[str, Any]] = []
+        for variant in config.get("ProductionVariants", []):
+            described = client.describe_model(ModelName=variant["ModelName"])
+            containers = [described["PrimaryContainer"]] if "PrimaryContainer" in described else []
+            containers += described.get("Containers", [])
+            served.append(
+                {
+                    "variant": variant["VariantName"],
+                    "containers": [_container_identity(container) for container in containers],
+                    "resolved_images": resolved.get(variant["VariantName"], []),
+                }
+            )
+    except ClientError as exc:
+        raise ControlPlaneError(
+            f"cannot read what endpoint {endpoint_name} serves, which keys its cached answers: "
+            f"{client_error_line(exc)} (to skip the cache: evalops run --no-cache, or ResponseCache=bypass)"
+        ) from None
+    return sorted(served, key=lambda item: str(item["variant"]))

@@ -12,15 +12,22 @@ An endpoint that already has this run's name is reused when it is (or becomes) I
 when SageMaker retries this step. `created` is True when its tags say this run made it for this model,
 so cleanup still deletes it; anything else found under the name is used but never deleted.
 
-A model with `cleanup_endpoint: false` gets `evalops:keep=true` on its model, endpoint config and endpoint:
-the safety net, which deletes what a failed or stopped execution left, leaves those alone.
+A model with `cleanup_endpoint: false` is kept and reused across runs (`deploy_kept`): its endpoint is
+named after its deployment identity (model id, resolved version, image, weights — the trained artifact
+of a fine-tuned model —, environment, instance type and count), so the next run that resolves the same
+identity finds it InService and deploys nothing. Its model, endpoint config and endpoint carry
+`evalops:keep=true` (the safety net leaves them alone), the identity digest and the time a run last used
+it. A run that resolves another identity makes a new endpoint and reports this model's other kept
+endpoints as superseded (tagged `evalops:superseded-by`); with `keep_for_hours`, a superseded endpoint
+no run has used for that long is deleted by that deploy.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +41,11 @@ from step_code.aws_resources import (
     accepts_eula,
     describe_or_none,
     execution_role_arn,
+    is_missing,
     owned_by,
     paginate,
     resource_name,
+    resource_prefix,
     resource_tags,
     resource_tags_of,
     run_artifacts_uri,
@@ -44,11 +53,23 @@ from step_code.aws_resources import (
     sdk_session,
     wait_for,
 )
-from step_code.contract.config import Config, ModelConfig
+from step_code.contract.config import Config, ModelConfig, canonical_digest
 from step_code.contract.files import DEPLOYMENT_FILE, FINETUNE_FILE
+from step_code.contract.naming import kept_endpoint_name, kept_endpoint_stem, resource_base
 from step_code.contract.providers import DEPLOYED_PROVIDERS
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
-from step_code.contract.tags import KEEP, MANAGED_BY, TAG_KEEP, TAG_MANAGED_BY, TAG_MODEL
+from step_code.contract.tags import (
+    KEEP,
+    MANAGED_BY,
+    TAG_DEPLOYMENT_IDENTITY,
+    TAG_KEEP,
+    TAG_KEEP_FOR_HOURS,
+    TAG_LAST_USED,
+    TAG_MANAGED_BY,
+    TAG_MODEL,
+    TAG_PIPELINE,
+    TAG_SUPERSEDED_BY,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -85,6 +106,12 @@ class EndpointRequest:
     instance_type: str
     instance_count: int
     finetuned: FinetuneResult | None = None
+    # cleanup_endpoint: false: named by its deployment identity and reused by later runs (`deploy_kept`).
+    kept: bool = False
+    keep_for_hours: float | None = None
+    # The resource prefix, which a kept endpoint's name starts with like every name of the environment.
+    prefix: str = ""
+    base: str = ""
 
 
 def jumpstart_definition(
@@ -201,6 +228,7 @@ def model_artifact(
         training_job_name=finetuned.training_job_name if finetuned else None,
         finetuned=finetuned is not None,
         environment={str(key): str(value) for key, value in container.get("Environment", {}).items()},
+        training_data_sha256=finetuned.training_data_sha256 if finetuned else None,
     )
 
 
@@ -211,7 +239,8 @@ def _adopt_or_create(
     existing = describe()
     if existing is None:
         return True
-    if owned_by(resource_tags_of(client, existing[arn_key]), request.model, request.execution_id):
+    tags = resource_tags_of(client, existing[arn_key])
+    if owned_by(tags, request.model, request.execution_id) or _same_kept(tags, request):
         logger.info("%s %s was created by an earlier attempt of this step; using it", what, request.name)
         return False
     raise ControlPlaneError(f"{what} {request.name} already exists and was not created by this run")
@@ -286,8 +315,14 @@ def deploy_endpoint(
     *,
     wait: WaitSpec = ENDPOINT_WAIT,
     page_size: int = LIST_PAGE_SIZE,
+    now: datetime | None = None,
 ) -> Deployment:
-    """Reuse the run's endpoint if it exists, else create model, endpoint config and endpoint; wait for InService."""
+    """Reuse the run's endpoint if it exists, else create model, endpoint config and endpoint; wait for InService.
+
+    A kept model's endpoint is found or made by its deployment identity instead (`deploy_kept`).
+    """
+    if request.kept:
+        return deploy_kept(client, request, build, wait=wait, page_size=page_size, now=now or datetime.now(UTC))
     existing = find_endpoint(client, request.name, page_size)
     if existing is not None:
         return _reuse(client, existing, request, wait)
@@ -312,6 +347,206 @@ def keep_tags(model: ModelConfig) -> list[dict[str, str]]:
     return [] if model.cleanup_endpoint else [{"Key": TAG_KEEP, "Value": KEEP}]
 
 
+def deployment_identity(request: EndpointRequest, definition: ModelDefinition) -> str:
+    """The digest of everything that makes two deployments the same endpoint: what answers and what it runs on."""
+    container = definition.container
+    data_source = container.get("ModelDataSource", {}).get("S3DataSource", {})
+    model, finetuned = request.model, request.finetuned
+    return canonical_digest(
+        {
+            "provider": model.model_provider,
+            "model_id": finetuned.base_model_id if finetuned else model.model_id,
+            "model_version": definition.resolved_version
+            or (finetuned.base_model_version if finetuned else model.model_version),
+            "image": container.get("Image"),
+            "model_data": container.get("ModelDataUrl") or data_source.get("S3Uri"),
+            "environment": container.get("Environment", {}),
+            "network_isolation": definition.network_isolation,
+            "variant_settings": definition.variant_settings,
+            "instance_type": request.instance_type,
+            "instance_count": request.instance_count,
+        }
+    )
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_timestamp(value: str | None) -> datetime | None:
+    try:
+        return datetime.strptime(value or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _same_kept(tags: dict[str, str], request: EndpointRequest) -> bool:
+    """A kept resource of this model and identity, made by any run (the identity tag is set only when kept)."""
+    identity = next((t["Value"] for t in request.tags if t["Key"] == TAG_DEPLOYMENT_IDENTITY), None)
+    return (
+        request.kept
+        and identity is not None
+        and tags.get(TAG_MANAGED_BY) == MANAGED_BY
+        and tags.get(TAG_MODEL) == request.model.name
+        and tags.get(TAG_DEPLOYMENT_IDENTITY) == identity
+    )
+
+
+def _kept_arns(client: Any, name: str) -> list[str]:
+    """The ARNs of a kept endpoint and of the config and model of the same name, where they exist."""
+    arns = []
+    for describe, parameter, key in (
+        (client.describe_endpoint, "EndpointName", "EndpointArn"),
+        (client.describe_endpoint_config, "EndpointConfigName", "EndpointConfigArn"),
+        (client.describe_model, "ModelName", "ModelArn"),
+    ):
+        found = describe_or_none(describe, **{parameter: name})
+        if found is not None:
+            arns.append(found[key])
+    return arns
+
+
+def _tag_kept(client: Any, name: str, tags: dict[str, str]) -> None:
+    for arn in _kept_arns(client, name):
+        client.add_tags(ResourceArn=arn, Tags=[{"Key": key, "Value": value} for key, value in tags.items()])
+
+
+def _delete_kept(client: Any, name: str) -> None:
+    """Delete an expired kept endpoint, then its config and model (each is its own resource)."""
+    for delete, parameter in (
+        (client.delete_endpoint, "EndpointName"),
+        (client.delete_endpoint_config, "EndpointConfigName"),
+        (client.delete_model, "ModelName"),
+    ):
+        try:
+            delete(**{parameter: name})
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise
+
+
+@dataclass(frozen=True)
+class KeptEndpoint:
+    name: str
+    tags: dict[str, str]
+
+    @property
+    def last_used(self) -> datetime | None:
+        return _parse_timestamp(self.tags.get(TAG_LAST_USED))
+
+    def expired(self, now: datetime) -> bool:
+        """Unused for its keep_for_hours (never, without one)."""
+        try:
+            hours = float(self.tags.get(TAG_KEEP_FOR_HOURS, ""))
+        except ValueError:
+            return False
+        last_used = self.last_used
+        return last_used is not None and now - last_used >= timedelta(hours=hours)
+
+
+def kept_endpoints(
+    client: Any, stem: str, model: str, pipeline: str, page_size: int = LIST_PAGE_SIZE
+) -> list[KeptEndpoint]:
+    """The kept endpoints of one model of one deployed pipeline (every deployment identity), by name."""
+    found = []
+    items = paginate(client, "list_endpoints", "Endpoints", NameContains=stem, PaginationConfig={"PageSize": page_size})
+    for item in items:
+        if not item["EndpointName"].startswith(stem):
+            continue
+        tags = resource_tags_of(client, item["EndpointArn"])
+        if (
+            tags.get(TAG_MANAGED_BY) == MANAGED_BY
+            and tags.get(TAG_KEEP) == KEEP
+            and tags.get(TAG_MODEL) == model
+            and tags.get(TAG_PIPELINE) == pipeline
+        ):
+            found.append(KeptEndpoint(item["EndpointName"], tags))
+    return sorted(found, key=lambda kept: kept.name)
+
+
+def _sweep_superseded(
+    client: Any, request: EndpointRequest, now: datetime, page_size: int
+) -> tuple[list[str], list[str]]:
+    """This model's other kept endpoints: tagged superseded by `request.name`; deleted when expired."""
+    pipeline = next(t["Value"] for t in request.tags if t["Key"] == TAG_PIPELINE)
+    superseded: list[str] = []
+    deleted: list[str] = []
+    for kept in kept_endpoints(client, kept_endpoint_stem(request.name), request.model.name, pipeline, page_size):
+        if kept.name == request.name:
+            continue
+        if kept.expired(now):
+            logger.warning("deleting kept endpoint %s: superseded and unused since %s", kept.name, kept.last_used)
+            _delete_kept(client, kept.name)
+            deleted.append(kept.name)
+            continue
+        logger.warning(
+            "kept endpoint %s is superseded by %s (another deployment identity of %s); it is billed until deleted",
+            kept.name,
+            request.name,
+            request.model.name,
+        )
+        if kept.tags.get(TAG_SUPERSEDED_BY) != request.name:
+            _tag_kept(client, kept.name, {TAG_SUPERSEDED_BY: request.name})
+        superseded.append(kept.name)
+    return superseded, deleted
+
+
+def deploy_kept(
+    client: Any,
+    request: EndpointRequest,
+    build: Callable[[], ModelDefinition],
+    *,
+    wait: WaitSpec,
+    page_size: int,
+    now: datetime,
+) -> Deployment:
+    """Find the kept endpoint of this deployment identity and use it, or make it; report superseded ones."""
+    definition = build()
+    identity = deployment_identity(request, definition)
+    identity_tags = {TAG_DEPLOYMENT_IDENTITY: identity, TAG_LAST_USED: _timestamp(now)}
+    if request.keep_for_hours is not None:
+        identity_tags[TAG_KEEP_FOR_HOURS] = f"{request.keep_for_hours:g}"
+    request = replace(
+        request,
+        name=kept_endpoint_name(request.prefix, request.base, identity),
+        tags=request.tags + [{"Key": key, "Value": value} for key, value in identity_tags.items()],
+    )
+    existing = find_endpoint(client, request.name, page_size)
+    if existing is not None:
+        tags = resource_tags_of(client, existing["EndpointArn"])
+        if not _same_kept(tags, request):
+            raise ControlPlaneError(
+                f"endpoint {request.name} exists but is not the kept endpoint of {request.model.name} with this "
+                "deployment identity (its tags differ); delete it or rename the model"
+            )
+        # The version `*` resolved to is known from this run's definition, which has this identity.
+        deployment = _reuse(client, existing, request, wait).model_copy(
+            update={"artifact": model_artifact(request, definition.container, definition.resolved_version)}
+        )
+        # Only when-last-used changes: the identity, keep and creation tags stay as the first run set them.
+        last_used = {TAG_LAST_USED: identity_tags[TAG_LAST_USED]}
+        if request.keep_for_hours is not None:
+            last_used[TAG_KEEP_FOR_HOURS] = identity_tags[TAG_KEEP_FOR_HOURS]
+        _tag_kept(client, request.name, last_used)
+        logger.info("kept endpoint %s has this deployment identity; reusing it, nothing deployed", request.name)
+    else:
+        _create_resources(client, request, definition)
+        logger.info("creating kept endpoint %s on %d x %s", request.name, request.instance_count, request.instance_type)
+        wait_for(request.name, lambda: client.describe_endpoint(EndpointName=request.name), wait)
+        deployment = Deployment(
+            model=request.model.name,
+            endpoint_name=request.name,
+            endpoint_config_name=request.name,
+            model_name=request.name,
+            created=True,
+            instance_type=request.instance_type,
+            instance_count=request.instance_count,
+            artifact=model_artifact(request, definition.container, definition.resolved_version),
+        )
+    superseded, deleted = _sweep_superseded(client, request, now, page_size)
+    return deployment.model_copy(update={"kept": True, "superseded": superseded, "expired_deleted": deleted})
+
+
 def endpoint_request(
     config: Config, model: ModelConfig, execution_id: str, finetuned: FinetuneResult | None
 ) -> EndpointRequest:
@@ -331,6 +566,10 @@ def endpoint_request(
         instance_type=model.deployment_config.instance_type,
         instance_count=model.deployment_config.num_instances,
         finetuned=finetuned,
+        kept=not model.cleanup_endpoint,
+        keep_for_hours=model.keep_for_hours,
+        prefix=resource_prefix(),
+        base=resource_base(config.pipeline.name, model),
     )
 
 

@@ -1,7 +1,7 @@
 """The evaluate step: send each prompt the algorithms need once, then score every algorithm in-process.
 
     python -m step_code.evaluate_step --config C --output-dir O --model M --execution-id E --dataset-dir D
-        [--deployment-dir P] [--catalog-dir K] --cache-uri U
+        [--deployment-dir P] [--catalog-dir K] --cache-uri U [--response-cache use|bypass]
 
 Output layout (`--output-dir`, a local folder; an s3:// URI is written through a local staging folder):
   summary.json                               EvaluationSummary (step_code/contract/results.py)
@@ -22,6 +22,9 @@ Memory does not grow with the number of records beyond a few bytes each: the pro
 twice, record by record (once to invoke, once to score); at most a window of prompts is in flight; every
 distinct prompt's outcome goes to a local SQLite file (`answer_store`); records.jsonl is written as
 records settle; and what the summary needs (counts, token sums, one float per latency) is accumulated.
+
+Answers are cached under the identity of what answers (`answering_identity`); `--response-cache bypass`
+neither reads nor writes the cache, so every prompt goes to the model.
 """
 
 from __future__ import annotations
@@ -39,11 +42,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from step_code import fmeval_runtime, scoring, storage
+from step_code import fmeval_runtime, jsonl, scoring, storage
 from step_code.answer_store import AnswerStore
-from step_code.aws_resources import ControlPlaneError, sagemaker_client
+from step_code.answering_identity import IdentifiedRunner, answering_identity
+from step_code.aws_resources import ControlPlaneError, sagemaker_client, serving_models
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.files import DEPLOYMENT_FILE, MANIFEST_FILE, PROCESSED_FILE, RECORDS_FILE, SUMMARY_FILE
+from step_code.contract.files import (
+    DEPLOYMENT_FILE,
+    MANIFEST_FILE,
+    PROCESSED_FILE,
+    RECORDS_FILE,
+    RESPONSE_CACHE_MODES,
+    RESPONSE_CACHE_USE,
+    SUMMARY_FILE,
+)
 from step_code.contract.results import Deployment, EvaluationSummary, ModelArtifact
 from step_code.contract.sharding import TOTALS_FILE
 from step_code.invocation import InvocationRecord, InvocationTotals, PromptItem, invoke_stream, render_prompt
@@ -73,6 +85,7 @@ class EvaluateArgs:
     deployment_dir: str | None
     catalog_dir: str | None
     cache_uri: str
+    response_cache: str = RESPONSE_CACHE_USE
 
 
 def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
@@ -81,6 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
     parser.add_argument("--deployment-dir")
     parser.add_argument("--catalog-dir")
     parser.add_argument("--cache-uri", required=True)
+    parser.add_argument("--response-cache", choices=RESPONSE_CACHE_MODES, default=RESPONSE_CACHE_USE)
     ns = parser.parse_args(argv)
     return EvaluateArgs(
         config=ns.config,
@@ -91,12 +105,11 @@ def parse_args(argv: Sequence[str] | None) -> EvaluateArgs:
         deployment_dir=ns.deployment_dir,
         catalog_dir=ns.catalog_dir,
         cache_uri=ns.cache_uri,
+        response_cache=ns.response_cache,
     )
 
 
-def _row(uri: str, number: int, line: str) -> dict[str, Any] | None:
-    if not line.strip():
-        return None
+def _row(uri: str, number: int, line: str) -> dict[str, Any]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -132,11 +145,8 @@ class ProcessedRows:
         self._path = path
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        with self._path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                row = _row(self.uri, number, line)
-                if row is not None:
-                    yield row
+        for number, line in jsonl.json_file_lines(self._path):
+            yield _row(self.uri, number, line)
 
     def count(self) -> int:
         """Checks every record (a bad one stops the step before any model call) and counts them."""
@@ -267,7 +277,9 @@ def _scoring_records(
         yield batch
 
 
-def _compact(cache: ResponseCache) -> None:
+def _compact(cache: ResponseCache | None) -> None:
+    if cache is None:
+        return
     try:
         cache.compact()
     except Exception as exc:
@@ -328,12 +340,22 @@ def _evaluate(
     deployment = _deployment(args, model)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     settings = model.evaluation_config
+    use_cache = args.response_cache == RESPONSE_CACHE_USE
+    serving = (
+        serving_models(sagemaker_client(), model.endpoint_name)
+        if use_cache and model.provider.existing_endpoint and model.endpoint_name
+        else None
+    )
+    identity = answering_identity(model, deployment, serving)
     try:
-        runner = build_runner(
-            model,
-            responses_path=responses_path(model, args.catalog_dir),
-            region=region,
-            endpoint_name=deployment.endpoint_name if deployment else None,
+        runner = IdentifiedRunner(
+            build_runner(
+                model,
+                responses_path=responses_path(model, args.catalog_dir),
+                region=region,
+                endpoint_name=deployment.endpoint_name if deployment else None,
+            ),
+            identity,
         )
         planner = InvocationPlanner(
             settings.prompt_template,
@@ -350,7 +372,7 @@ def _evaluate(
         raise ControlPlaneError(str(exc)) from None
 
     categorized = config.dataset.category_key is not None
-    cache = ResponseCache(args.cache_uri)
+    cache = ResponseCache(args.cache_uri) if use_cache else None
     with staged_output(args.output_dir) as folder:
         with (folder / RECORDS_FILE).open("w", encoding="utf-8") as out:
             writer = _RecordsWriter(out, collect_labels=scoring.needs_target_labels(planned))
@@ -398,7 +420,7 @@ def _evaluate(
         summary = EvaluationSummary(
             model=model.name,
             provider=model.model_provider,
-            model_identity=model.identity,
+            model_identity=identity,
             dataset_sha256=dataset_sha256,
             records_total=writer.originals,
             records_succeeded=writer.originals - failed,
@@ -409,6 +431,7 @@ def _evaluate(
             tokens=totals.token_stats(),
             throughput_per_second=_throughput(totals),
             metrics=scoring.flat_metrics(algorithm_results),
+            intervals=scoring.flat_intervals(algorithm_results),
             algorithms=algorithm_results,
             cost=estimate_cost(
                 model,

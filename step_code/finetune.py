@@ -4,10 +4,24 @@ Two halves: `jumpstart_launcher` resolves the estimator from JumpStart's specs (
 `run_training` starts or adopts the job, waits for it and reads the result back (plain SageMaker API calls).
 The job is named per execution, so a re-run never collides with an earlier run's job, and a retried step
 adopts the job its earlier attempt started instead of failing on the name.
+
+The training data's content is recorded as a digest of the channels' objects (key, size, ETag), so the
+identity of the fine-tuned model changes when the data behind an unchanged location does.
+
+A run whose training identity (base model id and the version `*` resolves to, data locations and digest,
+hyperparameters, training instances) equals that of a Completed job of an earlier run of this pipeline
+and model takes that job's trained model instead of training again: the trained artifact, and so the
+kept endpoint deployed from it, stays the same while nothing it was trained from changed. Without a data
+digest (the channels cannot be listed) every run trains.
+
+Warm pools: `finetuning.parameters.keep_alive_period_in_seconds` becomes the job's
+ResourceConfig.KeepAlivePeriodInSeconds; the plan runs fine-tunings that can share a pool one after
+another (`pipeline_definitions/planning/warm_pools.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +31,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from step_code import storage
 from step_code.aws_resources import (
     TRAINING_JOB_WAIT,
     ControlPlaneError,
@@ -25,19 +40,23 @@ from step_code.aws_resources import (
     describe_or_none,
     execution_role_arn,
     owned_by,
+    paginate,
     resource_name,
     resource_tags,
     resource_tags_of,
     run_artifacts_uri,
     sagemaker_client,
     sdk_session,
+    tags_by_key,
     wait_for,
 )
-from step_code.contract.config import Config, FinetuningConfig, ModelConfig
+from step_code.contract.config import Config, FinetuningConfig, ModelConfig, canonical_digest
 from step_code.contract.files import FINETUNE_FILE
 from step_code.contract.job_env import DATA_URI_ENV, KMS_KEY_ENV
 from step_code.contract.locations import is_s3
+from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH
 from step_code.contract.results import FinetuneResult
+from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PIPELINE, TAG_TRAINING_IDENTITY
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, run_step, write_model
 
@@ -75,6 +94,71 @@ def training_channels(model: ModelConfig, finetuning: FinetuningConfig, data_uri
     return channels
 
 
+def training_data_digest(channels: dict[str, str], client: Any | None = None) -> str | None:
+    """sha256 over every object of the channels (channel, key, size, ETag); None when they cannot be listed.
+
+    ETags change with the content, so new data under the same location is a new digest without reading it.
+    """
+    s3 = client or storage.s3_client()
+    digest = hashlib.sha256()
+    try:
+        for channel, uri in sorted(channels.items()):
+            bucket, prefix = storage.split_s3(uri)
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    digest.update(f"{channel}\0{item['Key']}\0{item['Size']}\0{item['ETag']}\n".encode())
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("cannot list the training data to record its digest (%s); its location alone keys it", exc)
+        return None
+    return digest.hexdigest()
+
+
+def resolved_training_version(model: ModelConfig, session: Any) -> str:
+    """The JumpStart version the model's `model_version` (often `*`) resolves to for training."""
+    from sagemaker.jumpstart.enums import JumpStartScriptScope
+    from sagemaker.jumpstart.utils import verify_model_region_and_return_specs
+
+    try:
+        specs = verify_model_region_and_return_specs(
+            model_id=model.model_id,
+            version=model.model_version,
+            scope=JumpStartScriptScope.TRAINING,
+            region=session.boto_region_name,
+            sagemaker_session=session,
+        )
+    except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
+        raise ControlPlaneError(
+            f"cannot resolve JumpStart model {model.model_id!r} version {model.model_version!r} for training "
+            f"in {session.boto_region_name}: {exc}"
+        ) from None
+    return str(specs.version)
+
+
+def training_identity(model: ModelConfig, finetuning: FinetuningConfig, version: str, data_digest: str) -> str:
+    """What the trained weights depend on; equal identities may share one trained model."""
+    return canonical_digest(
+        {"model_id": model.model_id, "version": version, "inputs": finetuning.training_inputs(), "data": data_digest}
+    )
+
+
+def find_trained(client: Any, job_name: str, model: ModelConfig, pipeline: str, identity: str) -> str | None:
+    """A Completed training job of an earlier run of this pipeline and model with this training identity."""
+    stem = job_name[:-EXECUTION_SUFFIX_LENGTH]
+    jobs = paginate(client, "list_training_jobs", "TrainingJobSummaries", NameContains=stem, StatusEquals="Completed")
+    for job in sorted(jobs, key=lambda item: item["CreationTime"], reverse=True):
+        if not job["TrainingJobName"].startswith(stem):
+            continue
+        tags = resource_tags_of(client, job["TrainingJobArn"])
+        if (
+            tags.get(TAG_MANAGED_BY) == MANAGED_BY
+            and tags.get(TAG_MODEL) == model.name
+            and tags.get(TAG_PIPELINE) == pipeline
+            and tags.get(TAG_TRAINING_IDENTITY) == identity
+        ):
+            return str(job["TrainingJobName"])
+    return None
+
+
 def jumpstart_launcher(
     model: ModelConfig,
     finetuning: FinetuningConfig,
@@ -100,6 +184,7 @@ def jumpstart_launcher(
             output_path=output_path,
             output_kms_key=os.environ.get(KMS_KEY_ENV) or None,
             max_run=parameters.max_run_seconds,
+            keep_alive_period_in_seconds=parameters.keep_alive_period_in_seconds,
             tags=tags,
             sagemaker_session=session,
         )
@@ -111,7 +196,8 @@ def jumpstart_launcher(
 
     def launch(channels: dict[str, str], job_name: str) -> None:
         # The EULA travels in `environment`; the SDK refuses it given a second time as fit(accept_eula=...).
-        estimator.fit(channels, wait=False, logs=False, job_name=job_name)
+        # JumpStart adds its `model` channel to the dict it is given: it gets a copy.
+        estimator.fit(dict(channels), wait=False, logs=False, job_name=job_name)
 
     return launch
 
@@ -147,7 +233,9 @@ def _plain(value: str) -> str:
     return decoded if isinstance(decoded, str) else value
 
 
-def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]) -> FinetuneResult:
+def finetune_result(
+    client: Any, model: ModelConfig, description: dict[str, Any], training_data_sha256: str | None = None
+) -> FinetuneResult:
     if not model.model_id:
         raise ControlPlaneError(f"model {model.name!r} has no model_id")
     artifacts = str(description["ModelArtifacts"]["S3ModelArtifacts"])
@@ -168,6 +256,7 @@ def finetune_result(client: Any, model: ModelConfig, description: dict[str, Any]
         base_model_id=model.model_id,
         base_model_version=tags.get(JUMPSTART_VERSION_TAG, model.model_version),
         hyperparameters=hyperparameters,
+        training_data_sha256=training_data_sha256,
     )
 
 
@@ -177,19 +266,31 @@ def finetune(config: Config, model: ModelConfig, execution_id: str, output_dir: 
         raise ControlPlaneError(f"model {model.name!r} has no finetuning settings for a jumpstart model")
     job_name = resource_name(config, model, execution_id)
     channels = training_channels(model, finetuning, os.environ.get(DATA_URI_ENV))
-    launch = jumpstart_launcher(
-        model,
-        finetuning,
-        role=execution_role_arn(),
-        output_path=run_artifacts_uri(execution_id, "finetune", model.name),
-        tags=resource_tags(config, model, execution_id),
-        session=sdk_session(),
-    )
+    session = sdk_session()
+    data_digest = training_data_digest(channels)
+    tags = resource_tags(config, model, execution_id)
     client = sagemaker_client()
-    description = run_training(
-        client, launch, job_name=job_name, channels=channels, model=model, execution_id=execution_id
-    )
-    result = finetune_result(client, model, description)
+    earlier = None
+    if data_digest is not None:
+        identity = training_identity(model, finetuning, resolved_training_version(model, session), data_digest)
+        tags.append({"Key": TAG_TRAINING_IDENTITY, "Value": identity})
+        earlier = find_trained(client, job_name, model, tags_by_key(tags)[TAG_PIPELINE], identity)
+    if earlier is not None:
+        logger.info("training job %s was trained from the same inputs; using its model, not training again", earlier)
+        description = dict(client.describe_training_job(TrainingJobName=earlier))
+    else:
+        launch = jumpstart_launcher(
+            model,
+            finetuning,
+            role=execution_role_arn(),
+            output_path=run_artifacts_uri(execution_id, "finetune", model.name),
+            tags=tags,
+            session=session,
+        )
+        description = run_training(
+            client, launch, job_name=job_name, channels=channels, model=model, execution_id=execution_id
+        )
+    result = finetune_result(client, model, description, data_digest)
     write_model(output_dir, FINETUNE_FILE, result)
     logger.info("training job %s produced %s", result.training_job_name, result.model_data_url)
     return result

@@ -30,12 +30,18 @@ from typing import Any
 from step_code import scoring
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.files import MANIFEST_FILE, RECORDS_FILE, SUMMARY_FILE, WORST_RECORDS_SUFFIX
+from step_code.contract.files import (
+    MANIFEST_FILE,
+    RECORD_SCORES_SUFFIX,
+    RECORDS_FILE,
+    SUMMARY_FILE,
+    WORST_RECORDS_SUFFIX,
+)
 from step_code.contract.results import AlgorithmResult, CatalogManifest, CostEstimate, EvaluationSummary, WorstRecords
 from step_code.contract.sharding import SCORE_COLUMNS_SUFFIX, TOTALS_FILE, shard_stem
 from step_code.evaluate_step import staged_output
 from step_code.invocation import InvocationTotals
-from step_code.record_scoring import WORST_RECORDS, FrameDataset, ScoredAlgorithm
+from step_code.record_scoring import WORST_RECORDS, FrameDataset, ScoredAlgorithm, _mean_intervals
 from step_code.run_cost import instance_hours_cost, per_token_cost
 from step_code.score_columns import read_score_columns
 from step_code.shard_totals import merge_totals, read_totals, write_totals
@@ -124,10 +130,12 @@ def _merge_algorithm(
     primary = scoring._primary(planned, names)
     algorithms = output / scoring.ALGORITHMS_DIR
     algorithms.mkdir(parents=True, exist_ok=True)
-    _concatenate(
-        [folder / scoring.ALGORITHMS_DIR / f"{stem}.jsonl" for folder in folders], algorithms / f"{stem}.jsonl"
-    )
+    for suffix in (".jsonl", RECORD_SCORES_SUFFIX):
+        _concatenate(
+            [folder / scoring.ALGORITHMS_DIR / f"{stem}{suffix}" for folder in folders], algorithms / f"{stem}{suffix}"
+        )
     scored = ScoredAlgorithm(
+        intervals=_mean_intervals(frame, names, dataset_scores),
         dataset_scores=[_finite(score) for score in dataset_scores],
         category_scores=[
             type(category)(name=category.name, scores=[_finite(score) for score in category.scores])
@@ -225,6 +233,7 @@ def merge(
                 if totals.sent and totals.wall_seconds > 0
                 else None,
                 "metrics": scoring.flat_metrics(results),
+                "intervals": scoring.flat_intervals(results),
                 "algorithms": results,
                 "cost": _cost(first.cost, model, config, totals),
                 "execution_id": execution_id,

@@ -4,11 +4,14 @@ Outputs (in `--output-dir`):
 - `processed.jsonl`: one row per kept record — `record_id` (sha256 of input and target, so it survives
   reordering the catalog), `model_input`, `target_output`, `category` (when the config has a
   `category_key`) and `source_line` (line of a JSON Lines file, 1-based item number of a JSON array);
-- `quarantine.jsonl`: every rejected row with its line and the reason (lines that are not JSON too);
-- `manifest.json`: counts, the processed file's sha256 and the source file name.
+- `quarantine.jsonl`: every rejected row with its line and the reason: lines that are not JSON, and JSON no
+  step can use (NaN/Infinity, integers of more than 4,300 digits, nesting deeper than 100 levels, lone
+  surrogates; see `step_code.jsonl`), written so that no row can make writing it fail;
+- `manifest.json`: counts, the processed file's sha256, the source file name, and each dropped duplicate
+  row with the line it repeats.
 A row needs its model input and target output (the config's JMESPaths) as non-empty text; numbers are
 turned into text, anything else is rejected. Rows repeating an earlier row's input and target are
-dropped and counted. The step fails when no row is valid or more than `max_quarantine_fraction` of
+dropped and listed. The step fails when no row is valid or more than `max_quarantine_fraction` of
 the rows are rejected.
 """
 
@@ -18,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,8 @@ from step_code import storage
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.config import Config, DatasetConfig
 from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
-from step_code.contract.results import CatalogManifest
+from step_code.contract.results import CatalogManifest, DuplicateRow
+from step_code.jsonl import BOM, dumps_line, json_lines, parse_document, parse_record, unusable_reason
 from step_code.shard_files import write_shards
 from step_code.step_args import step_parser
 from step_code.step_io import read_config, run_step
@@ -66,7 +71,7 @@ class CleanCatalog:
     rows: list[CatalogRow]
     quarantined: list[QuarantinedRow]
     rows_in: int
-    duplicates: int
+    duplicates: list[DuplicateRow]
 
 
 def record_id(model_input: str, target_output: str) -> str:
@@ -77,22 +82,21 @@ def record_id(model_input: str, target_output: str) -> str:
 def _parsed_rows(text: str, mime_type: str, source: str) -> Iterator[tuple[int, Any, str | None]]:
     """(line, parsed row or raw text, reason it is unusable or None) for every row of the file."""
     if mime_type == "json":
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CatalogError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        items, problem = parse_document(text.removeprefix(BOM))
+        if problem is not None:
+            raise CatalogError(f"{source}: {problem} (dataset_mime_type is json: one array of objects)")
         if not isinstance(items, list):
             raise CatalogError(f"{source}: expected a JSON array of objects (dataset_mime_type is json)")
         for number, item in enumerate(items, start=1):
-            yield number, item, None if isinstance(item, dict) else "expected a JSON object"
+            reason = unusable_reason(item)
+            if reason is None and not isinstance(item, dict):
+                reason = "expected a JSON object"
+            yield number, item, reason
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, line, f"not valid JSON ({exc.msg})"
+    for number, line in json_lines(text):
+        item, problem = parse_record(line)
+        if problem is not None:
+            yield number, line, problem
             continue
         yield number, item, None if isinstance(item, dict) else "expected a JSON object"
 
@@ -125,8 +129,9 @@ def clean_catalog(text: str, dataset: DatasetConfig, *, source: str) -> CleanCat
     compiled = [(name, path, jmespath.compile(path)) for name, path in fields]
     rows: list[CatalogRow] = []
     quarantined: list[QuarantinedRow] = []
-    seen: set[tuple[str, str]] = set()
-    rows_in = duplicates = 0
+    first_line: dict[tuple[str, str], int] = {}
+    duplicates: list[DuplicateRow] = []
+    rows_in = 0
     for line, item, problem in _parsed_rows(text, dataset.dataset_mime_type, source):
         rows_in += 1
         if problem is not None:
@@ -144,10 +149,10 @@ def clean_catalog(text: str, dataset: DatasetConfig, *, source: str) -> CleanCat
             quarantined.append(QuarantinedRow(line, "; ".join(reasons), item))
             continue
         key = (values["model_input"], values["target_output"])
-        if key in seen:
-            duplicates += 1
+        if key in first_line:
+            duplicates.append(DuplicateRow(line=line, repeats_line=first_line[key]))
             continue
-        seen.add(key)
+        first_line[key] = line
         rows.append(
             CatalogRow(
                 record_id=record_id(*key),
@@ -171,7 +176,7 @@ def catalog_file(catalog_dir: str, dataset: DatasetConfig) -> str:
 
 
 def _jsonl(rows: Sequence[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return "".join(dumps_line(row) for row in rows)
 
 
 def _processed_row(row: CatalogRow, with_category: bool) -> dict[str, Any]:
@@ -193,6 +198,9 @@ def preprocess(config: Config, catalog_dir: str, output_dir: str, shard_outputs:
     when the catalog is unusable (quarantine.jsonl is still written, to show why)."""
     dataset = config.dataset
     source = catalog_file(catalog_dir, dataset)
+    # Reading a FIFO (or a device) would block the step until a writer appears: only regular files are read.
+    if not storage.is_s3(source) and os.path.exists(source) and not os.path.isfile(source):
+        raise CatalogError(f"{source}: not a regular file (a FIFO, device or folder); give the catalog file")
     try:
         text = storage.read_text(source)
     except FileNotFoundError:
@@ -234,7 +242,8 @@ def preprocess(config: Config, catalog_dir: str, output_dir: str, shard_outputs:
         rows_in=clean.rows_in,
         rows_kept=len(clean.rows),
         quarantined=len(clean.quarantined),
-        duplicates=clean.duplicates,
+        duplicates=len(clean.duplicates),
+        duplicate_rows=clean.duplicates,
         processed_sha256=hashlib.sha256(processed).hexdigest(),
         model_input_key=dataset.model_input_key,
         target_output_key=dataset.target_output_key,

@@ -396,6 +396,7 @@ class ScoredAlgorithm:
     records_scored: int
     records_unscored: int
     worst: list[dict[str, Any]]
+    intervals: dict[str, Any] = field(default_factory=dict)
     # The frame aggregated above (`score_columns`); None when nothing was scored.
     columns: Any = None
     dataset_score_names: Sequence[str] = ()
@@ -434,9 +435,13 @@ class _Column:
 class AlgorithmScorer:
     """Scores batches of records with one algorithm and writes fmeval's per-record rows as it goes."""
 
-    def __init__(self, scoring: AlgorithmScoring, records_out: TextIO, primary: Score | None) -> None:
+    def __init__(
+        self, scoring: AlgorithmScoring, records_out: TextIO, primary: Score | None, scores_out: TextIO | None = None
+    ) -> None:
         self._scoring = scoring
         self._out = records_out
+        # fmeval's rows carry no record id; the select step pairs candidates' scores by it.
+        self._scores_out = scores_out
         self._transforms = list(scoring.pipeline.transforms)
         self._columns = {name: _Column(scores=True) for name in scoring.dataset_scores}
         for name in (*scoring.kept_columns, CATEGORY):
@@ -468,6 +473,9 @@ class AlgorithmScorer:
                 column.append(result.get(name))
             saved = EvalOutputRecord.from_row(result, self._scoring.record_scores)
             self._out.write(json.dumps(saved.to_dict(), ensure_ascii=False) + "\n")
+            if self._scores_out is not None:
+                keyed = {name: _plain(result.get(name)) for name in self._scoring.dataset_scores}
+                self._scores_out.write(json.dumps({"record_id": record.record_id, "scores": keyed}) + "\n")
             self._worst.offer(record, result, {score.name: score.value for score in saved.scores})
 
     def finish(self) -> ScoredAlgorithm:
@@ -483,6 +491,7 @@ class AlgorithmScorer:
         if self.scored > 0:
             dataset_scores, category_scores = self._scoring.aggregate(FrameDataset(frame), self._scoring.dataset_scores)
         return ScoredAlgorithm(
+            intervals=_mean_intervals(frame, self._scoring.dataset_scores, dataset_scores),
             dataset_scores=[_finite(score) for score in dataset_scores],
             category_scores=[
                 type(category)(name=category.name, scores=[_finite(score) for score in category.scores])
@@ -495,6 +504,30 @@ class AlgorithmScorer:
             columns=frame if self.scored > 0 else None,
             dataset_score_names=self._scoring.dataset_scores,
         )
+
+
+def _plain(value: Any) -> float | None:
+    """A record's score as JSON: a number, or None where fmeval gave none (booleans count as 0/1)."""
+    if value is None or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _mean_intervals(frame: Any, names: Sequence[str], dataset_scores: Sequence[Any]) -> dict[str, Any]:
+    """The interval of each dataset score that is the mean of its record scores (fmeval aggregates most
+    by mean; one it aggregates otherwise, e.g. balanced accuracy, gets none)."""
+    from step_code.uncertainty import mean_interval
+
+    values = {score.name: score.value for score in dataset_scores}
+    intervals: dict[str, Any] = {}
+    for name in names:
+        if name not in frame.columns or values.get(name) is None:
+            continue
+        interval = mean_interval([_plain(value) for value in frame[name].tolist()])
+        if interval.value is not None and math.isclose(interval.value, float(values[name]), abs_tol=1e-9):
+            intervals[name] = interval
+    return intervals
 
 
 def _finite(score: Any) -> Any:

@@ -7,7 +7,11 @@ as it was evaluated. The version carries
   decision.json (the selection policy and every candidate's verdict), both stored under the run's prefix
   of `EVALOPS_ARTIFACTS_URI` (the summaries this step reads are local copies SageMaker downloaded, whose
   S3 location the step is not told), each with its sha256 as ContentDigest;
-- CustomerMetadataProperties: scores, dataset sha256, config sha256, execution id, winner and reason.
+- CustomerMetadataProperties: scores with their intervals, dataset sha256, config sha256, execution id,
+  winner, reason and the champion comparison.
+Beside the summary copy go the winner's records and per-record scores, which a later run compares its
+winner with while this version is the approved champion (champion.py). A SageMaker Model Card linked to
+the version is created or updated (model_card.py); the local registry keeps it as `model-cards/<version>.json`.
 
 A winner SageMaker did not deploy (bedrock, an existing endpoint, local providers) has no image or model
 data. CreateModelPackage accepts a versioned package without InferenceSpecification, so such a winner is
@@ -33,7 +37,7 @@ from typing import Any
 
 import boto3
 
-from step_code import storage
+from step_code import model_card, storage
 from step_code.aws_resources import (
     ControlPlaneError,
     accepts_eula,
@@ -42,15 +46,23 @@ from step_code.aws_resources import (
     sagemaker_client,
 )
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, REGISTRATION_FILE, SUMMARY_FILE
+from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, RECORDS_FILE, REGISTRATION_FILE, SUMMARY_FILE
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
-from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, Registration
+from step_code.contract.results import (
+    CandidateVerdict,
+    Decision,
+    EvaluationSummary,
+    MetricInterval,
+    PairedComparison,
+    Registration,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
 logger = logging.getLogger("evalops.register")
 
 JSON_CONTENT_TYPE = "application/json"
+JSONL_CONTENT_TYPE = "application/jsonlines"
 MAX_METADATA_ENTRIES = 50
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 256
@@ -69,6 +81,26 @@ def metadata_text(value: str, limit: int) -> str:
 
 def _number(value: float | None) -> str | None:
     return None if value is None else f"{value:.6g}"
+
+
+def _interval(interval: MetricInterval | None) -> str | None:
+    """`0.7961 to 0.9843 n=40 clopper-pearson conf=0.95` (SageMaker's metadata takes no brackets)."""
+    if interval is None or interval.low is None or interval.high is None:
+        return None
+    flag = " small-sample" if interval.small_sample else ""
+    return (
+        f"{interval.low:.4f} to {interval.high:.4f} n={interval.n} {interval.method} conf={interval.confidence:g}{flag}"
+    )
+
+
+def _difference(comparison: PairedComparison) -> str | None:
+    if comparison.difference is None or comparison.low is None or comparison.high is None:
+        return None
+    p_value = "n/a" if comparison.p_value is None else f"{comparison.p_value:.3g}"
+    return (
+        f"{comparison.difference:+.4f} from {comparison.low:+.4f} to {comparison.high:+.4f} n={comparison.n} "
+        f"{comparison.test} p={p_value}"
+    )
 
 
 def customer_metadata(
@@ -98,8 +130,17 @@ def customer_metadata(
         "evalops:cost-per-1k-prompts-usd": _number(summary.cost.cost_per_1k_prompts_usd),
         "evalops:records-succeeded": f"{summary.records_succeeded}/{summary.records_total}",
     }
+    if verdict is not None:
+        facts["evalops:weighted-score-interval"] = _interval(verdict.weighted_interval)
+    champion = decision.champion
+    if champion is not None:
+        facts["evalops:champion"] = champion.model_package_arn or champion.status
+        if champion.comparison is not None:
+            facts["evalops:champion-difference"] = _difference(champion.comparison)
     for name, value in sorted(summary.metrics.items()):
         facts[f"metric:{name}"] = _number(value)
+    for name in sorted(summary.metrics):
+        facts[f"metric-interval:{name}"] = _interval(summary.intervals.get(name))
     present = [(key, value) for key, value in facts.items() if value is not None]
     if len(present) > MAX_METADATA_ENTRIES:
         logger.warning("keeping %d of %d metadata entries (SageMaker's limit)", MAX_METADATA_ENTRIES, len(present))
@@ -234,6 +275,16 @@ def _store_metrics(
     return metrics_source(statistics_uri, summary_bytes), metrics_source(constraints_uri, decision_bytes)
 
 
+def store_evidence(target: str, evaluation_dir: Path, summary: EvaluationSummary) -> None:
+    """The winner's records and per-record scores beside its summary.json: what a later run compares its
+    winner with when this package is the approved champion (step_code/champion.py)."""
+    relatives = [RECORDS_FILE, *(a.record_scores_path for a in summary.algorithms if a.record_scores_path)]
+    for relative in relatives:
+        source = evaluation_dir / relative
+        if source.is_file():
+            storage.write_bytes(storage.join(target, relative), source.read_bytes(), content_type=JSONL_CONTENT_TYPE)
+
+
 def require_group(client: Any, group: str) -> None:
     if describe_or_none(client.describe_model_package_group, ModelPackageGroupName=group) is None:
         raise ControlPlaneError(
@@ -310,6 +361,7 @@ def register(
     else:
         metrics_root = str(registry_dir / group / "metrics" / execution_id)
     statistics, constraints = _store_metrics(metrics_root, summary_path.read_bytes(), decision_bytes, decision.winner)
+    store_evidence(storage.join(metrics_root, decision.winner), summary_path.parent, summary)
     request = package_request(
         config,
         model,
@@ -325,6 +377,12 @@ def register(
         arn, version = register_in_directory(registry_dir, request)
     else:
         arn, version = register_in_sagemaker(sagemaker_client(), request)
+    content = model_card.card_content(config, decision, summary, model_package_arn=arn, execution_id=execution_id)
+    card = model_card.card_name(group, version)
+    if registry_dir is not None:
+        card_arn = model_card.write_in_directory(registry_dir, group, version, content)
+    else:
+        card_arn = model_card.upsert_in_sagemaker(sagemaker_client(), card, content)
     container = request.get("InferenceSpecification", {}).get("Containers", [{}])[0]
     data_source = container.get("ModelDataSource", {}).get("S3DataSource", {})
     logger.info("registered %s as version %d of %s (%s)", decision.winner, version, group, approval_status)
@@ -342,6 +400,8 @@ def register(
         statistics_uri=statistics["S3Uri"],
         constraints_uri=constraints["S3Uri"],
         execution_id=execution_id,
+        model_card_name=card,
+        model_card_arn=card_arn,
     )
 
 

@@ -1,22 +1,36 @@
 """The comparison report: one self-contained HTML page (inline CSS and SVG, nothing fetched) per run.
 
-It shows the leaderboard, a bar chart per metric, latency and cost per model, the selection decision
-with every candidate's reason, and each model's worst-scored records. Every string that comes from a
+It shows the leaderboard (each score with its confidence interval and record count), a bar chart per
+metric with the intervals as error bars, latency and cost per model, the selection decision with every
+candidate's reason and the paired comparisons, the comparison with the approved champion (with the
+records that flipped), and each model's worst-scored records. Every string that comes from a
 config, a dataset or a model is escaped.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from step_code.aws_resources import ControlPlaneError
 from step_code.contract.files import SUMMARY_FILE, WORST_RECORDS_SUFFIX
-from step_code.contract.results import AlgorithmResult, CandidateVerdict, Decision, EvaluationSummary, WorstRecords
+from step_code.contract.results import (
+    AlgorithmResult,
+    CandidateVerdict,
+    ChampionComparison,
+    Decision,
+    EvaluationSummary,
+    FlippedRecord,
+    MetricInterval,
+    PairedComparison,
+    WorstRecords,
+    metric_names,
+)
 from step_code.step_io import read_model
 
 # Chart geometry, in SVG user units.
@@ -52,6 +66,8 @@ class ModelEvidence:
 
     summary: EvaluationSummary
     worst_records: Sequence[ListedRecord]
+    # Score name (as in summary.metrics) -> record_id -> score; empty when the evaluation wrote none.
+    record_scores: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,8 +101,35 @@ def read_worst_records(path: Path, eval_name: str) -> list[ListedRecord]:
     ]
 
 
+def read_record_scores(evaluation_dir: Path, summary: EvaluationSummary) -> dict[str, dict[str, float | None]]:
+    """Every algorithm's per-record scores, under the names summary.metrics gives the scores."""
+    names = metric_names(summary.algorithms)
+    scores: dict[str, dict[str, float | None]] = {}
+    for result in summary.algorithms:
+        if result.error or not result.record_scores_path:
+            continue
+        path = evaluation_dir / result.record_scores_path
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ControlPlaneError(f"{path}: cannot read the per-record scores ({exc.strerror})") from None
+        for number, line in enumerate(lines, start=1):
+            try:
+                row = json.loads(line)
+                record_id, values = str(row["record_id"]), dict(row["scores"])
+            except (ValueError, KeyError, TypeError):
+                raise ControlPlaneError(
+                    f'{path}: line {number}: expected {{"record_id": ..., "scores": {{...}}}}'
+                ) from None
+            for score, value in values.items():
+                name = names.get((result.eval_name, score))
+                if name is not None:
+                    scores.setdefault(name, {})[record_id] = None if value is None else float(value)
+    return scores
+
+
 def load_model_evidence(evaluation_dir: Path, model: str) -> ModelEvidence:
-    """A model's summary.json and worst records from its evaluation output folder."""
+    """A model's summary.json, worst records and per-record scores from its evaluation output folder."""
     summary_path = evaluation_dir / SUMMARY_FILE
     summary = read_model(summary_path, EvaluationSummary)
     if summary.model != model:
@@ -96,7 +139,8 @@ def load_model_evidence(evaluation_dir: Path, model: str) -> ModelEvidence:
         relative = worst_records_path(result)
         if relative is not None:
             worst += read_worst_records(evaluation_dir / relative, result.eval_name)
-    return ModelEvidence(summary=summary, worst_records=worst)
+    scores = read_record_scores(evaluation_dir, summary)
+    return ModelEvidence(summary=summary, worst_records=worst, record_scores=scores)
 
 
 @dataclass(frozen=True)
@@ -111,6 +155,8 @@ class _Group:
     values: Sequence[float | None]
     highlight: bool
     excluded: bool = False
+    # (low, high) per value: drawn as an error bar.
+    errors: Sequence[tuple[float, float] | None] = ()
 
 
 def _e(value: object) -> str:
@@ -168,7 +214,8 @@ def bar_chart(
         parts.append(
             f'<text x="{LABEL_WIDTH - 8}" y="{label_y:.1f}" text-anchor="end"{weight}>{_e(group.label)}</text>'
         )
-        for value, item in zip(group.values, series, strict=True):
+        errors = list(group.errors) or [None] * len(series)
+        for value, item, error in zip(group.values, series, errors, strict=True):
             missing = value is None or math.isnan(value)
             length = 0.0 if missing or value is None else max(0.0, value) / top * PLOT_WIDTH
             color = item.color
@@ -182,10 +229,17 @@ def bar_chart(
                 f'<rect x="{LABEL_WIDTH}" y="{y}" width="{length:.1f}" height="{BAR_HEIGHT}" fill="{color}">'
                 f"<title>{_e(group.label)} {_e(item.name)}: {_e(fmt(value))}</title></rect>"
             )
-            parts.append(
-                f'<text x="{LABEL_WIDTH + length + 4:.1f}" y="{y + BAR_HEIGHT - 4}" class="value">'
-                f"{_e(fmt(value))}</text>"
-            )
+            text_x = LABEL_WIDTH + length + 4
+            if error is not None and not missing:
+                low, high = (LABEL_WIDTH + max(0.0, bound) / top * PLOT_WIDTH for bound in error)
+                middle = y + BAR_HEIGHT / 2
+                parts.append(
+                    f'<path class="error-bar" d="M{low:.1f} {middle}H{high:.1f}M{low:.1f} {y + 3}V{y + BAR_HEIGHT - 3}'
+                    f'M{high:.1f} {y + 3}V{y + BAR_HEIGHT - 3}"><title>{_e(fmt(error[0]))} to {_e(fmt(error[1]))}'
+                    "</title></path>"
+                )
+                text_x = max(text_x, high + 4)
+            parts.append(f'<text x="{text_x:.1f}" y="{y + BAR_HEIGHT - 4}" class="value">{_e(fmt(value))}</text>')
             y += BAR_HEIGHT + BAR_GAP
         y += GROUP_GAP - BAR_GAP
     if limit is not None:
@@ -198,7 +252,7 @@ def bar_chart(
     return "".join(parts)
 
 
-def _metric_names(decision: Decision, models: Sequence[ModelEvidence]) -> list[str]:
+def metric_names_of(decision: Decision, models: Sequence[ModelEvidence]) -> list[str]:
     """The decision's metrics first, then every other score any model has, in first-seen order."""
     names = [decision.primary_metric, *decision.weights]
     for model in models:
@@ -207,10 +261,29 @@ def _metric_names(decision: Decision, models: Sequence[ModelEvidence]) -> list[s
 
 
 def _verdict_cell(verdict: CandidateVerdict) -> str:
-    status = f"rank {verdict.rank}" if verdict.eligible else "excluded"
-    css = "ok" if verdict.eligible else "bad"
+    status = f"rank {verdict.rank}" if verdict.eligible else ("champion" if verdict.champion else "excluded")
+    css = "ok" if verdict.eligible or verdict.champion else "bad"
     reasons = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.reasons)
     return f'<span class="tag {css}">{_e(status)}</span><ul class="reasons">{reasons}</ul>'
+
+
+def interval_text(interval: MetricInterval | None) -> str:
+    """`[0.7961, 0.9843] n=40`; `small sample` is added below uncertainty.SMALL_SAMPLE records."""
+    if interval is None or interval.low is None or interval.high is None:
+        return "no interval"
+    flag = ", small sample" if interval.small_sample else ""
+    return f"[{interval.low:.4f}, {interval.high:.4f}] n={interval.n}{flag}"
+
+
+def _interval_cell(interval: MetricInterval | None) -> str:
+    css = "ci small" if interval is not None and interval.small_sample else "ci"
+    return f'<br><span class="{css}">{_e(interval_text(interval))}</span>'
+
+
+def _error(interval: MetricInterval | None) -> tuple[float, float] | None:
+    if interval is None or interval.low is None or interval.high is None:
+        return None
+    return (interval.low, interval.high)
 
 
 def _leaderboard(decision: Decision, models: Sequence[ModelEvidence], metrics: Sequence[str]) -> str:
@@ -219,14 +292,21 @@ def _leaderboard(decision: Decision, models: Sequence[ModelEvidence], metrics: S
     head = "".join(f"<th>{_e(name).replace('_', '_<wbr>')}</th>" for name in metrics)
     rows = []
     for verdict in ordered:
-        summary = by_name[verdict.model]
-        cells = "".join(f'<td class="num">{_score(summary.metrics.get(name))}</td>' for name in metrics)
+        # The champion's evaluation output is not a step output of this run: a rebuilt report has only its verdict.
+        summary = by_name.get(verdict.model)
+        cells = "".join(
+            f'<td class="num">{_score(verdict.metrics.get(name))}{_interval_cell(verdict.intervals.get(name))}</td>'
+            for name in metrics
+        )
         winner = ' class="winner"' if verdict.model == decision.winner else ""
+        provider = summary.provider if summary else "registry"
+        p50 = summary.latency.p50_ms if summary else None
         rows.append(
             f'<tr{winner}><th scope="row">{_e(verdict.model)}</th>'
-            f'<td>{_e(summary.provider)}</td><td class="num">{_score(verdict.weighted_score)}</td>{cells}'
-            f'<td class="num">{_ms(summary.latency.p50_ms)}</td><td class="num">{_ms(summary.latency.p95_ms)}</td>'
-            f'<td class="num">{_usd(summary.cost.cost_per_1k_prompts_usd)}</td>'
+            f'<td>{_e(provider)}</td><td class="num">{_score(verdict.weighted_score)}'
+            f"{_interval_cell(verdict.weighted_interval)}</td>{cells}"
+            f'<td class="num">{_ms(p50)}</td><td class="num">{_ms(verdict.p95_latency_ms)}</td>'
+            f'<td class="num">{_usd(verdict.cost_per_1k_prompts_usd)}</td>'
             f'<td class="num">{verdict.failed_fraction:.1%}</td><td>{_verdict_cell(verdict)}</td></tr>'
         )
     return (
@@ -252,6 +332,7 @@ def _metric_charts(
                 [m.summary.metrics.get(name)],
                 m.summary.model == decision.winner,
                 m.summary.model in excluded,
+                [_error(m.summary.intervals.get(name))],
             )
             for m in models
         ]
@@ -268,6 +349,7 @@ def _metric_charts(
             [verdicts[m.summary.model].weighted_score],
             m.summary.model == decision.winner,
             m.summary.model in excluded,
+            [_error(verdicts[m.summary.model].weighted_interval)],
         )
         for m in models
     ]
@@ -330,6 +412,10 @@ _POLICY_LABELS = {
     "max_cost_per_1k_prompts_usd": "maximum cost per 1k prompts (USD)",
     "max_failed_fraction": "maximum failed fraction",
     "tie_break": "tie-break",
+    "confidence": "confidence of tests and gate",
+    "require_significance": "winner must beat the runner-up significantly",
+    "baseline": "baseline",
+    "max_regression": "maximum regression against the champion",
 }
 
 
@@ -418,10 +504,86 @@ ul.reasons{margin:.2rem 0 0 1rem;padding:0;font-size:.85rem}
 figure{margin:1rem 0}figcaption{font-weight:600;margin-bottom:.3rem}
 svg.chart{max-width:100%;height:auto;font-size:12px}
 svg.chart text{fill:#212121}svg.chart text.value{fill:#424242}
+svg.chart .error-bar{stroke:#212121;stroke-width:1.2;fill:none}
+.ci{color:#616161;font-size:.8rem}.ci.small{color:#b71c1c}
 svg.chart .limit{stroke:#c62828;stroke-width:1.5;stroke-dasharray:4 3}svg.chart text.limit-label{fill:#c62828}
 .note{color:#616161;font-size:.9rem}
 table.records td{max-width:22rem;white-space:pre-wrap;word-break:break-word}
 """
+
+
+def comparison_text(comparison: PairedComparison) -> list[str]:
+    """One comparison as table cells: pair, difference, interval, test, p-value, verdict."""
+    if comparison.difference is None or comparison.low is None or comparison.high is None:
+        return [f"{comparison.first} vs {comparison.second}", "n/a", "no shared scored records", "-", "-", "-"]
+    verdict = "significant" if comparison.significant else "not significant"
+    small = ", small sample" if comparison.small_sample else ""
+    return [
+        f"{comparison.first} - {comparison.second}",
+        f"{comparison.difference:+.4f}",
+        f"[{comparison.low:+.4f}, {comparison.high:+.4f}] n={comparison.n}{small}",
+        comparison.test,
+        "n/a" if comparison.p_value is None else f"{comparison.p_value:.3g}",
+        f"{verdict} at {comparison.confidence:.0%}",
+    ]
+
+
+COMPARISON_HEADERS = ("Pair", "Difference", "Interval", "Paired test", "p-value", "Verdict")
+
+
+def _comparisons_section(comparisons: Sequence[PairedComparison]) -> str:
+    if not comparisons:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in COMPARISON_HEADERS)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in comparison_text(c)) + "</tr>" for c in comparisons
+    )
+    return (
+        f"<h3>Paired comparisons ({_e(comparisons[0].metric)}, same records)</h3>"
+        f'<table class="comparisons"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    )
+
+
+def champion_headline(champion: ChampionComparison | None) -> str:
+    if champion is None:
+        return "No baseline: selection.baseline is none."
+    return champion.detail
+
+
+FLIP_HEADERS = ("Champion", "Challenger", "Prompt", "Reference", "Champion output", "Challenger output")
+
+
+def flip_cells(record: FlippedRecord) -> list[str]:
+    return [
+        _score(record.champion_score),
+        _score(record.challenger_score),
+        _clip(record.prompt),
+        _clip(record.reference),
+        _clip(record.champion_output),
+        _clip(record.challenger_output),
+    ]
+
+
+def champion_section(champion: ChampionComparison | None) -> str:
+    css = "ok" if champion is None or champion.passed else "bad"
+    parts = [f'<div class="banner {css}"><p>{_e(champion_headline(champion))}</p></div>']
+    if champion is None or champion.status != "compared":
+        return "".join(parts)
+    if champion.comparison is not None:
+        parts.append(_comparisons_section([champion.comparison]))
+    parts.append(
+        f'<p class="note">{champion.worse} record(s) worse than the champion, {champion.better} better '
+        "(primary metric, same records).</p>"
+    )
+    head = "".join(f"<th>{_e(h)}</th>" for h in FLIP_HEADERS)
+    for title, records in (("Worst of the worse", champion.worst_worse), ("Best of the better", champion.worst_better)):
+        if not records:
+            continue
+        rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in flip_cells(r)) + "</tr>" for r in records)
+        parts.append(
+            f'<h3>{_e(title)}</h3><table class="records"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        )
+    return "".join(parts)
 
 
 def render_report(decision: Decision, models: Sequence[ModelEvidence], context: ReportContext) -> str:
@@ -430,7 +592,7 @@ def render_report(decision: Decision, models: Sequence[ModelEvidence], context: 
     missing = [m.summary.model for m in models if m.summary.model not in candidates]
     if missing:
         raise ValueError(f"the decision has no verdict for {', '.join(missing)}")
-    metrics = _metric_names(decision, models)
+    metrics = metric_names_of(decision, models)
     sections = "".join(_worst_records_section(model, context.higher_is_better) for model in models)
     return (
         "<!DOCTYPE html>\n"
@@ -440,7 +602,8 @@ def render_report(decision: Decision, models: Sequence[ModelEvidence], context: 
         f"<h1>{_e(context.pipeline_name)}: model comparison</h1>"
         f'<p class="meta">Execution {_e(context.execution_id)} · dataset {_e(context.dataset_name)} · '
         f"{len(models)} candidate models</p>"
-        f"<h2>Decision</h2>{_decision_section(decision)}"
+        f"<h2>Decision</h2>{_decision_section(decision)}{_comparisons_section(decision.comparisons)}"
+        f"<h2>Champion</h2>{champion_section(decision.champion)}"
         f"<h2>Leaderboard</h2>{_leaderboard(decision, models, metrics)}"
         f"<h2>Scores</h2>{_metric_charts(decision, models, metrics, context)}"
         f"<h2>Latency and cost</h2>{_operations_charts(decision, models)}"

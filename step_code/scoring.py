@@ -27,8 +27,8 @@ from step_code import fmeval_runtime, offline_assets, record_scoring
 from step_code.algorithm_report import render_algorithm_page, render_failure_page
 from step_code.contract import algorithms as algorithm_table
 from step_code.contract.config import AlgorithmConfig
-from step_code.contract.files import WORST_RECORDS_SUFFIX
-from step_code.contract.results import AlgorithmResult, WorstRecords
+from step_code.contract.files import RECORD_SCORES_SUFFIX, WORST_RECORDS_SUFFIX
+from step_code.contract.results import AlgorithmResult, MetricInterval, WorstRecords, metric_names
 from step_code.contract.sharding import SCORE_COLUMNS_SUFFIX
 from step_code.score_columns import write_score_columns
 
@@ -204,6 +204,7 @@ class _Run:
     stem: str
     scorer: record_scoring.AlgorithmScorer | None = None
     records_out: TextIO | None = None
+    scores_out: TextIO | None = None
     primary: record_scoring.Score | None = None
     error: str | None = None
 
@@ -218,6 +219,9 @@ class _Run:
         if self.records_out is not None:
             self.records_out.close()
             self.records_out = None
+        if self.scores_out is not None:
+            self.scores_out.close()
+            self.scores_out = None
 
 
 def _start(run: _Run, inputs: ScoringInputs, runner: StoredOutputRunner, folder: Path) -> None:
@@ -231,7 +235,8 @@ def _start(run: _Run, inputs: ScoringInputs, runner: StoredOutputRunner, folder:
     scoring = record_scoring.SCORINGS[planned.name](_instantiate(planned), context)
     run.primary = _primary(planned, scoring.dataset_scores)
     run.records_out = record_scoring.open_records(folder / f"{run.stem}.jsonl")
-    run.scorer = record_scoring.AlgorithmScorer(scoring, run.records_out, run.primary)
+    run.scores_out = record_scoring.open_records(folder / f"{run.stem}{RECORD_SCORES_SUFFIX}")
+    run.scorer = record_scoring.AlgorithmScorer(scoring, run.records_out, run.primary, run.scores_out)
 
 
 def score_all(
@@ -341,6 +346,8 @@ def _write_result(
         output_path=relative(json_path),
         report_path=relative(html_path),
         records_path=relative(records_path),
+        record_scores_path=relative(folder / f"{run.stem}{RECORD_SCORES_SUFFIX}"),
+        intervals=scored.intervals,
     )
 
 
@@ -351,6 +358,7 @@ def _failed_result(
     folder = output_dir / ALGORITHMS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}.jsonl").unlink(missing_ok=True)
+    (folder / f"{stem}{RECORD_SCORES_SUFFIX}").unlink(missing_ok=True)
     payload = {"eval_name": planned.spec.eval_name, "dataset_scores": None, "error": error}
     (folder / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (folder / f"{stem}.html").write_text(render_failure_page(model=model, algorithm=planned.name, error=error))
@@ -362,6 +370,14 @@ def _failed_result(
         report_path=f"{ALGORITHMS_DIR}/{stem}.html",
         error=error,
     )
+
+
+def flat_intervals(results: Sequence[AlgorithmResult]) -> dict[str, MetricInterval]:
+    """The intervals under the names `flat_metrics` gives their scores."""
+    names = metric_names(results)
+    return {
+        names[(result.eval_name, name)]: interval for result in results for name, interval in result.intervals.items()
+    }
 
 
 def flat_metrics(results: Sequence[AlgorithmResult]) -> dict[str, float | None]:

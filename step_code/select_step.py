@@ -1,10 +1,14 @@
 """The select step: apply the selection policy to every model's summary; write the decision and the comparison.
 
-    python -m step_code.select_step --config C --output-dir O --summaries-dir S
+    python -m step_code.select_step --config C --output-dir O --summaries-dir S [--registry-dir R]
 
-`S/<model>/` is each model's evaluation output (summary.json, worst records). Writes `O/decision.json`
-(read by the pipeline's condition step) and `O/comparison.html`. A decision that no candidate meets the
-policy is a result, not an error: the step succeeds and the condition step fails the pipeline with its reason.
+`S/<model>/` is each model's evaluation output (summary.json, worst records, per-record scores). Writes
+`O/decision.json` (read by the pipeline's condition step) and `O/comparison.html`. A decision that no
+candidate meets the policy is a result, not an error: the step succeeds and the condition step fails the
+pipeline with its reason.
+
+With `selection.baseline: approved`, the winner is compared with the latest Approved package of its model
+package group (SageMaker, or the local registry `R`; see champion.py) and must pass the regression gate.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from step_code.aws_resources import ControlPlaneError
+from step_code import champion
+from step_code.aws_resources import ControlPlaneError, sagemaker_client
 from step_code.contract import algorithms
 from step_code.contract.config import Config
-from step_code.contract.files import COMPARISON_REPORT_FILE, DECISION_FILE
+from step_code.contract.files import COMPARISON_PDF_FILE, COMPARISON_REPORT_FILE, DECISION_FILE
 from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, ReportContext, load_model_evidence, render_report
 from step_code.selection_policy import PolicyError, decide
@@ -32,13 +37,17 @@ class SelectArgs:
     config: Path
     output_dir: Path
     summaries_dir: Path
+    registry_dir: Path | None = None
 
 
 def parse_args(argv: Sequence[str] | None) -> SelectArgs:
     parser = step_parser("step_code.select_step", __doc__)
     parser.add_argument("--summaries-dir", required=True, type=Path)
+    parser.add_argument("--registry-dir", type=Path, help="The local registry (default: SageMaker's).")
     ns = parser.parse_args(argv)
-    return SelectArgs(config=ns.config, output_dir=ns.output_dir, summaries_dir=ns.summaries_dir)
+    return SelectArgs(
+        config=ns.config, output_dir=ns.output_dir, summaries_dir=ns.summaries_dir, registry_dir=ns.registry_dir
+    )
 
 
 def metric_directions(config: Config) -> dict[str, bool]:
@@ -79,28 +88,84 @@ def select(config: Config, evidence: Sequence[ModelEvidence]) -> Decision:
             [item.summary for item in evidence],
             primary_metric=primary_metric(config),
             higher_is_better=metric_directions(config),
+            record_scores={item.summary.model: item.record_scores for item in evidence},
         )
     except PolicyError as exc:
         raise ControlPlaneError(str(exc)) from None
 
 
-def comparison_html(config: Config, decision: Decision, evidence: Sequence[ModelEvidence]) -> str:
-    context = ReportContext(
+def report_context(config: Config, evidence: Sequence[ModelEvidence]) -> ReportContext:
+    return ReportContext(
         pipeline_name=config.pipeline.name,
         execution_id=evidence[0].summary.execution_id if evidence else "",
         dataset_name=config.dataset.dataset_name,
         higher_is_better=metric_directions(config),
     )
-    return render_report(decision, evidence, context)
+
+
+def comparison_html(config: Config, decision: Decision, evidence: Sequence[ModelEvidence]) -> str:
+    return render_report(decision, evidence, report_context(config, evidence))
+
+
+def comparison_pdf(config: Config, decision: Decision, evidence: Sequence[ModelEvidence]) -> bytes:
+    from step_code.report_pdf import render_pdf
+
+    return render_pdf(decision, evidence, report_context(config, evidence))
+
+
+def with_champion(
+    config: Config,
+    decision: Decision,
+    evidence: Sequence[ModelEvidence],
+    summaries_dir: Path,
+    registry_dir: Path | None,
+) -> tuple[Decision, list[ModelEvidence]]:
+    """The decision gated against the approved champion of the winner's group, and the evidence with it."""
+    if config.selection.baseline != "approved" or decision.winner is None or not decision.meets_policy:
+        return decision, list(evidence)
+    winner_model = config.model(decision.winner)
+    group = winner_model.model_package_group_name or config.model_registry.model_package_group_name
+    if registry_dir is not None:
+        package = champion.latest_approved_in_directory(registry_dir, group)
+    else:
+        package = champion.latest_approved_in_sagemaker(sagemaker_client(), group)
+    if package is None:
+        comparison = champion.no_approved_package(group)
+        return champion.apply_gate(decision, comparison, None), list(evidence)
+    if package.statistics_uri is None:
+        comparison = champion.unanswerable(package, "the package has no ModelQuality statistics to read")
+        return champion.apply_gate(decision, comparison, None), list(evidence)
+    winner = next(item for item in evidence if item.summary.model == decision.winner)
+    direction = metric_directions(config)[decision.primary_metric]
+    try:
+        with champion.stored_evidence(package.statistics_uri) as folder:
+            baseline = champion.load_champion(folder, package)
+            comparison = champion.compare_with_champion(
+                package,
+                baseline,
+                folder,
+                winner,
+                summaries_dir / decision.winner,
+                policy=config.selection,
+                primary_metric=decision.primary_metric,
+                higher_is_better=direction,
+            )
+    except (FileNotFoundError, ControlPlaneError) as exc:
+        comparison = champion.unanswerable(package, f"its stored outputs cannot be read ({exc})")
+        return champion.apply_gate(decision, comparison, None), list(evidence)
+    verdict = champion.champion_verdict(baseline, comparison)
+    return champion.apply_gate(decision, comparison, verdict), [*evidence, baseline]
 
 
 def _run(args: SelectArgs) -> None:
     config = read_config(args.config)
     evidence = load_evidence(config, args.summaries_dir)
     decision = select(config, evidence)
+    decision, evidence = with_champion(config, decision, evidence, args.summaries_dir, args.registry_dir)
     write_model(args.output_dir, DECISION_FILE, decision)
     report = args.output_dir / COMPARISON_REPORT_FILE
     report.write_text(comparison_html(config, decision, evidence), encoding="utf-8")
+    (args.output_dir / COMPARISON_PDF_FILE).write_bytes(comparison_pdf(config, decision, evidence))
     logger.info("decision: %s", decision.reason)
     logger.info("comparison report: %s", report)
 

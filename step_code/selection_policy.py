@@ -4,16 +4,27 @@ The weighted score is `sum(weight * oriented value) / sum(weights)`, where a hig
 taken as it is and a lower-is-better one as `1 - value` (fmeval scores lie in [0, 1]), so the weighted
 score stays in [0, 1] and higher always wins. A metric a candidate lacks is never read as 0: the
 candidate is excluded and the reason names the metric.
+
+With per-record scores, each candidate's weighted score is also computed per record (the same formula on
+the record's scores), which gives its interval and a paired comparison of every eligible candidate with
+the next one. `require_significance`: every eligible candidate whose paired difference from the leader is
+not significant ties with it statistically, and `tie_break` chooses among them.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from step_code.contract.config import SelectionPolicy
-from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary
+from step_code.contract.results import CandidateVerdict, Decision, EvaluationSummary, MetricInterval, PairedComparison
+from step_code.uncertainty import describe_comparison, mean_interval, paired_comparison
+
+# Model -> score name (as in summary.metrics) -> record_id -> the record's score.
+RecordScores = Mapping[str, Mapping[str, Mapping[str, float | None]]]
+WEIGHTED_SCORE = "weighted score"
 
 # Weighted scores closer than this count as a tie (float sums of equal scores can differ in the last bits).
 TIE_DIGITS = 9
@@ -42,6 +53,8 @@ class _Assessment:
     weighted_score: float | None
     failed_fraction: float
     exclusions: list[str] = field(default_factory=list)
+    # record_id -> weighted score of that record; None without per-record scores of every weighted metric.
+    weighted_records: dict[str, float] | None = None
 
     @property
     def name(self) -> str:
@@ -131,6 +144,78 @@ def _assess(
     return _Assessment(summary, weighted, failed_fraction, exclusions)
 
 
+def weighted_record_scores(
+    scores: Mapping[str, Mapping[str, float | None]] | None,
+    weights: Mapping[str, float],
+    higher_is_better: Mapping[str, bool],
+) -> dict[str, float] | None:
+    """record_id -> weighted score, over the records every weighted metric scored."""
+    names = [name for name, weight in weights.items() if weight > 0]
+    if scores is None or any(name not in scores for name in names):
+        return None
+    total = sum(weights[name] for name in names)
+    shared = set.intersection(*({key for key, v in scores[name].items() if _number(v) is not None} for name in names))
+    out: dict[str, float] = {}
+    for key in sorted(shared):
+        oriented = {name: float(scores[name][key]) for name in names}  # type: ignore[arg-type]
+        out[key] = sum(weights[n] * (v if higher_is_better[n] else 1.0 - v) for n, v in oriented.items()) / total
+    return out
+
+
+def _compare(first: _Assessment, second: _Assessment, confidence: float) -> PairedComparison:
+    return paired_comparison(
+        WEIGHTED_SCORE,
+        first.name,
+        first.weighted_records or {},
+        second.name,
+        second.weighted_records or {},
+        higher_is_better=True,
+        confidence=confidence,
+    )
+
+
+def _significantly_better(comparison: PairedComparison) -> bool:
+    return comparison.significant and comparison.difference is not None and comparison.difference > 0
+
+
+def _tie_order(candidates: Sequence[_Assessment], tie_break: str) -> list[_Assessment]:
+    def key(candidate: _Assessment) -> tuple[float, str]:
+        value = _tie_break_value(candidate, tie_break) if tie_break != "name" else None
+        return (math.inf if value is None else value, candidate.name)
+
+    return sorted(candidates, key=key)
+
+
+def _statistical_ties(
+    eligible: list[_Assessment], policy: SelectionPolicy
+) -> tuple[list[_Assessment], list[_Assessment], dict[str, PairedComparison]]:
+    """(the candidates tied with the leader, in tie-break order; the rest; leader-vs-each comparisons)."""
+    leader = eligible[0]
+    against = {other.name: _compare(leader, other, policy.confidence) for other in eligible[1:]}
+    tied = [leader, *(c for c in eligible[1:] if not _significantly_better(against[c.name]))]
+    rest = [c for c in eligible if c not in tied]
+    return _tie_order(tied, policy.tie_break), rest, against
+
+
+def _statistical_tie_text(
+    winner: _Assessment, tied: Sequence[_Assessment], against: Mapping[str, PairedComparison], tie_break: str
+) -> str:
+    comparisons = "; ".join(_comparison_words(against[c.name]) for c in tied if c.name in against)
+    others = ", ".join(c.name for c in tied if c is not winner)
+    choice = (
+        f"tie-break {tie_break} chooses {winner.name}"
+        + ("" if tie_break == "name" else f" ({_describe_tie_value(winner, tie_break)})")
+        + f" over {others}"
+    )
+    return f"statistical tie, the difference is not significant ({comparisons}); {choice}"
+
+
+def _comparison_words(comparison: PairedComparison) -> str:
+    if comparison.n == 0:
+        return f"{comparison.first} vs {comparison.second}: no per-record scores to test"
+    return describe_comparison(comparison)
+
+
 def _tie_break_value(candidate: _Assessment, tie_break: str) -> float | None:
     if tie_break == "lower_cost":
         return _number(candidate.cost)
@@ -181,6 +266,7 @@ def decide(
     *,
     primary_metric: str,
     higher_is_better: Mapping[str, bool],
+    record_scores: RecordScores | None = None,
 ) -> Decision:
     """Apply the policy to every candidate's summary; the result names a reason for each candidate."""
     weights = resolve_weights(policy, primary_metric)
@@ -194,9 +280,22 @@ def decide(
         raise PolicyError("selection: there are no candidates to choose from")
 
     assessed = [_assess(s, policy, primary_metric, weights, higher_is_better) for s in summaries]
+    for candidate in assessed:
+        scores = (record_scores or {}).get(candidate.name)
+        candidate.weighted_records = weighted_record_scores(scores, weights, higher_is_better)
     eligible = sorted((a for a in assessed if not a.exclusions), key=lambda a: _rank_key(a, policy.tie_break))
+    tie_note: str | None = None
+    if policy.require_significance and len(eligible) > 1:
+        tied, rest, against = _statistical_ties(eligible, policy)
+        if len(tied) > 1:
+            tie_note = _statistical_tie_text(tied[0], tied, against, policy.tie_break)
+            eligible = [*tied, *rest]
+        else:
+            runner_up = _comparison_words(against[eligible[1].name])
+            tie_note = f"significantly better than every other eligible candidate ({runner_up})"
     ranks = {candidate.name: index + 1 for index, candidate in enumerate(eligible)}
     winner = eligible[0] if eligible else None
+    comparisons = [_compare(first, second, policy.confidence) for first, second in itertools.pairwise(eligible)]
 
     verdicts: list[CandidateVerdict] = []
     for candidate in assessed:
@@ -216,6 +315,8 @@ def decide(
                 eligible=rank is not None,
                 reasons=reasons,
                 rank=rank,
+                intervals=dict(candidate.summary.intervals),
+                weighted_interval=_weighted_interval(candidate),
             )
         )
 
@@ -228,8 +329,15 @@ def decide(
             f"{winner.name} selected with weighted score {winner.weighted_score:.4f} "
             f"({_metric_text(winner.summary, weights)}); {len(eligible)} of {len(assessed)} candidates eligible"
         )
-        if len(eligible) > 1 and _tied(winner, eligible[1]):
+        interval = _weighted_interval(winner)
+        if interval is not None and interval.value is not None:
+            reason += f"; weighted score interval {_interval_words(interval)}"
+        if tie_note is not None:
+            reason += f"; {tie_note}"
+        elif len(eligible) > 1 and _tied(winner, eligible[1]):
             reason += f"; {_tie_explanation(winner, eligible[1], policy.tie_break)}"
+        if comparisons and tie_note is None:
+            reason += f"; {_comparison_words(comparisons[0])}"
     return Decision(
         meets_policy=winner is not None,
         winner=winner.name if winner else None,
@@ -238,7 +346,20 @@ def decide(
         weights=weights,
         candidates=verdicts,
         policy=policy.model_dump(mode="json"),
+        comparisons=comparisons,
     )
+
+
+def _weighted_interval(candidate: _Assessment) -> MetricInterval | None:
+    if candidate.weighted_records is None:
+        return None
+    return mean_interval(list(candidate.weighted_records.values()))
+
+
+def _interval_words(interval: MetricInterval) -> str:
+    assert interval.low is not None and interval.high is not None
+    flag = ", small sample" if interval.small_sample else ""
+    return f"[{interval.low:.4f}, {interval.high:.4f}] at {interval.confidence:.0%} over {interval.n} records{flag}"
 
 
 def _tied(first: _Assessment, second: _Assessment) -> bool:

@@ -25,12 +25,28 @@ from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts,
 from pipeline_definitions.loading.finetuning_data import channel_files
 from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, SdkDefaultsFileError, load_config
 from pipeline_definitions.loading.validation import WORST_CASE_EXECUTION_ID, WORST_CASE_RESOURCE_PREFIX
-from pipeline_definitions.planning.plan import CHECK_STEP, FAIL_STEP, REGISTER_STEP, EvaluationPlan, build_plan
+from pipeline_definitions.planning.plan import (
+    CHECK_STEP,
+    FAIL_STEP,
+    REGISTER_STEP,
+    EvaluationPlan,
+    build_plan,
+    step_name,
+)
+from pipeline_definitions.planning.warm_pools import POOL_RULE, warm_pools
 from step_code.contract import algorithms
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.locations import is_s3
-from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH, resource_base, run_scoped_name
+from step_code.contract.naming import (
+    EXECUTION_SUFFIX_LENGTH,
+    deployed_pipeline_name,
+    kept_endpoint_name,
+    kept_endpoint_stem,
+    resource_base,
+    run_scoped_name,
+)
 from step_code.contract.pricing import price_table
+from step_code.contract.tags import TAG_LAST_USED, TAG_SUPERSEDED_BY
 
 DEBUG_ENV = "EVALOPS_DEBUG"
 
@@ -100,18 +116,63 @@ def _plan_lines(plan: EvaluationPlan) -> list[str]:
     return lines
 
 
+def _kept_endpoint_lines(config: Config, model: ModelConfig, shape: str) -> list[str]:
+    retrained = (
+        "; a fine-tuning is trained again (and so deployed anew) only when its inputs or data change"
+        if model.finetuning is not None
+        else ""
+    )
+    expiry = (
+        f"deleted by a later deploy once superseded and unused for {model.keep_for_hours:g} h (keep_for_hours)"
+        if model.keep_for_hours is not None
+        else "superseded ones are billed until you delete them (or set keep_for_hours)"
+    )
+    return [
+        f"  {model.name}: {shape}, KEPT and reused by later runs (cleanup_endpoint: false)",
+        f"    <prefix>{resource_base(config.pipeline.name, model)}-k<deployment identity>",
+        "    the identity is the model id and resolved version, image, weights (a fine-tune's trained artifact), "
+        "instance type and count; a run that resolves another one deploys a new endpoint and reports the old one "
+        f"as superseded; {expiry}{retrained}",
+    ]
+
+
+def _kept_in_account_lines(config: Config, resource_prefix: str) -> list[str]:
+    """This config's kept endpoints found under the prefix, with the identity a later run superseded."""
+    from step_code.aws_resources import sagemaker_client
+    from step_code.deploy import kept_endpoints
+
+    client = sagemaker_client()
+    pipeline = deployed_pipeline_name(resource_prefix, config.pipeline.name)
+    lines = [f"Kept endpoints in the account under {resource_prefix}:"]
+    for model in config.models:
+        if not model.deploys_endpoint or model.cleanup_endpoint:
+            continue
+        # Every identity gives a suffix of the same length: any digest finds the stem.
+        any_identity = "0" * 64
+        stem = kept_endpoint_stem(
+            kept_endpoint_name(resource_prefix, resource_base(config.pipeline.name, model), any_identity)
+        )
+        for kept in kept_endpoints(client, stem, model.name, pipeline):
+            superseded = kept.tags.get(TAG_SUPERSEDED_BY)
+            state = f"SUPERSEDED by {superseded}" if superseded else "current"
+            last_used = kept.tags.get(TAG_LAST_USED, "unknown")
+            lines.append(f"  {model.name}: {kept.name}  {state}, last used {last_used}")
+    if len(lines) == 1:
+        lines.append("  none")
+    return lines
+
+
 def _endpoint_lines(loaded: LoadedConfig) -> list[str]:
     lines = ["Endpoints:"]
     for model in loaded.config.models:
         if model.deploys_endpoint and model.deployment_config is not None:
             deployment = model.deployment_config
-            fate = (
-                f"deleted by Cleanup-{model.name} after its evaluation"
-                if model.cleanup_endpoint
-                else "KEPT after the run (cleanup_endpoint: false): delete it yourself"
-            )
+            shape = f"{deployment.instance_type} x{deployment.num_instances}"
+            if not model.cleanup_endpoint:
+                lines += _kept_endpoint_lines(loaded.config, model, shape)
+                continue
             names = _endpoint_names(loaded.config, model)
-            lines.append(f"  {model.name}: {deployment.instance_type} x{deployment.num_instances}, {fate}")
+            lines.append(f"  {model.name}: {shape}, deleted by Cleanup-{model.name} after its evaluation")
             lines.append(f"    {names[0]}")
             lines += [f"    or {name}" for name in names[1:]]
         elif model.provider.existing_endpoint:
@@ -120,6 +181,18 @@ def _endpoint_lines(loaded: LoadedConfig) -> list[str]:
         lines.append("  none: no model deploys an endpoint")
     else:
         lines.append("  <prefix> is the environment's resource prefix; endpoints that existed before are never deleted")
+    return lines
+
+
+def _warm_pool_lines(config: Config) -> list[str]:
+    pools = warm_pools(config)
+    if not pools:
+        return []
+    lines = [f"Warm pools ({POOL_RULE}):"]
+    for pool in pools:
+        order = " -> ".join(step_name("finetune", config.model(name)) for name in pool.models)
+        lines.append(f"  {pool.label}: {order}; kept {pool.keep_alive_seconds} s after the last, billed idle")
+    lines.append("  processing steps (preprocess, deploy, evaluate, select, register, cleanup) cannot use warm pools")
     return lines
 
 
@@ -148,6 +221,11 @@ def _estimate_lines(estimate: RunEstimate, loaded: LoadedConfig) -> list[str]:
             f"  {row.model:<28} {endpoint:<22} {row.model_calls:>8,} {deploy:>8} "
             f"{row.evaluation_minutes:>5.1f} min {finetune:>9} {row.instance_hours:>10.2f} {cost:>10}"
         )
+        if row.warm_pool_idle_instance_hours:
+            lines.append(
+                f"  {'':<28} inst-hours include {row.warm_pool_idle_instance_hours:.2f} of idle warm pool after "
+                "its fine-tuning"
+            )
         if row.kept_endpoint_usd_per_hour is not None:
             kept = _money(row.kept_endpoint_usd_per_hour)
             lines.append(f"  {'':<28} then {kept} per hour for as long as the endpoint is kept")
@@ -214,6 +292,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _endpoint_lines(loaded),
         _registry_lines(plan),
         _training_channel_lines(plan, loaded),
+        _warm_pool_lines(loaded.config),
+        _kept_in_account_lines(loaded.config, args.kept_endpoints) if args.kept_endpoints else [],
         _estimate_lines(estimate_run(loaded, prompt_count), loaded),
         scale_lines(loaded.config),
         _download_lines(loaded),
@@ -250,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="prompt count to estimate for (default: counted in the local catalog, else per 1,000)",
+    )
+    plan.add_argument(
+        "--kept-endpoints",
+        metavar="PREFIX",
+        default=None,
+        help="also list this config's kept endpoints under the environment's resource prefix (e.g. evalops-dev-), "
+        "current or superseded, with the AWS credentials of this shell",
     )
     plan.set_defaults(handler=cmd_plan)
     add_run_commands(subparsers)

@@ -184,6 +184,7 @@ def _execute(args: argparse.Namespace, events: PlainEvents | RichEvents) -> RunO
         registry=args.registry,
         approval_status=args.approval_status,
         fresh=args.fresh,
+        no_cache=args.no_cache,
     )
     print(f"Running {loaded.config.pipeline.name} locally in {options.output}")
     return run_plan(loaded, options, events)
@@ -237,13 +238,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
-        path, computed = rebuild_report(Path(args.run_dir), args.output)
+        path, computed = rebuild_report(Path(args.run_dir), args.output, pdf=args.pdf)
     except RunError as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     if computed:
         print("The run has no decision.json: the decision was computed from the evaluation summaries.")
     print(f"Comparison report: {path}")
+    if args.pdf:
+        print(f"PDF report: {path.with_suffix('.pdf')}")
     return EXIT_OK
 
 
@@ -272,6 +275,11 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         action="store_true",
         help="start over with a new execution id (cached model responses and the registry are kept)",
     )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="send every prompt to the model again; the response cache is neither read nor written",
+    )
     run.set_defaults(handler=cmd_run)
 
     report = subparsers.add_parser(
@@ -281,4 +289,5 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     report.add_argument("run_dir", metavar="RUN_DIR", help="a local run folder, e.g. runs/evalops-sample")
     report.add_argument("--output", type=Path, default=None, help="where to write the HTML (default: in the run)")
+    report.add_argument("--pdf", action="store_true", help="also write the report as a PDF beside the HTML")
     report.set_defaults(handler=cmd_report)

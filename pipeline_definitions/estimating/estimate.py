@@ -14,6 +14,7 @@ from typing import Any
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.planning.plan import PlannedStep, build_plan
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
+from pipeline_definitions.planning.warm_pools import warm_pools
 from step_code.contract.algorithms import lookup
 from step_code.contract.config import AlgorithmConfig, Config, ModelConfig
 from step_code.contract.locations import is_s3
@@ -52,6 +53,8 @@ ASSUMPTIONS = (
     f"Bedrock: {BEDROCK_INPUT_TOKENS} input tokens per call and the inference parameters' output-token limit "
     f"(default {DEFAULT_OUTPUT_TOKENS}) as output",
     "existing endpoints, http/openai servers and recorded responses cost nothing here",
+    "a warm pool (keep_alive_period_in_seconds) is billed idle for its whole keep-alive after the last "
+    "fine-tuning that uses it; the fine-tunings before it hand it on at once",
 )
 
 
@@ -72,6 +75,8 @@ class ModelEstimate:
     training_hours: float = 0.0
     training_instance_hours: float = 0.0
     training_usd: float | None = None
+    # Instance-hours of the warm pool left idle after this model's fine-tuning (the last one of its pool).
+    warm_pool_idle_instance_hours: float = 0.0
     token_usd: float | None = None
     # False when a price this model needs is missing (named in the run's warnings).
     priced: bool = True
@@ -147,7 +152,10 @@ def estimate_run(loaded: LoadedConfig, prompt_count: int | None) -> RunEstimate:
     config = loaded.config
     prompts = prompt_count if prompt_count is not None else PER_PROMPTS_DEFAULT
     warnings: list[str] = []
-    models = tuple(model_estimate(config, model, prompts, warnings) for model in config.models)
+    idle_after = {pool.models[-1]: pool.keep_alive_seconds for pool in warm_pools(config)}
+    models = tuple(
+        model_estimate(config, model, prompts, warnings, idle_after.get(model.name, 0)) for model in config.models
+    )
     by_model = {estimate.model: estimate for estimate in models}
     steps = tuple(_step_estimate(config, step, by_model, warnings) for step in build_plan(config).processing_steps)
     return RunEstimate(
@@ -183,7 +191,9 @@ def calls_per_record(config: Config) -> int:
     return 1 + sum(extra_prompts_per_record(algorithm) for algorithm in config.algorithms)
 
 
-def model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: list[str]) -> ModelEstimate:
+def model_estimate(
+    config: Config, model: ModelConfig, prompts: int, warnings: list[str], pool_idle_seconds: int = 0
+) -> ModelEstimate:
     calls = prompts * calls_per_record(config) if model.provider.calls_model else 0
     # A sharded model's instances each send max_concurrency requests at once.
     concurrency = model.evaluation_config.max_concurrency * model.shard_count(config.pipeline)
@@ -196,12 +206,14 @@ def model_estimate(config: Config, model: ModelConfig, prompts: int, warnings: l
         parameters = model.finetuning.parameters
         hours = _epochs(parameters.model_extra or {}) * TRAINING_HOURS_PER_EPOCH + TRAINING_STARTUP_MINUTES / 60
         price = _price(parameters.instance_type, config, "training", warnings)
-        instance_hours = hours * parameters.num_instances
+        idle_instance_hours = pool_idle_seconds / 3600 * parameters.num_instances
+        instance_hours = hours * parameters.num_instances + idle_instance_hours
         estimate = replace(
             estimate,
             training_instance_type=parameters.instance_type,
             training_hours=hours,
             training_instance_hours=instance_hours,
+            warm_pool_idle_instance_hours=idle_instance_hours,
             training_usd=None if price is None else price * instance_hours,
             priced=estimate.priced and price is not None,
         )

@@ -26,16 +26,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from pipeline_definitions.loading.catalog_shape import catalog_shape_problem
 from pipeline_definitions.loading.finetuning_data import check_finetuning_data
 from pipeline_definitions.loading.sample_compat import sdk_defaults_message, translate_register_config
 from pipeline_definitions.loading.validation import (
     Finding,
     Loc,
     Sections,
+    nonfinite_findings,
     placeholder_findings,
     validate,
     validate_sections,
 )
+from pipeline_definitions.loading.yaml_limits import MAX_DEPTH, YamlLimitError, check_expansion, read_regular_file
 from step_code.contract.config import Config
 from step_code.contract.locations import is_s3
 
@@ -49,6 +52,13 @@ NOT_UPLOADED = re.compile(r"^(\..*|__pycache__)$")
 KEY_SPELLINGS = {"finetuning_config": "finetuning", "finetuning": "finetuning_config"}
 _KEY_PATH_PREFIX = re.compile(r"^(?P<path>[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*)(?P<colon>:?) ")
 _IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+# Values quoted in a message are cut to SHOWN_CHARS (a 1 MB value would otherwise be echoed whole), and a
+# whole message to MAX_MESSAGE_CHARS.
+SHOWN_CHARS = 60
+MAX_MESSAGE_CHARS = 1000
+# A quoted value starts where no word character precedes its quote and ends where none follows its closing one
+# (so the text between two short quoted values is never taken for one).
+_LONG_QUOTED = re.compile(rf"(?<!\w)(?:'[^'\n]{{{SHOWN_CHARS + 1},}}'|\"[^\"\n]{{{SHOWN_CHARS + 1},}}\")(?!\w)")
 
 
 @dataclass(frozen=True)
@@ -113,11 +123,13 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
     if sdk_defaults is not None:
         raise SdkDefaultsFileError([Problem(display, None, "", sdk_defaults)])
     data, sample_findings = translate_register_config(data)
-    findings = index.duplicate_keys() + placeholder_findings(data) + sample_findings
+    findings = index.duplicate_keys() + placeholder_findings(data) + nonfinite_findings(data) + sample_findings
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        findings += [_finding_from_error(error) for error in exc.errors(include_url=False)]
+        # Non-finite numbers are reported at every key by nonfinite_findings already.
+        errors = [error for error in exc.errors(include_url=False) if error["type"] != "finite_number"]
+        findings += [_finding_from_error(error) for error in errors]
         findings += validate_sections(_valid_sections(data))
         raise ConfigError(index.problems(display, findings)) from None
 
@@ -253,6 +265,10 @@ class _LocalFiles:
     def normalize(self, config: Config) -> Config:
         dataset_location = self._resolve(("dataset", "input_data_location"), config.dataset.input_data_location)
         self.dataset_location = dataset_location
+        if not is_s3(dataset_location) and Path(dataset_location).is_file():
+            problem = catalog_shape_problem(Path(dataset_location), config.dataset.dataset_mime_type)
+            if problem is not None:
+                self.findings.append(Finding(("dataset", "input_data_location"), problem))
         models = list(config.models)
         # With the dataset on S3 a local responses file is an error already (validation): nothing to resolve.
         dataset_on_s3 = is_s3(dataset_location)
@@ -290,15 +306,20 @@ class _LocalFiles:
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> tuple[yaml.Node, dict[str, Any]]:
-    """A YAML file holding a mapping of `what`, and its node tree (for line numbers); ConfigError if it is not."""
+    """A YAML file holding a mapping of `what`, and its node tree (for line numbers); ConfigError if it is not.
+
+    Reading is bounded (`yaml_limits`): regular files only, a size cap, aliases expanded to a bounded size.
+    """
     display = str(path)
     try:
-        text = Path(path).resolve().read_text(encoding="utf-8")
+        text = read_regular_file(Path(path).resolve())
     except FileNotFoundError:
         raise ConfigError([Problem(display, None, "", "no such file")]) from None
+    except YamlLimitError as exc:
+        raise ConfigError([Problem(display, None, "", str(exc))]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            [Problem(display, None, "", f"cannot read the file ({exc.__class__.__name__}: {exc})")]
+            [Problem(display, None, "", f"cannot read the file ({exc.__class__.__name__}: {_cut(str(exc))})")]
         ) from None
     try:
         root, data = _parse_yaml(text)
@@ -307,7 +328,11 @@ def read_yaml_mapping(path: str | Path, what: str) -> tuple[yaml.Node, dict[str,
         line = mark.line + 1 if mark is not None else None
         raise ConfigError([Problem(display, line, "", f"invalid YAML: {exc.problem or exc.context}")]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([Problem(display, None, "", f"invalid YAML: {exc}")]) from None
+        raise ConfigError([Problem(display, None, "", f"invalid YAML: {_cut(str(exc))}")]) from None
+    except YamlLimitError as exc:
+        raise ConfigError([Problem(display, exc.line, "", str(exc))]) from None
+    except RecursionError:
+        raise ConfigError([Problem(display, None, "", f"nested more than {MAX_DEPTH} levels deep; refused")]) from None
     if not isinstance(data, dict) or root is None:
         line = root.start_mark.line + 1 if root is not None else 1
         raise ConfigError([Problem(display, line, "", f"expected a mapping of {what}")])
@@ -315,11 +340,14 @@ def read_yaml_mapping(path: str | Path, what: str) -> tuple[yaml.Node, dict[str,
 
 
 def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
-    """The node tree (for line numbers) and the data built from that same tree."""
+    """The node tree (for line numbers) and the data built from that same tree, once its size is checked."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        return root, (loader.construct_document(root) if root is not None else None)
+        if root is None:
+            return None, None
+        check_expansion(root)
+        return root, loader.construct_document(root)
     finally:
         loader.dispose()
 
@@ -329,6 +357,9 @@ class YamlIndex:
 
     def __init__(self, root: yaml.Node) -> None:
         self.root = root
+        # Per mapping node: key -> (value node, line) of its last occurrence, built on first use, so that
+        # locating thousands of findings in one mapping stays linear.
+        self._keys: dict[int, dict[str, tuple[yaml.Node, int]]] = {}
 
     def locate(self, loc: Loc) -> tuple[int, Loc]:
         """The line of the deepest key of `loc` present in the file, and `loc` in the file's spelling."""
@@ -344,13 +375,18 @@ class YamlIndex:
             spelled.append(key)
         return line, tuple(spelled)
 
-    @staticmethod
-    def _child(node: yaml.Node | None, part: str | int) -> tuple[str | int, yaml.Node, int] | None:
+    def _child(self, node: yaml.Node | None, part: str | int) -> tuple[str | int, yaml.Node, int] | None:
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            keys = self._keys.get(id(node))
+            if keys is None:
+                keys = self._keys[id(node)] = {
+                    key_node.value: (value_node, key_node.start_mark.line + 1)
+                    for key_node, value_node in node.value
+                    if isinstance(key_node, yaml.ScalarNode)
+                }
             for spelling in (part, KEY_SPELLINGS.get(part, part)):
-                for key_node, value_node in reversed(node.value):
-                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == spelling:
-                        return spelling, value_node, key_node.start_mark.line + 1
+                if spelling in keys:
+                    return spelling, *keys[spelling]
         if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
             item = node.value[part]
             return part, item, item.start_mark.line + 1
@@ -366,6 +402,11 @@ class YamlIndex:
             first_line: dict[str, int] = {}
             for key_node, value_node in node.value:
                 key = str(key_node.value)
+                # A merge key (`<<: *base`) puts the base's pairs before the mapping's own ones, which may
+                # override them: only keys written inside this mapping can repeat one another (the base's
+                # pairs are checked where the base is written).
+                if not _inside(key_node, node):
+                    continue
                 if key in first_line:
                     findings.append(
                         Finding(
@@ -382,21 +423,32 @@ class YamlIndex:
                 self._duplicates(item, (*loc, position), findings)
 
     def problems(self, file: str, findings: list[Finding]) -> list[Problem]:
-        problems: list[Problem] = []
+        # A dict keeps the first of equal problems in order, in time linear in their number.
+        problems: dict[Problem, None] = {}
         for finding in findings:
             loc, message = _relocate(finding)
             line, spelled = self.locate(loc)
-            problem = Problem(file, (finding.line or line) if loc else None, key_path(spelled), message)
-            if problem not in problems:
-                problems.append(problem)
+            problems[Problem(file, (finding.line or line) if loc else None, key_path(spelled), _cut(message))] = None
         return sorted(problems, key=lambda p: p.line or 0)
+
+
+def _cut(message: str) -> str:
+    """`message` with each long quoted value cut to SHOWN_CHARS, and at most MAX_MESSAGE_CHARS long."""
+    message = _LONG_QUOTED.sub(lambda match: match[0][:SHOWN_CHARS] + "..." + match[0][0], message)
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _inside(part: yaml.Node, node: yaml.Node) -> bool:
+    return node.start_mark.index <= part.start_mark.index < node.end_mark.index
 
 
 def key_path(loc: Loc) -> str:
     """`("models", 1, "deployment_config")` -> `models[1].deployment_config`."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, str) and len(part) > SHOWN_CHARS:
+            out += f"[{part[:SHOWN_CHARS]!r}...]"
+        elif isinstance(part, int):
             out += f"[{part}]"
         elif _IDENTIFIER.match(part):
             out += f".{part}" if out else part

@@ -19,10 +19,12 @@ catalog is not uploaded, so every other file the run reads must be on S3 as well
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_definitions.loading.hyperparameters import hyperparameter_problem
 from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
 from pipeline_definitions.rendering.definition_placeholders import PLACEHOLDER_MARK
 from step_code.contract import algorithms
@@ -39,6 +41,8 @@ from step_code.contract.config import (
 )
 from step_code.contract.locations import is_s3
 from step_code.contract.naming import resource_base, run_scoped_name
+from step_code.invocation import render_prompt
+from step_code.runners.payload import content_template_problem
 
 Loc = tuple[str | int, ...]
 
@@ -94,6 +98,8 @@ def validate_sections(sections: Sections) -> list[Finding]:
                 "steps and the definition must fit SageMaker's 1 MiB), so split them over several configs",
             )
         )
+    if sections.models is not None:
+        findings += _request_findings(sections.models)
     if sections.pipeline is not None and sections.models is not None:
         findings += _endpoint_findings(sections.pipeline.name, sections.models)
     if sections.dataset is not None and sections.models is not None:
@@ -122,6 +128,27 @@ def _gpu_findings(pipeline: PipelineSettings, configured: list[AlgorithmConfig])
             "(BERTScore, Detoxify or ToxiGen): the GPU would sit idle; use a CPU type such as ml.m5.xlarge",
         )
     ]
+
+
+def _request_findings(models: list[ModelConfig]) -> list[Finding]:
+    """What each model is sent, checked by the code that builds it at run time: the prompt by `render_prompt`,
+    the request body by the runners' `RequestBody`; and the fine-tuning hyperparameters of the table."""
+    findings: list[Finding] = []
+    for index, model in enumerate(models):
+        evaluation = model.evaluation_config
+        loc: Loc = ("models", index, "evaluation_config")
+        try:
+            render_prompt(evaluation.prompt_template, "model input")
+        except ValueError as exc:
+            findings.append(Finding((*loc, "prompt_template"), str(exc)))
+        problem = content_template_problem(evaluation.content_template, evaluation.inference_parameters)
+        if problem is not None:
+            findings.append(Finding((*loc, "content_template"), problem))
+        if model.finetuning is not None:
+            for name, value in (model.finetuning.parameters.model_extra or {}).items():
+                if (problem := hyperparameter_problem(name, value)) is not None:
+                    findings.append(Finding(("models", index, "finetuning", "parameters", name), problem))
+    return findings
 
 
 def _algorithm_findings(configured: list[AlgorithmConfig]) -> list[Finding]:
@@ -302,6 +329,24 @@ def placeholder_findings(data: Any, loc: Loc = ()) -> list[Finding]:
     elif isinstance(data, list):
         for position, value in enumerate(data):
             findings += placeholder_findings(value, (*loc, position))
+    return findings
+
+
+def nonfinite_findings(data: Any, loc: Loc = ()) -> list[Finding]:
+    """Every NaN or infinite number of the raw config, at any key (YAML's .nan, .inf).
+
+    A NaN floor or weight compares false with everything, and config.json, which every step reads, cannot hold
+    one: so none is accepted anywhere, including keys passed through to models and training jobs.
+    """
+    if isinstance(data, float) and not math.isfinite(data):
+        return [Finding(loc, f"expected a finite number, got {data}")]
+    findings: list[Finding] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            findings += nonfinite_findings(value, (*loc, str(key)))
+    elif isinstance(data, list):
+        for position, value in enumerate(data):
+            findings += nonfinite_findings(value, (*loc, position))
     return findings
 
 

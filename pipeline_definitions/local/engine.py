@@ -61,12 +61,13 @@ from step_code.contract.files import (
     DEFAULT_APPROVAL_STATUS,
     REGISTRATION,
     REGISTRATION_FILE,
+    RESPONSE_CACHE_BYPASS,
     SUMMARIES,
 )
 from step_code.contract.locations import is_s3
 from step_code.contract.results import Decision
 from step_code.report import ModelEvidence, load_model_evidence
-from step_code.select_step import comparison_html, select
+from step_code.select_step import comparison_html, comparison_pdf, select
 
 RUN_FILE = "run.json"
 LOG_FILE = "run.log"
@@ -116,6 +117,8 @@ class RunOptions:
     registry: Registry = "local"
     approval_status: str = DEFAULT_APPROVAL_STATUS
     fresh: bool = False
+    # Ask every model again instead of answering from the response cache (`--no-cache`).
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,7 @@ class _Runner:
                 execution_id=self.execution_id,
                 approval_status=self.options.approval_status,
                 cache_uri=str(self.layout.cache_dir),
+                response_cache=RESPONSE_CACHE_BYPASS if self.options.no_cache else None,
                 local_registry_dir=str(self.layout.registry_dir) if self.options.registry == "local" else None,
             )
         ]
@@ -529,9 +533,9 @@ def _delete_stale(prefix: str, root: Path) -> None:
 
 
 # -- evalops report --------------------------------------------------------------------------------
-def rebuild_report(run_dir: Path, output: Path | None = None) -> tuple[Path, bool]:
+def rebuild_report(run_dir: Path, output: Path | None = None, *, pdf: bool = False) -> tuple[Path, bool]:
     """Write the comparison report of a local run again; returns its path and whether the decision had to
-    be computed (a run that stopped before its select step)."""
+    be computed (a run that stopped before its select step). `pdf`: also the PDF, beside it (`.pdf`)."""
     layout = RunLayout(run_dir.resolve())
     config_file = layout.config_dir / CONFIG_FILE
     if not config_file.is_file():
@@ -554,9 +558,12 @@ def rebuild_report(run_dir: Path, output: Path | None = None) -> tuple[Path, boo
         computed = not decision_file.is_file()
         decision = select(config, evidence) if computed else _read_decision(decision_file)
         html = comparison_html(config, decision, evidence)
+        document = comparison_pdf(config, decision, evidence) if pdf else None
     except ControlPlaneError as exc:
         raise RunError(str(exc)) from None
     default = layout.root / COMPARISON_REPORT_FILE if computed else decision_file.parent / COMPARISON_REPORT_FILE
     path = output or default
     path.write_text(html, encoding="utf-8")
+    if document is not None:
+        path.with_suffix(".pdf").write_bytes(document)
     return path, computed

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline_definitions.planning.step_kinds import STEP_KINDS, StepKind
+from pipeline_definitions.planning.warm_pools import previous_in_pool
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import (
     CATALOG_INPUT,
@@ -35,6 +36,8 @@ from step_code.contract.sharding import SHARD_RESULTS, SHARDS_INPUT, shard_count
 # Pipeline parameters (SageMaker) / run options (local).
 PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
 PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
+# `use` or `bypass` (step_code/contract/files.py RESPONSE_CACHE_MODES): bypass asks the models again.
+PARAM_RESPONSE_CACHE = "ResponseCache"
 
 SELECT_STEP = "Select"
 CHECK_STEP = "CheckSelectionPolicy"
@@ -154,10 +157,13 @@ def build_plan(config: Config) -> EvaluationPlan:
     )
     branches: list[Branch] = []
     evaluate_steps: list[PlannedStep] = []
+    # A fine-tuning that takes over a warm pool waits for the one before it (warm_pools.py).
+    pool_predecessor = previous_in_pool(config)
     for model in config.models:
         steps: list[PlannedStep] = []
         deployment_inputs: list[StepInput] = []
         if model.finetuning is not None:
+            earlier = pool_predecessor.get(model.name)
             finetune = PlannedStep(
                 name=step_name("finetune", model),
                 kind="finetune",
@@ -165,6 +171,7 @@ def build_plan(config: Config) -> EvaluationPlan:
                 inputs=(config_input,),
                 outputs=(FINETUNE,),
                 instance_type=small,
+                after=(step_name("finetune", config.model(earlier)),) if earlier else (),
             )
             steps.append(finetune)
             deployment_inputs.append(StepInput(FINETUNE, step=finetune.name, output=FINETUNE))
@@ -306,11 +313,13 @@ def step_arguments(
     approval_status: Any,
     cache_uri: str,
     local_registry_dir: str | None = None,
+    response_cache: Any = None,
 ) -> list[Any]:
     """Command-line arguments of a step's entry point (`python -m <STEP_KINDS[kind].entry_module> ...`).
 
-    `execution_id` and `approval_status` are strings in a local run and SageMaker pipeline variables
-    when rendering, which is why the result is a list of Any.
+    `execution_id`, `approval_status` and `response_cache` are strings in a local run and SageMaker pipeline
+    variables when rendering, which is why the result is a list of Any. `response_cache` None leaves the
+    step's default (`use`).
     Resource names made by deploy/finetune start with the environment variable EVALOPS_RESOURCE_PREFIX.
     """
     args: list[Any] = [
@@ -336,6 +345,7 @@ def step_arguments(
     # A local run keeps its registry in files shaped like SageMaker model packages (`registry-dir`).
     values: dict[str, Any] = {
         "cache-uri": cache_uri,
+        "response-cache": response_cache,
         "approval-status": approval_status,
         "registry-dir": local_registry_dir,
     }

@@ -38,7 +38,7 @@ StepKind = Literal[
     "preprocess", "finetune", "deploy", "evaluate", "evaluate_shards", "merge", "cleanup", "select", "register"
 ]
 # Run options a step takes after its input folders, in this order; `registry-dir` only in a local run.
-RunOption = Literal["cache-uri", "approval-status", "registry-dir"]
+RunOption = Literal["cache-uri", "response-cache", "approval-status", "registry-dir"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
     "evaluate": StepKindSpec(
         entry_module="step_code.evaluate_step",
         takes_execution_id=True,
-        run_options=("cache-uri",),
+        run_options=("cache-uri", "response-cache"),
         environment=(),
         max_runtime_seconds=24 * 3600,
         estimated_minutes=lambda model: model.evaluation_minutes,
@@ -143,7 +143,8 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
     "select": StepKindSpec(
         entry_module="step_code.select_step",
         takes_execution_id=False,
-        run_options=(),
+        # The approved champion is read from the local registry in a local run (SageMaker's otherwise).
+        run_options=("registry-dir",),
         environment=(),
         max_runtime_seconds=3600,
         estimated_minutes=2.0,

@@ -147,6 +147,11 @@ class DefinitionBuilder:
                 default_value=files.DEFAULT_APPROVAL_STATUS,
                 enum_values=list(files.APPROVAL_STATUSES),
             ),
+            p.PARAM_RESPONSE_CACHE: ParameterString(
+                name=p.PARAM_RESPONSE_CACHE,
+                default_value=files.RESPONSE_CACHE_USE,
+                enum_values=list(files.RESPONSE_CACHE_MODES),
+            ),
         }
         self.decision_file = PropertyFile(
             name=DECISION_PROPERTY_FILE, output_name=files.DECISION, path=files.DECISION_FILE
@@ -234,6 +239,7 @@ class DefinitionBuilder:
             execution_id=ExecutionVariables.PIPELINE_EXECUTION_ID,
             approval_status=self.parameters[p.PARAM_MODEL_APPROVAL_STATUS],
             cache_uri=f"s3://{targets.artifacts_bucket}/{targets.pipeline_name}/response-cache",
+            response_cache=self.parameters[p.PARAM_RESPONSE_CACHE],
         )
         step_args = processor.run(inputs=self._inputs(step), outputs=self._outputs(step), arguments=arguments)
         # Summaries are read from the evaluations prefix, not through the evaluate steps' properties, so

@@ -157,6 +157,7 @@ class EvaluationExecutionRole(Construct):
             [
                 *self._run_resource_statements(),
                 self._registry_statement(model_package_groups),
+                self._model_card_statement(model_package_groups),
                 self._list_statement(),
             ],
             [
@@ -168,7 +169,14 @@ class EvaluationExecutionRole(Construct):
                     "SageMaker numbers the model package versions inside the configured groups.",
                     [_regex(r":model-package\/[^/]+\/\*$")],
                 ),
-                NagAcknowledgement("sagemaker:ListEndpoints has no resource-level permissions.", ["Resource::*"]),
+                NagAcknowledgement(
+                    "ListEndpoints, ListModelPackages and ListTrainingJobs have no resource-level permissions.",
+                    ["Resource::*"],
+                ),
+                NagAcknowledgement(
+                    "A winner's model card is named after its group and the version SageMaker numbers (model_card.py).",
+                    [_regex(r":model-card\/[^/]+-v\*$")],
+                ),
             ],
         )
         model_statements = self._model_access_statements(config)
@@ -193,6 +201,11 @@ class EvaluationExecutionRole(Construct):
                         "An existing endpoint's config name is only known from DescribeEndpoint at run time; "
                         "this read-only action gives the cost estimate its instance type.",
                         [_regex(r":endpoint-config\/\*$")],
+                    ),
+                    NagAcknowledgement(
+                        "The models behind an existing endpoint are only named by its config at run time; this "
+                        "read-only action lets the response cache tell a swapped model from the one it cached.",
+                        [_regex(r":model\/\*$")],
                     ),
                 ],
             )
@@ -387,6 +400,8 @@ class EvaluationExecutionRole(Construct):
                 ],
                 resources=[self._sagemaker_arn(kind, prefix) for kind in ("model", "endpoint-config", "endpoint")],
             ),
+            # Warm pools need nothing more: KeepAlivePeriodInSeconds is part of CreateTrainingJob, and the
+            # steps never change or end a pool (UpdateTrainingJob), so that action is not granted.
             iam.PolicyStatement(
                 sid="ManageRunTrainingJobs",
                 actions=[
@@ -420,8 +435,22 @@ class EvaluationExecutionRole(Construct):
             resources=resources,
         )
 
+    def _model_card_statement(self, groups: Sequence[str]) -> iam.PolicyStatement:
+        # The register step creates or updates `<group>-v<version>` (step_code/model_card.py).
+        return iam.PolicyStatement(
+            sid="WriteModelCards",
+            actions=["sagemaker:CreateModelCard", "sagemaker:DescribeModelCard", "sagemaker:UpdateModelCard"],
+            resources=[self._sagemaker_arn("model-card", f"{group}-v*") for group in groups],
+        )
+
     def _list_statement(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(sid="ListEndpoints", actions=["sagemaker:ListEndpoints"], resources=["*"])
+        # ListModelPackages: the select step finds the approved champion (step_code/champion.py).
+        # ListTrainingJobs: a fine-tuning finds the earlier run's job trained from the same inputs (finetune.py).
+        return iam.PolicyStatement(
+            sid="ListWithoutResourceLevelPermissions",
+            actions=["sagemaker:ListEndpoints", "sagemaker:ListModelPackages", "sagemaker:ListTrainingJobs"],
+            resources=["*"],
+        )
 
     def _model_access_statements(self, config: Config) -> list[iam.PolicyStatement]:
         statements: list[iam.PolicyStatement] = []
@@ -449,6 +478,13 @@ class EvaluationExecutionRole(Construct):
                     sid="DescribeExistingEndpointConfigs",
                     actions=["sagemaker:DescribeEndpointConfig"],
                     resources=[self._sagemaker_arn("endpoint-config", "*")],
+                ),
+                # The response cache is keyed by the image and weights an existing endpoint serves
+                # (step_code/answering_identity.py).
+                iam.PolicyStatement(
+                    sid="DescribeExistingEndpointModels",
+                    actions=["sagemaker:DescribeModel"],
+                    resources=[self._sagemaker_arn("model", "*")],
                 ),
             ]
         if model_access.deploys_jumpstart(config):

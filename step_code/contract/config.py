@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import jmespath
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -31,10 +32,17 @@ INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+(\.[a-z0-9-]+)+$")
 # Our model names become part of step names and S3 keys.
 MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_MODEL_NAME_LENGTH = 40
+# SageMaker's upper bound of a training job's KeepAlivePeriodInSeconds (warm pools).
+MAX_KEEP_ALIVE_SECONDS = 3600
+
+
+# strict: a boolean is not a number (lax mode reads `parallelism: true` as 1), nor is text; NaN and infinity
+# are not numbers a config can mean (a NaN floor compares false with every score).
+STRICT_VALUES = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, **STRICT_VALUES)
 
 
 def _check_jmespath(value: str | None) -> str | None:
@@ -202,11 +210,18 @@ def custom_attributes_header(attributes: dict[str, Any]) -> str:
 class FinetuningParameters(BaseModel):
     """Training resources plus JumpStart hyperparameters (every other key is passed as a hyperparameter)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, **STRICT_VALUES)
 
     instance_type: str
     num_instances: int = Field(default=1, ge=1, le=16)
     max_run_seconds: int = Field(default=86400, ge=600, le=432000)
+    keep_alive_period_in_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_KEEP_ALIVE_SECONDS,
+        description="SageMaker warm pool: keep the training instances this long after the job for the next "
+        "matching one (billed while idle).",
+    )
 
     @field_validator("instance_type")
     @classmethod
@@ -227,6 +242,17 @@ class FinetuningConfig(StrictModel):
     validation_data_path: str | None = None
     parameters: FinetuningParameters
 
+    def training_inputs(self) -> dict[str, Any]:
+        """What the trained weights depend on: data, hyperparameters and the training cluster's shape
+        (not how long the job may run, nor how long its warm pool stays)."""
+        return {
+            "train_data_path": self.train_data_path,
+            "validation_data_path": self.validation_data_path,
+            "hyperparameters": self.parameters.hyperparameters(),
+            "instance_type": self.parameters.instance_type,
+            "num_instances": self.parameters.num_instances,
+        }
+
 
 class ModelConfig(StrictModel):
     name: str
@@ -245,6 +271,13 @@ class ModelConfig(StrictModel):
     evaluation_config: EvaluationConfig = Field(default_factory=EvaluationConfig)
     finetuning: FinetuningConfig | None = Field(default=None, alias="finetuning_config")
     cleanup_endpoint: bool = True
+    keep_for_hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=8760,
+        description="With cleanup_endpoint: false, a kept endpoint no run has used for this long is deleted "
+        "by the next deploy of this model.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -277,6 +310,20 @@ class ModelConfig(StrictModel):
             )
         return value
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL (expected http://host[:port]/path or https://...)")
+        return value
+
     @field_validator("model_package_group_name")
     @classmethod
     def _group(cls, value: str | None) -> str | None:
@@ -298,6 +345,8 @@ class ModelConfig(StrictModel):
             raise ValueError(f"deployment_config has no effect for model_provider {provider!r}; remove it")
         if spec.output_required and self.evaluation_config.output is None:
             raise ValueError(f"evaluation_config.output (JMESPath of the generated text) is required for {provider!r}")
+        if self.keep_for_hours is not None and (self.cleanup_endpoint or spec.deploys is None):
+            raise ValueError("keep_for_hours applies only to a deployed model with cleanup_endpoint: false")
         return self
 
     @property
@@ -313,14 +362,26 @@ class ModelConfig(StrictModel):
 
     @property
     def identity(self) -> str:
-        """What makes two models' responses interchangeable for the response cache."""
+        """What makes two models' responses interchangeable, as far as the config alone tells.
+
+        Keys the response cache together with what the run resolves (`step_code/answering_identity.py`:
+        the resolved version, the image and weights deployed, a fine-tune's data digest and artifact).
+        A fine-tuned model is known here by its base, its data locations and every fine-tuning parameter,
+        so a changed hyperparameter or data path is a different model.
+        """
         parts = [self.model_provider, self.model_id or "", self.model_version]
         if self.finetuning is not None:
-            parts.append("finetuned:" + self.name)
+            parts.append("finetuned:" + canonical_digest(self.finetuning.training_inputs()))
         parts.append((self.endpoint_name or "") if self.provider.existing_endpoint else "")
         parts.append(self.endpoint_url or "")
         parts.append(self.responses_location or "")
         return "|".join(parts)
+
+
+def canonical_digest(value: Any) -> str:
+    """sha256 of the canonical JSON of `value` (sorted keys, no spaces): equal data, equal digest."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class ModelRegistryConfig(StrictModel):
@@ -351,7 +412,7 @@ class ModelRegistryConfig(StrictModel):
 class AlgorithmConfig(BaseModel):
     """One fmeval algorithm. Keys beyond algorithm/module/config are fields of the fmeval config class."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, **STRICT_VALUES)
 
     algorithm: str
     module: str | None = None
@@ -373,6 +434,23 @@ class SelectionPolicy(StrictModel):
     max_cost_per_1k_prompts_usd: float | None = Field(default=None, gt=0)
     max_failed_fraction: float = Field(default=0.05, ge=0, le=1)
     tie_break: Literal["lower_cost", "lower_latency", "name"] = "lower_cost"
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Confidence of the paired tests and of the regression gate."
+    )
+    require_significance: bool = Field(
+        default=False,
+        description="The winner must beat the runner-up by a significant paired difference; else tie_break decides.",
+    )
+    baseline: Literal["approved", "none"] = Field(
+        default="approved",
+        description="approved: the latest Approved package of the winner's group is the champion it is gated against.",
+    )
+    max_regression: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="How much worse than the champion the winner may be on the primary metric, at `confidence`.",
+    )
 
 
 class PricingConfig(StrictModel):

@@ -23,10 +23,13 @@ SUMMARY_FILE = "summary.json"
 RECORDS_FILE = "records.jsonl"
 # The evaluate step writes algorithms/<stem>_worst_records.json beside each EvalOutput algorithms/<stem>.json.
 WORST_RECORDS_SUFFIX = "_worst_records.json"
+# ... and algorithms/<stem>_record_scores.jsonl: {"record_id", "scores": {score: value}} per scored record.
+RECORD_SCORES_SUFFIX = "_record_scores.jsonl"
 SUMMARIES = "summaries"
 DECISION = "decision"
 DECISION_FILE = "decision.json"
 COMPARISON_REPORT_FILE = "comparison.html"
+COMPARISON_PDF_FILE = "comparison.pdf"
 REGISTRATION = "registration"
 REGISTRATION_FILE = "registration.json"
 CLEANUP = "cleanup"
@@ -39,3 +42,8 @@ DECISION_REASON = "reason"
 # The approval statuses a registered model package can get.
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 DEFAULT_APPROVAL_STATUS = "PendingManualApproval"
+# The evaluate step's `--response-cache`: `bypass` sends every prompt to the model and leaves the cache alone
+# (`evalops run --no-cache`; the pipeline parameter `ResponseCache`).
+RESPONSE_CACHE_USE = "use"
+RESPONSE_CACHE_BYPASS = "bypass"
+RESPONSE_CACHE_MODES = (RESPONSE_CACHE_USE, RESPONSE_CACHE_BYPASS)

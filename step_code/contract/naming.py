@@ -42,6 +42,23 @@ def run_scoped_name(prefix: str, base: str, execution_id: str, max_length: int =
     return f"{prefix}{base}-{suffix}"
 
 
+# A kept endpoint's name ends with "-k" and this many hex digits of its deployment identity's digest.
+IDENTITY_SUFFIX_DIGITS = EXECUTION_SUFFIX_LENGTH - 1
+
+
+def kept_endpoint_name(prefix: str, base: str, identity_digest: str) -> str:
+    """`{prefix}{base}-k<digest>`: the same for every run that deploys the same thing, so a later run finds it.
+
+    The suffix has the length of an execution suffix, so a kept name fits wherever a run-scoped one does.
+    """
+    return run_scoped_name(prefix, base, "k" + identity_digest[:IDENTITY_SUFFIX_DIGITS])
+
+
+def kept_endpoint_stem(name: str) -> str:
+    """What every kept endpoint of the same model starts with (its name without the identity suffix)."""
+    return name[:-EXECUTION_SUFFIX_LENGTH]
+
+
 def resource_base(pipeline_name: str, model: ModelConfig) -> str:
     """What the deploy and finetune steps name a model's resources after (before prefix and execution suffix)."""
     return model.endpoint_name or f"{pipeline_name}-{model.name}"

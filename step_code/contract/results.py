@@ -5,6 +5,8 @@ Plain pydantic models so the step code, the local runner and the report read one
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +30,9 @@ class ModelArtifact(_Result):
     environment: dict[str, str] = Field(
         default_factory=dict, description="Container environment the model was deployed with; registered with it."
     )
+    training_data_sha256: str | None = Field(
+        default=None, description="Digest of the fine-tuning data the weights were trained on (finetune.json's)."
+    )
 
 
 class Deployment(_Result):
@@ -41,6 +46,13 @@ class Deployment(_Result):
     instance_type: str | None = None
     instance_count: int = 1
     artifact: ModelArtifact
+    kept: bool = Field(default=False, description="A kept endpoint (cleanup_endpoint: false), named by its identity.")
+    superseded: list[str] = Field(
+        default_factory=list, description="This model's kept endpoints of another deployment identity."
+    )
+    expired_deleted: list[str] = Field(
+        default_factory=list, description="Superseded kept endpoints deleted because keep_for_hours passed unused."
+    )
 
 
 class FinetuneResult(_Result):
@@ -52,6 +64,9 @@ class FinetuneResult(_Result):
     base_model_id: str
     base_model_version: str
     hyperparameters: dict[str, str]
+    training_data_sha256: str | None = Field(
+        default=None, description="Digest of the training channels' objects (keys, sizes, ETags) when listed."
+    )
 
 
 class LatencyStats(_Result):
@@ -75,6 +90,36 @@ class CostEstimate(_Result):
     cost_per_1k_prompts_usd: float | None = None
 
 
+class MetricInterval(_Result):
+    """A score's confidence interval over the records it is the mean of (step_code/uncertainty.py)."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int = Field(description="Records the interval rests on.")
+    method: Literal["clopper-pearson", "bootstrap", "none"]
+    confidence: float
+    small_sample: bool = Field(default=False, description="Fewer records than uncertainty.SMALL_SAMPLE.")
+
+
+class PairedComparison(_Result):
+    """`first` against `second` on the records both scored: difference = first - second (not oriented)."""
+
+    metric: str
+    first: str
+    second: str
+    n: int
+    difference: float | None
+    low: float | None
+    high: float | None
+    test: Literal["mcnemar-exact", "paired-permutation", "paired-t", "none"]
+    p_value: float | None
+    significant: bool
+    confidence: float
+    higher_is_better: bool
+    small_sample: bool = False
+
+
 class AlgorithmResult(_Result):
     algorithm: str
     eval_name: str
@@ -83,7 +128,24 @@ class AlgorithmResult(_Result):
     output_path: str = Field(description="EvalOutput JSON, relative to the evaluation output dir.")
     report_path: str = Field(description="HTML report, relative to the evaluation output dir.")
     records_path: str | None = None
+    record_scores_path: str | None = Field(
+        default=None, description="Per-record scores keyed by record_id (files.RECORD_SCORES_SUFFIX)."
+    )
+    intervals: dict[str, MetricInterval] = Field(
+        default_factory=dict, description="Score name -> interval, for scores that are means of record scores."
+    )
     error: str | None = None
+
+
+def metric_names(results: Sequence[AlgorithmResult]) -> dict[tuple[str, str], str]:
+    """(eval_name, score) -> the score's name in summary.metrics: `<eval_name>.<score>` when two algorithms
+    share the score's name."""
+    owners = Counter(name for result in results for name in result.scores)
+    return {
+        (result.eval_name, name): name if owners[name] == 1 else f"{result.eval_name}.{name}"
+        for result in results
+        for name in result.scores
+    }
 
 
 class EvaluationSummary(_Result):
@@ -102,6 +164,9 @@ class EvaluationSummary(_Result):
     tokens: TokenStats
     throughput_per_second: float | None = None
     metrics: dict[str, float | None] = Field(description="Score name -> dataset-level value.")
+    intervals: dict[str, MetricInterval] = Field(
+        default_factory=dict, description="Score name (as in metrics) -> confidence interval and record count."
+    )
     algorithms: list[AlgorithmResult]
     cost: CostEstimate
     artifact: ModelArtifact
@@ -118,6 +183,43 @@ class CandidateVerdict(_Result):
     eligible: bool
     reasons: list[str] = Field(description="Why it was excluded, or why it won/lost.")
     rank: int | None = None
+    intervals: dict[str, MetricInterval] = Field(default_factory=dict)
+    weighted_interval: MetricInterval | None = Field(
+        default=None, description="Interval of the weighted score over the records every weighted metric scored."
+    )
+    champion: bool = Field(default=False, description="The approved package of the registry, as a candidate.")
+
+
+class FlippedRecord(_Result):
+    """A record the challenger and the champion score differently on the primary metric."""
+
+    record_id: str
+    prompt: str | None = None
+    reference: str | None = None
+    champion_output: str | None = None
+    challenger_output: str | None = None
+    champion_score: float
+    challenger_score: float
+
+
+class ChampionComparison(_Result):
+    """The winner against the latest Approved package of its model package group (selection.baseline)."""
+
+    status: Literal["compared", "no-approved-package", "unanswerable"]
+    detail: str = Field(description="What was compared, or why the champion could not be.")
+    model_package_arn: str | None = None
+    model_package_version: int | None = None
+    champion: str | None = Field(default=None, description="The champion's model name, as a candidate.")
+    challenger: str | None = None
+    comparison: PairedComparison | None = Field(
+        default=None, description="challenger - champion on the primary metric, on the shared records."
+    )
+    max_regression: float | None = None
+    passed: bool = True
+    worse: int = 0
+    better: int = 0
+    worst_worse: list[FlippedRecord] = Field(default_factory=list)
+    worst_better: list[FlippedRecord] = Field(default_factory=list)
 
 
 class Decision(_Result):
@@ -130,6 +232,10 @@ class Decision(_Result):
     weights: dict[str, float]
     candidates: list[CandidateVerdict]
     policy: dict[str, Any]
+    comparisons: list[PairedComparison] = Field(
+        default_factory=list, description="Each eligible candidate against the next one, on the weighted score."
+    )
+    champion: ChampionComparison | None = None
 
 
 class WorstRecord(_Result):
@@ -153,6 +259,13 @@ class WorstRecords(_Result):
     records: list[WorstRecord]
 
 
+class DuplicateRow(_Result):
+    """A catalog row dropped because an earlier row has the same input and target."""
+
+    line: int
+    repeats_line: int
+
+
 class CatalogManifest(_Result):
     """manifest.json: what preprocess read and kept."""
 
@@ -163,6 +276,7 @@ class CatalogManifest(_Result):
     rows_kept: int
     quarantined: int
     duplicates: int
+    duplicate_rows: list[DuplicateRow] = Field(default_factory=list)
     processed_sha256: str
     model_input_key: str
     target_output_key: str
@@ -196,3 +310,5 @@ class Registration(_Result):
     statistics_uri: str
     constraints_uri: str
     execution_id: str
+    model_card_name: str | None = None
+    model_card_arn: str | None = None

@@ -16,3 +16,12 @@ MANAGED_BY = "evalops"
 # An endpoint tagged so outlives its run: the safety net leaves it alone.
 TAG_KEEP = "evalops:keep"
 KEEP = "true"
+# On a kept endpoint (and its model and config): the digest of its deployment identity, which its name
+# also carries; when a run last used it (ISO 8601 UTC); the config's keep_for_hours when set; and, once a
+# later run deployed another identity of the same model, that endpoint's name.
+TAG_DEPLOYMENT_IDENTITY = "evalops:deployment-identity"
+TAG_LAST_USED = "evalops:last-used"
+TAG_KEEP_FOR_HOURS = "evalops:keep-for-hours"
+TAG_SUPERSEDED_BY = "evalops:superseded-by"
+# On a training job: the digest of what its weights depend on, so a later run with the same inputs can use it.
+TAG_TRAINING_IDENTITY = "evalops:training-identity"

@@ -92,6 +92,15 @@ class RequestBody:
         return {**body, **self._parameters}
 
 
+def content_template_problem(content_template: Any, inference_parameters: Mapping[str, Any]) -> str | None:
+    """Why the runners could not build a request body from this template, or None: the config check."""
+    try:
+        json.dumps(RequestBody(content_template, inference_parameters).render("prompt"))
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
 def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)

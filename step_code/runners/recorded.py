@@ -11,11 +11,11 @@ A prompt is looked up as rendered first, then as the raw catalog input. The firs
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from step_code import storage
 from step_code.contract.config import ModelConfig
+from step_code.jsonl import json_lines, parse_record
 from step_code.runners.base import ModelResponse, PermanentError, model_request_settings
 
 
@@ -38,14 +38,11 @@ def _pick_response(entry: dict[str, Any], names: tuple[str, ...], where: str) ->
 def parse_recorded(text: str, *, source: str, names: tuple[str, ...]) -> dict[str, str]:
     """Recorded responses by prompt (or model input) text."""
     answers: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in json_lines(text):
         where = f"{source} line {number}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RecordedResponsesError(f"{where}: not valid JSON ({exc.msg})") from None
+        entry, problem = parse_record(line)
+        if problem is not None:
+            raise RecordedResponsesError(f"{where}: {problem}")
         if not isinstance(entry, dict):
             raise RecordedResponsesError(f"{where}: expected a JSON object")
         key = entry.get("prompt", entry.get("model_input"))

@@ -17,6 +17,7 @@ UNSCOPABLE_ACTIONS = {
     "cloudwatch:PutMetricData",
     "ecr:GetAuthorizationToken",
     "sagemaker:ListEndpoints",
+    "sagemaker:ListModelPackages",
     "sagemaker:ListEndpointConfigs",
     "sagemaker:ListModels",
     "sagemaker:ListTrainingJobs",
@@ -91,6 +92,21 @@ def test_registration_is_limited_to_the_configured_groups_in_lower_case(referenc
     ]
 
 
+def test_model_cards_are_written_only_for_the_configured_groups(reference_app: SynthesizedApp) -> None:
+    statement = execution_role_statements(reference_app)["WriteModelCards"]
+    assert sorted(as_list(statement["Action"])) == [
+        "sagemaker:CreateModelCard",
+        "sagemaker:DescribeModelCard",
+        "sagemaker:UpdateModelCard",
+    ]
+    assert statement["Resource"] == {
+        "Fn::Join": [
+            "",
+            ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":model-card/llmevaluationpipeline-v*"],
+        ]
+    }
+
+
 def test_models_are_reached_only_where_the_config_points(mixed_app: SynthesizedApp) -> None:
     dev = execution_role_statements(mixed_app)
     assert sorted(dev["InvokeBedrockModels"]["Resource"]) == [
@@ -112,6 +128,15 @@ def test_models_are_reached_only_where_the_config_points(mixed_app: SynthesizedA
         "Action": "sagemaker:DescribeEndpointConfig",
         "Resource": f"arn:aws:sagemaker:us-east-1:{DEV_ACCOUNT}:endpoint-config/*",
     }
+    # The response cache keys an existing endpoint's answers by the models behind it (read-only).
+    assert dev["DescribeExistingEndpointModels"] == {
+        "Sid": "DescribeExistingEndpointModels",
+        "Effect": "Allow",
+        "Action": "sagemaker:DescribeModel",
+        "Resource": f"arn:aws:sagemaker:us-east-1:{DEV_ACCOUNT}:model/*",
+    }
+    # Warm pools come with CreateTrainingJob; the steps never change or end one.
+    assert "sagemaker:UpdateTrainingJob" not in json.dumps(dev)
     assert sorted(dev["ReadJumpStartArtifacts"]["Resource"]) == [
         "arn:aws:s3:::jumpstart-cache-prod-us-east-1/*",
         "arn:aws:s3:::jumpstart-private-cache-prod-us-east-1/*",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ def write_config(path: Path, config: Config, **dataset: Any) -> Path:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    # "\n" only: U+2028 and friends may sit unescaped inside a written row.
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def test_runs_with_the_plan_arguments_on_the_sample(sample_config: Config, repo_root: Path, tmp_path: Path) -> None:
@@ -64,6 +66,7 @@ def test_runs_with_the_plan_arguments_on_the_sample(sample_config: Config, repo_
         "rows_kept": 40,
         "quarantined": 0,
         "duplicates": 0,
+        "duplicate_rows": [],
         "processed_sha256": hashlib.sha256((out / PROCESSED_FILE).read_bytes()).hexdigest(),
         "model_input_key": "question",
         "target_output_key": "answer",
@@ -130,6 +133,7 @@ def test_quarantine_duplicates_and_conversions(sample_config: Config, tmp_path: 
         7,
         1,
     )
+    assert manifest["duplicate_rows"] == [{"line": 6, "repeats_line": 1}]
 
 
 def test_too_many_bad_rows_fail_with_one_line(
@@ -243,3 +247,102 @@ def test_reads_and_writes_s3(sample_config: Config, repo_root: Path, tmp_path: P
     processed = s3.get_object(Bucket="evalops-catalog", Key="run/dataset/processed.jsonl")["Body"].read()
     assert manifest["rows_kept"] == 40
     assert manifest["processed_sha256"] == hashlib.sha256(processed).hexdigest()
+
+
+def run_preprocess(tmp_path: Path, config: Config, catalog: bytes, **dataset: Any) -> int:
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "catalog" / "rows.jsonl").write_bytes(catalog)
+    path = write_config(tmp_path / "config.json", config, input_data_location="rows.jsonl", **dataset)
+    return main(
+        ["--config", str(path), "--output-dir", str(tmp_path / "o"), "--catalog-dir", str(tmp_path / "catalog")]
+    )
+
+
+def test_line_separators_inside_a_row_are_text_and_lines_are_the_files(sample_config: Config, tmp_path: Path) -> None:
+    # U+2028, U+2029 and a form feed are valid unescaped inside a JSON string; a BOM opens the file.
+    rows = [
+        {"question": "one\u2028two", "answer": "a"},
+        {"question": "three\u2029four", "answer": "b"},
+        {"question": "five\x0csix", "answer": "c"},
+    ]
+    raw = ['{"question": "' + row["question"] + '", "answer": "' + row["answer"] + '"}' for row in rows]
+    text = "\ufeff" + "\r\n".join(raw[:2]) + "\n\n" + raw[2] + "\n"
+
+    assert run_preprocess(tmp_path, sample_config, text.encode("utf-8")) == 0
+
+    processed = read_jsonl(tmp_path / "o" / PROCESSED_FILE)
+    assert [(r["model_input"], r["source_line"]) for r in processed] == [
+        ("one\u2028two", 1),
+        ("three\u2029four", 2),
+        ("five\x0csix", 4),
+    ]
+    assert (tmp_path / "o" / QUARANTINE_FILE).read_text() == ""
+
+
+UNUSABLE_ROWS = {
+    2: ('{"question": "q2", "answer": "a", "unused": ' + "9" * 4301 + "}", "an integer of 4,301 digits"),
+    3: ('{"question": "q3", "answer": ' + "[" * 1000 + "]" * 1000 + "}", "nested deeper than 100 levels"),
+    4: ('{"question": "q4", "answer": "a", "x": ' + "[" * 101 + "]" * 101 + "}", "nested deeper than 100 levels"),
+    5: ('{"question": "q5 \\ud800", "answer": "a"}', "a string holding a lone surrogate"),
+    6: ('{"question": "q6", "answer": "a", "score": NaN}', "NaN is not a JSON number"),
+    7: ('{"question": "q7", "answer": Infinity}', "Infinity is not a JSON number"),
+    8: ('{"\\udfff": "key", "question": "q8", "answer": "a"}', "a key holding a lone surrogate"),
+}
+
+
+def test_every_unusable_row_is_quarantined_with_its_line_and_reason(sample_config: Config, tmp_path: Path) -> None:
+    good = [json.dumps({"question": f"ok {n}", "answer": "a"}) for n in range(20)]
+    lines = [good[0]] + [UNUSABLE_ROWS[n][0] for n in sorted(UNUSABLE_ROWS)] + good[1:] + [good[3]]
+
+    code = run_preprocess(tmp_path, sample_config, "\n".join(lines).encode(), max_quarantine_fraction=0.5)
+
+    assert code == 0
+    quarantine = read_jsonl(tmp_path / "o" / QUARANTINE_FILE)
+    assert [q["line"] for q in quarantine] == sorted(UNUSABLE_ROWS)
+    for entry in quarantine:
+        assert entry["reason"].startswith(UNUSABLE_ROWS[entry["line"]][1]), entry["reason"]
+        assert entry["row"] == UNUSABLE_ROWS[entry["line"]][0]
+    manifest = json.loads((tmp_path / "o" / MANIFEST_FILE).read_text())
+    assert (manifest["rows_in"], manifest["rows_kept"], manifest["quarantined"], manifest["duplicates"]) == (
+        len(lines),
+        20,
+        len(UNUSABLE_ROWS),
+        1,
+    )
+    assert manifest["duplicate_rows"] == [{"line": len(lines), "repeats_line": len(UNUSABLE_ROWS) + 4}]
+
+
+def test_a_json_array_quarantines_unusable_items(sample_config: Config, tmp_path: Path) -> None:
+    catalog = (
+        '[{"question": "q", "answer": "a"}, {"question": "\\ud800", "answer": "a"}, {"question": NaN, "answer": 1}]'
+    )
+
+    assert (
+        run_preprocess(tmp_path, sample_config, catalog.encode(), dataset_mime_type="json", max_quarantine_fraction=1)
+        == 0
+    )
+
+    quarantine = read_jsonl(tmp_path / "o" / QUARANTINE_FILE)
+    assert [(q["line"], q["reason"]) for q in quarantine] == [
+        (2, "a string holding a lone surrogate (not valid Unicode)"),
+        (3, "NaN is not a JSON number"),
+    ]
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_as_the_catalog_is_refused_without_blocking(
+    sample_config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "catalog").mkdir()
+    os.mkfifo(tmp_path / "catalog" / "rows.jsonl")
+    path = write_config(tmp_path / "config.json", sample_config, input_data_location="rows.jsonl")
+
+    code = main(
+        ["--config", str(path), "--output-dir", str(tmp_path / "o"), "--catalog-dir", str(tmp_path / "catalog")]
+    )
+
+    assert code == 1
+    assert capsys.readouterr().err.strip() == (
+        f"preprocess: error: {tmp_path / 'catalog' / 'rows.jsonl'}: not a regular file (a FIFO, device or folder); "
+        "give the catalog file"
+    )

@@ -106,7 +106,7 @@ dataset:
     (
         "parallelism-not-a-number",
         "pipeline: {name: p, parallelism: many}\n" + HEAD.splitlines(keepends=True)[1] + RECORDED + TAIL,
-        ["1: pipeline.parallelism: expected a valid integer, unable to parse string as an integer, got 'many'"],
+        ["1: pipeline.parallelism: expected a valid integer, got 'many'"],
     ),
     (
         "duplicate-yaml-key",

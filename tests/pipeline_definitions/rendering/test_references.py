@@ -110,5 +110,11 @@ def test_parameters(definition: dict[str, Any]) -> None:
             "DefaultValue": files.DEFAULT_APPROVAL_STATUS,
             "EnumValues": list(files.APPROVAL_STATUSES),
         },
+        {
+            "Name": p.PARAM_RESPONSE_CACHE,
+            "Type": "String",
+            "DefaultValue": files.RESPONSE_CACHE_USE,
+            "EnumValues": list(files.RESPONSE_CACHE_MODES),
+        },
     ]
     assert "PipelineExperimentConfig" not in definition

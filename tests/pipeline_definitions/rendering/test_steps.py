@@ -178,6 +178,7 @@ def test_arguments_are_the_plans_step_arguments(rendered: tuple[Config, p.Evalua
             execution_id=EXECUTION_ID,
             approval_status={"Get": f"Parameters.{p.PARAM_MODEL_APPROVAL_STATUS}"},
             cache_uri=f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}/response-cache",
+            response_cache={"Get": f"Parameters.{p.PARAM_RESPONSE_CACHE}"},
         )
         assert steps[planned.name]["Arguments"]["AppSpecification"]["ContainerArguments"] == expected
 

@@ -6,6 +6,8 @@ the lower-level tests launch through the SDK's plain Estimator, the same `Launch
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from step_code.contract.results import FinetuneResult
 from step_code.finetune import Launcher, finetune_result, run_training, training_channels
 from step_code.step_io import write_model
 from tests.step_code.aws import jumpstart_specs
-from tests.step_code.aws.conftest import DATA_URI, PREFIX, ROLE_ARN, RUN_ARTIFACTS, RunDirs, planned_step
+from tests.step_code.aws.conftest import CONFIG, DATA_URI, PREFIX, ROLE_ARN, RUN_ARTIFACTS, RunDirs, planned_step
 
 EXECUTION = "f00dfeed0001"
 TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.0-gpu"
@@ -180,3 +182,74 @@ def test_main_refuses_a_model_without_finetuning(
     argv[argv.index("--model") + 1] = "llama-base"
     assert finetune.main(argv) == 1
     assert "model 'llama-base' has no finetuning settings" in capsys.readouterr().err
+
+
+def test_the_training_data_digest_follows_the_content_not_only_the_location(aws: Any) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="evalops-test-data")
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/data.jsonl", Body=b'{"text": "one"}\n')
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/template.json", Body=b"{}")
+    channels = {"training": f"{DATA_URI}/train"}
+    first = finetune.training_data_digest(channels)
+    assert first is not None and finetune.training_data_digest(channels) == first
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/data.jsonl", Body=b'{"text": "two"}\n')
+    assert finetune.training_data_digest(channels) not in (None, first)
+    # A location that cannot be listed leaves the digest out; the location still keys the model.
+    assert finetune.training_data_digest({"training": "s3://no-such-bucket/train"}) is None
+
+
+def test_main_sets_the_warm_pool_keep_alive_and_records_the_data_digest(
+    aws: Any, config: Config, run_dirs: RunDirs, jumpstart_catalogue: None
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="evalops-test-data")
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/data.jsonl", Body=b'{"text": "one"}\n')
+    data = copy.deepcopy(CONFIG)
+    data["models"][2]["finetuning"]["parameters"]["keep_alive_period_in_seconds"] = 900
+    run_dirs.put_input("config", "config.json", json.dumps(data))
+    tuned = Config.model_validate(data)
+    assert finetune.main(run_dirs.argv(planned_step(tuned, "Finetune-llama-tuned"), EXECUTION)) == 0
+
+    job = aws.describe_training_job(TrainingJobName=f"{PREFIX}llama-tuned-eval-{EXECUTION}")
+    assert job["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 900
+    assert "keep_alive_period_in_seconds" not in job["HyperParameters"]
+    recorded = FinetuneResult.model_validate(run_dirs.output(FINETUNE, FINETUNE_FILE))
+    assert recorded.training_data_sha256 == finetune.training_data_digest({"training": f"{DATA_URI}/train"})
+    assert recorded.training_data_sha256 is not None
+
+
+def test_a_later_run_with_the_same_training_inputs_takes_the_trained_model(
+    aws: Any, run_dirs: RunDirs, jumpstart_catalogue: None
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="evalops-test-data")
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/data.jsonl", Body=b'{"text": "one"}\n')
+    data = copy.deepcopy(CONFIG)
+
+    def run(execution_id: str) -> FinetuneResult:
+        run_dirs.put_input("config", "config.json", json.dumps(data))
+        step = planned_step(Config.model_validate(data), "Finetune-llama-tuned")
+        assert finetune.main(run_dirs.argv(step, execution_id)) == 0
+        return FinetuneResult.model_validate(run_dirs.output(FINETUNE, FINETUNE_FILE))
+
+    def jobs() -> list[str]:
+        return sorted(job["TrainingJobName"] for job in aws.list_training_jobs()["TrainingJobSummaries"])
+
+    first = run("run000000001")
+    identity = tags_by_key(
+        aws.list_tags(ResourceArn=aws.describe_training_job(TrainingJobName=first.training_job_name)["TrainingJobArn"])[
+            "Tags"
+        ]
+    )["evalops:training-identity"]
+    assert len(identity) == 64
+    assert run("run000000002") == first
+    assert jobs() == [first.training_job_name]
+
+    # New data under the same location: trained again.
+    s3.put_object(Bucket="evalops-test-data", Key="datasets/train/data.jsonl", Body=b'{"text": "two"}\n')
+    retrained = run("run000000003")
+    assert retrained.training_job_name == f"{PREFIX}llama-tuned-eval-run000000003"
+    # A changed hyperparameter: trained again.
+    data["models"][2]["finetuning"]["parameters"]["epoch"] = 2
+    assert run("run000000004").training_job_name == f"{PREFIX}llama-tuned-eval-run000000004"
+    assert len(jobs()) == 3

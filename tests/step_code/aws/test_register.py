@@ -241,3 +241,61 @@ def test_metadata_text_keeps_sagemakers_character_set_and_length() -> None:
     assert metadata_text("a, b; (c) <d>\n e", 256) == "a b c d e"
     assert metadata_text("x" * 300, 256) == "x" * 256
     assert metadata_text("!!!", 256) == "-"
+
+
+def test_metadata_carries_each_metrics_interval_and_record_count() -> None:
+    from step_code.uncertainty import mean_interval
+
+    interval = mean_interval([1.0] * 37 + [0.0] * 3)
+    summary = make_summary("llama-tuned", artifact("llama-tuned", finetuned=True), {"factual_knowledge": 0.925}, "e")
+    summary = summary.model_copy(update={"intervals": {"factual_knowledge": interval}})
+    chosen = decision()
+    winner = chosen.candidates[0].model_copy(update={"weighted_interval": interval})
+
+    metadata = register.customer_metadata(summary, chosen, winner, execution_id="e", config_sha256="0" * 64)
+
+    expected = "0.7961 to 0.9843 n=40 clopper-pearson conf=0.95"
+    assert metadata["metric-interval:factual_knowledge"] == expected
+    assert metadata["evalops:weighted-score-interval"] == expected
+    for value in metadata.values():
+        assert METADATA_PATTERN.match(value), value
+
+
+def test_the_winner_gets_a_model_card_linked_to_its_package(aws: Any, config: Config, run_dirs: RunDirs) -> None:
+    from step_code.uncertainty import mean_interval
+
+    aws.create_model_package_group(ModelPackageGroupName=GROUP)
+    stage(run_dirs, decision())
+    summary_path = run_dirs.input_root / SUMMARIES / "llama-tuned" / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text())
+    summary["intervals"] = {"factual_knowledge": mean_interval([1.0] * 37 + [0.0] * 3).model_dump()}
+    summary_path.write_text(json.dumps(summary))
+    argv = run_dirs.argv(planned_step(config, "RegisterWinner"), EXECUTION)
+
+    assert register.main(argv) == 0
+
+    registration = Registration.model_validate(run_dirs.output(REGISTRATION, REGISTRATION_FILE))
+    assert registration.model_card_name == f"{GROUP}-v1"
+    card = aws.describe_model_card(ModelCardName=registration.model_card_name)
+    assert card["ModelCardArn"] == registration.model_card_arn and card["ModelCardStatus"] == "Draft"
+    content = json.loads(card["Content"])
+    assert content["model_package_details"] == {"model_package_arn": registration.model_package_arn}
+    assert content["intended_uses"]["purpose_of_model"] == (config.pipeline.description or config.pipeline.name)
+    [evaluation] = content["evaluation_details"]
+    [metric] = evaluation["metric_groups"][0]["metric_data"]
+    assert metric["name"] == "factual_knowledge" and metric["value"] == pytest.approx(0.81)
+    assert "95% interval [0.7961, 0.9843] over 40 records (clopper-pearson)" in metric["notes"]
+    assert f"sha256 {'ab' * 32}" in evaluation["datasets"][0]
+    assert evaluation["metadata"]["algorithm"] == config.algorithms[0].algorithm
+    assert content["additional_information"]["custom_details"]["decision"] == REASON
+
+    # A retried step finds the card and updates it (moto ignores CreateModelPackage's ClientToken, so the
+    # retry is made on the card alone).
+    from step_code import model_card
+
+    content["additional_information"]["custom_details"]["decision"] = "retried"
+    assert model_card.upsert_in_sagemaker(aws, registration.model_card_name, content) == registration.model_card_arn
+    versions = aws.list_model_card_versions(ModelCardName=registration.model_card_name)["ModelCardVersionSummaryList"]
+    assert len(versions) == 2
+    updated = json.loads(aws.describe_model_card(ModelCardName=registration.model_card_name)["Content"])
+    assert updated["additional_information"]["custom_details"]["decision"] == "retried"

@@ -27,7 +27,13 @@ def step_dirs(tmp_path: Path, repo_root: Path) -> tuple[Path, Path]:
 def _argv(input_root: Path, output_root: Path, repo_root: Path) -> list[str]:
     plan = build_plan(load_config(repo_root / "configs" / "sample.yaml").config)
     args = step_arguments(
-        plan.select, str(input_root), str(output_root), execution_id="e1", approval_status="Approved", cache_uri=""
+        plan.select,
+        str(input_root),
+        str(output_root),
+        execution_id="e1",
+        approval_status="Approved",
+        cache_uri="",
+        local_registry_dir=str(input_root / "registry"),
     )
     return [str(arg) for arg in args]
 

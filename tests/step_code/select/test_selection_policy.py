@@ -197,3 +197,78 @@ def test_policy_is_recorded_in_the_decision() -> None:
 def test_unusable_policies_raise_a_clear_error(policy: dict[str, Any], primary: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         run([make_summary("a", {FK: 0.8})], primary=primary, **policy)
+
+
+def _binary(right: int, total: int = 40, offset: int = 0) -> dict[str, float]:
+    """Records r0..r{total-1}; records offset..offset+right-1 are right."""
+    return {f"r{i}": 1.0 if offset <= i < offset + right else 0.0 for i in range(total)}
+
+
+def _scores(**models: dict[str, float]) -> dict[str, dict[str, dict[str, float | None]]]:
+    return {name: {FK: dict(values)} for name, values in models.items()}
+
+
+def test_intervals_and_the_paired_comparison_are_in_the_decision() -> None:
+    summaries = [make_summary("zeta", {FK: 0.925}), make_summary("alpha", {FK: 0.85})]
+    records = _scores(zeta=_binary(37), alpha=_binary(34))
+
+    decision = decide(
+        SelectionPolicy(), summaries, primary_metric=FK, higher_is_better=DIRECTIONS, record_scores=records
+    )
+
+    zeta = verdict(decision, "zeta")
+    assert zeta.weighted_interval is not None and zeta.weighted_interval.method == "clopper-pearson"
+    assert zeta.weighted_interval.low == pytest.approx(0.7961, abs=1e-4) and zeta.weighted_interval.n == 40
+    [comparison] = decision.comparisons
+    assert (comparison.first, comparison.second, comparison.test) == ("zeta", "alpha", "mcnemar-exact")
+    # 3 discordant pairs, all for zeta: p = 2 / 2^3.
+    assert comparison.p_value == pytest.approx(0.25) and not comparison.significant
+    assert "[0.7961, 0.9843] at 95% over 40 records" in decision.reason
+    assert "not significant at 95%" in decision.reason
+    assert decision.winner == "zeta"  # significance is not required by default
+
+
+def test_a_statistical_tie_falls_to_the_tie_break_and_the_decision_says_so() -> None:
+    summaries = [make_summary("zeta", {FK: 0.925}), make_summary("alpha", {FK: 0.85})]
+    records = _scores(zeta=_binary(37), alpha=_binary(34))
+
+    decision = decide(
+        SelectionPolicy(require_significance=True, tie_break="name"),
+        summaries,
+        primary_metric=FK,
+        higher_is_better=DIRECTIONS,
+        record_scores=records,
+    )
+
+    assert decision.winner == "alpha"
+    assert "statistical tie, the difference is not significant" in decision.reason
+    assert "tie-break name chooses alpha over zeta" in decision.reason
+    assert verdict(decision, "zeta").rank == 2
+
+
+def test_a_significant_winner_keeps_its_place_under_require_significance() -> None:
+    summaries = [make_summary("zeta", {FK: 29 / 40}), make_summary("alpha", {FK: 21 / 40})]
+    # zeta: r0..r28 right; alpha: r0..r19 and r29 right -> 9 pairs only zeta, 1 only alpha, p = 22/1024.
+    alpha = _binary(20) | {"r29": 1.0}
+    records = _scores(zeta=_binary(29), alpha=alpha)
+
+    decision = decide(
+        SelectionPolicy(require_significance=True, tie_break="name"),
+        summaries,
+        primary_metric=FK,
+        higher_is_better=DIRECTIONS,
+        record_scores=records,
+    )
+
+    assert decision.winner == "zeta"
+    assert "significantly better than every other eligible candidate" in decision.reason
+    assert decision.comparisons[0].p_value == pytest.approx(22 / 1024)
+
+
+def test_without_record_scores_significance_cannot_be_shown_so_it_is_a_tie() -> None:
+    summaries = [make_summary("zeta", {FK: 0.925}), make_summary("alpha", {FK: 0.85})]
+
+    decision = run(summaries, require_significance=True, tie_break="name")
+
+    assert decision.winner == "alpha"
+    assert "zeta vs alpha: no per-record scores to test" in decision.reason
