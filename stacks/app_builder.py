@@ -127,12 +127,14 @@ class StageFactory:
 
 
 def check_environments(environments: list[Environment], factory: StageFactory, path: Path) -> None:
-    """What only shows at deploy time otherwise: names two environments in one account would both claim."""
+    """What only shows at deploy time otherwise: names two environments in one account would both claim.
+
+    Resource prefixes cannot clash: environment names are unique and neither they nor prefixes hold the
+    delimiter, so `{prefix}-{name}-` differs between any two environments and starts none of the other's names.
+    """
     problems: list[Problem] = []
-    by_prefix: dict[str, list[str]] = defaultdict(list)
     by_place: dict[tuple[str | None, str], list[Environment]] = defaultdict(list)
     for index, environment in enumerate(environments):
-        by_prefix[environment.resource_prefix].append(environment.name)
         by_place[(environment.account, environment.region)].append(environment)
         loaded = factory.load(environment)
         if model_access.deploys_containers(loaded.config):
@@ -140,11 +142,6 @@ def check_environments(environments: list[Environment], factory: StageFactory, p
                 model_access.dlc_registry_accounts(environment.region)
             except model_access.UnknownRegionError as exc:
                 problems.append(Problem(str(path), None, f"environments[{index}].region", str(exc)))
-    for prefix, names in by_prefix.items():
-        if len(names) > 1:
-            problems.append(
-                Problem(str(path), None, "environments", f"{', '.join(names)} share the resource prefix {prefix!r}")
-            )
     for (account, region), members in by_place.items():
         owners: dict[str, str] = {}
         for environment in members:

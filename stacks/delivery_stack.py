@@ -25,7 +25,9 @@ from constructs import Construct, IConstruct
 
 from pipeline_definitions.loading.loader import ConfigError, Problem
 from stacks.components.delivery_evaluation_start import START_ACTION_NAME, add_evaluation_start, start_namespace
+from stacks.components.delivery_grants import narrow_asset_role_grants, scope_replication_key_grants
 from stacks.components.delivery_nag import acknowledge_delivery_findings
+from stacks.components.service_trust import condition_codebuild_trust
 from stacks.environments import CONNECTION_ARN_RE, DeliverySettings, Environment, EnvironmentsFile
 
 CONNECTION_ARN_CONTEXT_KEY = "delivery_connection_arn"
@@ -39,6 +41,11 @@ S3_CATALOG_OVERLAY_COMMAND = f"cp -R {S3_CATALOG_DIRECTORY}/. prompt_catalog/"
 SETUP_COMMAND = "bash scripts/setup.sh"
 FAST_TESTS_COMMAND = '.venv/bin/python -m pytest -m "not slow"'
 CONNECTION_SOURCE_PROVIDER = "CodeStarSourceConnection"
+# The npm packages whose exact versions package.json pins: the CDK CLI (self-mutation) and the CLI that
+# publishes assets (CDK Pipelines would otherwise install `cdk-assets@latest` on every run).
+CDK_CLI_PACKAGE = "aws-cdk"
+ASSETS_CLI_PACKAGE = "cdk-assets"
+EXACT_VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
 
 MakeStage = Callable[[Construct, Environment], Stage]
 
@@ -53,7 +60,8 @@ class DeliveryStack(Stack):
     """The delivery pipeline; `stage_factory` builds the evaluation Stage of one environment.
 
     `synth_context` holds CDK context values (besides the connection ARN) that the pipeline's synth step
-    passes to `cdk synth`.
+    passes to `cdk synth`; `cli_version` and `assets_cli_version` are the exact versions of the CDK CLI and
+    of cdk-assets that the pipeline installs.
     """
 
     def __init__(
@@ -66,7 +74,8 @@ class DeliveryStack(Stack):
         stage_factory: MakeStage,
         connection_arn: str,
         synth_context: Mapping[str, str] | None = None,
-        cli_version: str | None = None,
+        cli_version: str,
+        assets_cli_version: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -113,6 +122,7 @@ class DeliveryStack(Stack):
             cross_account_keys=True,
             enable_key_rotation=True,
             cli_version=cli_version,
+            cdk_assets_cli_version=assets_cli_version,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),
                 partial_build_spec=codebuild.BuildSpec.from_object(
@@ -132,6 +142,9 @@ class DeliveryStack(Stack):
             )
             self.pipeline.add_stage(stage, pre=[approval] if target.manual_approval else None, post=[start])
         self.pipeline.build_pipeline()
+        narrow_asset_role_grants(self.pipeline)
+        scope_replication_key_grants(self.pipeline)
+        condition_codebuild_trust(self)
         self._add_push_trigger(delivery)
         self._name_start_outputs()
         self._acknowledge_lint_findings()
@@ -190,13 +203,18 @@ def resolve_connection_arn(delivery: DeliverySettings, context_value: Any, *, so
     return delivery.connection_arn
 
 
-def pinned_cli_version(repo_root: Path) -> str | None:
-    """The CDK CLI version package.json pins, so self-mutation uses the CLI the project was tested with."""
-    package = repo_root / "package.json"
-    if not package.is_file():
-        return None
-    version = json.loads(package.read_text(encoding="utf-8")).get("devDependencies", {}).get("aws-cdk")
-    return version if isinstance(version, str) and re.fullmatch(r"\d+\.\d+\.\d+", version) else None
+def pinned_npm_version(repo_root: Path, package: str) -> str:
+    """The exact version of an npm package that package.json pins, so the pipeline uses what was tested."""
+    path = repo_root / "package.json"
+    try:
+        pins = json.loads(path.read_text(encoding="utf-8")).get("devDependencies", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError([Problem(str(path), None, "devDependencies", f"unreadable: {exc}")]) from None
+    version = pins.get(package) if isinstance(pins, dict) else None
+    if not isinstance(version, str) or not EXACT_VERSION_RE.fullmatch(version):
+        message = f"expected an exact version (e.g. 1.2.3) of {package}, got {version!r}"
+        raise ConfigError([Problem(str(path), None, f"devDependencies.{package}", message)])
+    return version
 
 
 def add_delivery(
@@ -235,7 +253,8 @@ def add_delivery(
         stage_factory=stage_factory,
         connection_arn=connection_arn,
         synth_context=context,
-        cli_version=pinned_cli_version(repo_root),
+        cli_version=pinned_npm_version(repo_root, CDK_CLI_PACKAGE),
+        assets_cli_version=pinned_npm_version(repo_root, ASSETS_CLI_PACKAGE),
         env=CdkEnvironment(account=delivery.account, region=delivery.region),
         description=f"evalops delivery: {delivery.name} deploys every environment and starts its evaluation",
     )

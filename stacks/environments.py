@@ -9,8 +9,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+# Resource names are `{prefix}-{name}-{component}`. Neither part may hold the hyphen that delimits them, so
+# `{prefix}-{name}-` is never the start of another environment's names (with `dev` and `dev-b` it would be,
+# and IAM policies on `evalops-dev-*` would reach `evalops-dev-b-*`).
+RESOURCE_NAME_DELIMITER = "-"
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,14}$")
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 DELIVERY_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -22,16 +26,18 @@ CONNECTION_ARN_RE = re.compile(
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # CodePipeline V2 accepts at most 8 include patterns per file-path filter.
 MAX_TRIGGER_PATHS = 8
-# Everything that changes what gets deployed or evaluated: configs, prompts, step code, infrastructure code.
+# Everything that changes what gets deployed or evaluated: configs, prompts, step code, infrastructure code,
+# and what the build installs (Python requirements, the project, the pinned npm CLIs, the set-up script).
+# CodePipeline globs take `{a,b}` groups, which keep the root files within the limit of 8 patterns.
 DEFAULT_TRIGGER_PATHS = (
     "configs/**",
     "prompt_catalog/**",
     "step_code/**",
     "pipeline_definitions/**",
     "stacks/**",
-    "app.py",
-    "cdk.json",
     "requirements/**",
+    "scripts/**",
+    "{app.py,cdk.json,package.json,package-lock.json,pyproject.toml}",
 )
 
 
@@ -47,10 +53,22 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 
 
 EnvName = Annotated[
-    str, AfterValidator(_matching(ENV_NAME_RE, "a valid environment name (expected 1-15 of a-z 0-9 -, starting a-z)"))
+    str,
+    AfterValidator(
+        _matching(
+            ENV_NAME_RE,
+            "a valid environment name (expected 1-15 of a-z 0-9, starting a-z; no hyphen, it delimits resource names)",
+        )
+    ),
 ]
 NamePrefix = Annotated[
-    str, AfterValidator(_matching(PREFIX_RE, "a valid name prefix (expected 1-16 of a-z 0-9 -, starting a-z)"))
+    str,
+    AfterValidator(
+        _matching(
+            PREFIX_RE,
+            "a valid name prefix (expected 1-16 of a-z 0-9, starting a-z; no hyphen, it delimits resource names)",
+        )
+    ),
 ]
 AccountId = Annotated[str, AfterValidator(_matching(ACCOUNT_RE, "an AWS account id (expected 12 digits)"))]
 Region = Annotated[str, AfterValidator(_matching(REGION_RE, "an AWS region name (expected e.g. us-east-1)"))]
@@ -80,7 +98,7 @@ class Environment(BaseModel):
     @property
     def resource_prefix(self) -> str:
         """`{prefix}-{name}-`: the start of every name this environment creates; IAM policies match on it."""
-        return f"{self.prefix}-{self.name}-"
+        return f"{self.prefix}{RESOURCE_NAME_DELIMITER}{self.name}{RESOURCE_NAME_DELIMITER}"
 
     def config_path(self, repo_root: Path) -> Path:
         return repo_root / self.config

@@ -1,4 +1,4 @@
-"""The safety net of one environment: endpoint clean-up after failed or stopped pipeline runs."""
+"""The safety net of one environment: endpoint clean-up after failed or stopped runs, and an age bound."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Stack
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks.components.endpoint_safety_net import EndpointSafetyNet
@@ -21,6 +22,7 @@ class SafetyNetStack(Stack):
         *,
         resource_prefix: str,
         pipeline_arn: str,
+        key: kms.IKey,
         handler_dir: Path = HANDLER_DIR,
         **kwargs: Any,
     ) -> None:
@@ -31,4 +33,5 @@ class SafetyNetStack(Stack):
             handler_dir=handler_dir,
             resource_prefix=resource_prefix,
             pipeline_arn=pipeline_arn,
+            key=key,
         )

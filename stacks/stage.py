@@ -86,9 +86,10 @@ class EvaluationStage(cdk.Stage):
             self,
             "SafetyNet",
             stack_name=f"{prefix}safety-net",
-            description=f"evalops {environment.name}: deletes endpoints left by failed or stopped runs",
+            description=f"evalops {environment.name}: deletes endpoints left by failed or stopped runs or too old",
             resource_prefix=prefix,
             pipeline_arn=self.evaluation.pipeline_arn,
+            key=self.storage.key,
         )
         # Aspects of the app do not reach into a Stage, and a delivery pipeline synthesizes its Stages
         # on its own: the Stage carries its checks wherever it is used.

@@ -10,6 +10,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.components.buckets import access_log_bucket, encrypted_bucket
+from stacks.components.service_keys import allow_log_and_event_services
 
 RUN_OUTPUT_RETENTION = Duration.days(90)
 
@@ -35,6 +36,8 @@ class StorageStack(Stack):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # The environment's log groups and its safety net's dead-letter queue are encrypted with this key too.
+        allow_log_and_event_services(self.key, resource_prefix)
         self.log_bucket = access_log_bucket(self, "AccessLogs")
         self.data_bucket = encrypted_bucket(self, "Data", key=self.key, log_bucket=self.log_bucket)
         self.artifacts_bucket = encrypted_bucket(

@@ -1,7 +1,8 @@
 """cdk-nag AwsSolutions findings of the delivery pipeline that are acknowledged, each with its reason.
 
-Almost all of them are the grants CDK Pipelines writes itself: narrowing them would mean forking the
-construct. Each suppression names the exact findings it covers, so a new wildcard still fails the check.
+Almost all of them are grants CDK Pipelines writes itself; those broader than the pipeline uses are first
+narrowed (`delivery_grants.py`). Each suppression names the exact findings it covers, so a new wildcard
+still fails the check.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ IAM5 = "AwsSolutions-IAM5"
 
 ARTIFACT_GRANTS = NagPackSuppression(
     id=IAM5,
-    reason="CDK's grants on the pipeline's own artifact bucket and KMS key use action wildcards (s3:GetObject*, "
-    "kms:GenerateDataKey*) and the bucket's object wildcard, and reach nothing else.",
+    reason="CDK's grants on the pipeline's own artifact buckets and keys (one per region), and on the configured "
+    "prompt catalog object and its bucket, use action wildcards (s3:GetObject*, kms:GenerateDataKey*) and the "
+    "artifact buckets' object wildcard, and reach no other bucket or key.",
     applies_to=[
         "Action::s3:GetObject*",
         "Action::s3:GetBucket*",
@@ -31,38 +33,34 @@ ARTIFACT_GRANTS = NagPackSuppression(
 CODEBUILD_GRANTS = NagPackSuppression(
     id=IAM5,
     reason="CodeBuild's standard grants let a project write its own log streams and test reports, whose names "
-    "CodeBuild generates per build under the project's log group and report-group prefix.",
+    "CodeBuild generates per build under the project's log group and report-group prefix (the asset roles' grants "
+    "are narrowed to their projects in delivery_grants.py).",
     applies_to=[
         RegexAppliesTo(
-            regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):logs:[a-z0-9-]+:\d{12}:log-group:\/aws\/codebuild\/.*$/"
+            regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):logs:[a-z0-9-]+:\d{12}:log-group:\/aws\/codebuild\/<[A-Za-z0-9]+>:\*$/"
         ),
         RegexAppliesTo(
-            regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):codebuild:[a-z0-9-]+:\d{12}:report-group\/.*$/"
+            regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):codebuild:[a-z0-9-]+:\d{12}:report-group\/<[A-Za-z0-9]+>-\*$/"
         ),
     ],
 )
 PIPELINE_ROLE_KMS = NagPackSuppression(
     id=IAM5,
-    reason="The pipeline role may use the cross-region replication keys, which live in per-region support stacks "
-    "that this stack cannot reference by ARN; each key's own policy still limits its users.",
-    applies_to=["Resource::*"],
+    reason="The artifact key of each cross-region support stack is matched by its alias (kms:ResourceAliases) "
+    "within that region and account, because its key id lives in a stack this one cannot reference.",
+    applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:(<AWS::Partition>|aws[a-z-]*):kms:[a-z0-9-]+:\d{12}:key\/\*$/")],
 )
 SELF_MUTATION = NagPackSuppression(
     id=IAM5,
-    reason="Self-mutation runs `cdk deploy` of this stack: it may assume only roles tagged as CDK bootstrap roles "
-    "and needs read-only cloudformation:DescribeStacks and s3:ListBucket, which CDK grants on all resources.",
+    reason="Self-mutation runs `cdk deploy` of this stack: it may assume only the tooling account's roles tagged "
+    "as CDK bootstrap roles, and CDK grants its read-only cloudformation:DescribeStacks and s3:ListBucket on all "
+    "resources.",
     applies_to=["Resource::*", RegexAppliesTo(regex=r"/^Resource::arn:\*:iam::\d{12}:role\/\*$/")],
-)
-ASSET_PUBLISHING = NagPackSuppression(
-    id=IAM5,
-    reason="Asset publishing projects are started by CodePipeline through this role, which CDK grants "
-    "codebuild:StartBuild/BatchGetBuilds/StopBuild on all projects because the projects are created after it.",
-    applies_to=["Resource::*"],
 )
 ARTIFACT_BUCKET_LOGS = NagPackSuppression(
     id="AwsSolutions-S1",
     reason="Pipeline artifact buckets hold only KMS-encrypted build intermediates that the pipeline's own roles "
-    "read and write, and CloudTrail already records those calls.",
+    "write and read, so access logs would record nothing but the pipeline's own runs.",
 )
 
 
@@ -74,9 +72,6 @@ def acknowledge_delivery_findings(pipeline: pipelines.CodePipeline, extra_roles:
     )
     NagSuppressions.add_resource_suppressions(built.role, [PIPELINE_ROLE_KMS], apply_to_children=True)
     NagSuppressions.add_resource_suppressions(pipeline.self_mutation_project, [SELF_MUTATION], apply_to_children=True)
-    assets = pipeline.node.try_find_child("Assets")
-    if assets is not None:
-        NagSuppressions.add_resource_suppressions(assets, [ASSET_PUBLISHING], apply_to_children=True)
     buckets: list[IConstruct] = [built.artifact_bucket]
     buckets.extend(support.replication_bucket for support in built.cross_region_support.values())
     NagSuppressions.add_resource_suppressions(buckets, [ARTIFACT_BUCKET_LOGS], apply_to_children=True)

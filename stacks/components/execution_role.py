@@ -21,12 +21,16 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from stacks import model_access
+from stacks.components.service_trust import trusted_service
 from step_code.contract.config import Config
 from step_code.contract.locations import S3_SCHEME
+from step_code.contract.naming import deployed_pipeline_name
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
-# SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`.
+# SageMaker Pipelines names the processing jobs it starts `pipelines-<execution id>-<step>-<token>`, for every
+# pipeline of the account alike; it tags each with the ARN of the execution that started it.
 PIPELINE_JOB_PREFIX = "pipelines-"
+PIPELINE_EXECUTION_TAG = "sagemaker:pipeline-execution-arn"
 # Jobs log into one group per job type; an endpoint into its own group, `ENDPOINT_LOG_GROUP_PREFIX<endpoint name>`.
 SAGEMAKER_JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
 ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
@@ -83,11 +87,17 @@ class EvaluationExecutionRole(Construct):
         stack = Stack.of(self)
         self._partition, self._region, self._account = stack.partition, stack.region, stack.account
         self._prefix = resource_prefix
+        self._pipeline_name = deployed_pipeline_name(resource_prefix, config.pipeline.name)
         self.role = iam.Role(
             self,
             "Role",
             role_name=f"{resource_prefix}sagemaker-execution",
-            assumed_by=iam.ServicePrincipal(SAGEMAKER_SERVICE),
+            # SageMaker assumes it for the pipeline, its jobs and the endpoints: all this account's, in this region.
+            assumed_by=trusted_service(
+                SAGEMAKER_SERVICE,
+                account=self._account,
+                source_arn=f"arn:{self._partition}:sagemaker:{self._region}:{self._account}:*",
+            ),
             description=f"Runs the {resource_prefix}* evaluation pipeline, its jobs and the models it deploys",
         )
         self._attach(
@@ -106,7 +116,8 @@ class EvaluationExecutionRole(Construct):
                     [f"Resource::{_nag_arn(data_bucket)}/{catalog_prefix}*"],
                 ),
                 NagAcknowledgement(
-                    "The environment's artifacts bucket holds only this pipeline's configs, runs and caches.",
+                    "The environment's artifacts bucket holds only this pipeline's config, definition, run outputs, "
+                    "model artifacts and response cache.",
                     [f"Resource::{_nag_arn(artifacts_bucket)}/*"],
                 ),
                 NagAcknowledgement(
@@ -114,7 +125,8 @@ class EvaluationExecutionRole(Construct):
                     [_regex(r"^Resource::arn:[^:]+:logs:[^:]+:.+:log-group:\/aws\/sagemaker\/[A-Za-z]+:\*$")],
                 ),
                 NagAcknowledgement(
-                    "Each run-scoped endpoint logs into a group named after it; the environment prefix is fixed.",
+                    "Each endpoint the pipeline deploys logs into a group named after it; the environment prefix is "
+                    "the fixed part of those names.",
                     [_regex(rf":log-group:\/aws\/sagemaker\/Endpoints\/{resource_prefix}\*$")],
                 ),
                 NagAcknowledgement(
@@ -132,13 +144,14 @@ class EvaluationExecutionRole(Construct):
             "Orchestration",
             "Lets the pipeline start its processing jobs and pass this role to SageMaker",
             [
-                self._processing_job_statement(),
+                *self._processing_job_statements(),
                 self._pass_role_statement(),
                 *self._image_pull_statements(config, image_repository),
             ],
             [
                 NagAcknowledgement(
-                    "Pipeline job names carry the execution id and a random token; the pipelines- prefix is fixed.",
+                    "Pipeline job names carry the execution id and a random token, so only the pipelines- prefix is "
+                    "fixed; stopping or tagging a job also needs this pipeline's execution tag on it.",
                     [_regex(r":processing-job\/pipelines-\*$")],
                 ),
                 NagAcknowledgement(
@@ -162,7 +175,8 @@ class EvaluationExecutionRole(Construct):
             ],
             [
                 NagAcknowledgement(
-                    "Run-scoped names are unique per execution; the environment prefix is their fixed part.",
+                    "Endpoint, model and training job names vary per run or per deployment; the environment prefix is "
+                    "their fixed part.",
                     [_regex(rf":(model|endpoint-config|endpoint|training-job)\/{resource_prefix}\*$")],
                 ),
                 NagAcknowledgement(
@@ -347,17 +361,40 @@ class EvaluationExecutionRole(Construct):
             conditions={"StringLike": {"cloudwatch:namespace": SAGEMAKER_METRIC_NAMESPACE_PATTERN}},
         )
 
-    def _processing_job_statement(self) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            sid="RunPipelineJobs",
-            actions=[
-                "sagemaker:CreateProcessingJob",
-                "sagemaker:DescribeProcessingJob",
-                "sagemaker:StopProcessingJob",
-                "sagemaker:AddTags",
-            ],
-            resources=[self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")],
+    def _processing_job_statements(self) -> list[iam.PolicyStatement]:
+        jobs = self._sagemaker_arn("processing-job", f"{PIPELINE_JOB_PREFIX}*")
+        # Execution ARNs carry the pipeline name in lower case, like every SageMaker ARN; the name as
+        # configured is matched too, so the tag's spelling cannot keep the pipeline from stopping its jobs.
+        own_executions = sorted(
+            {
+                self._sagemaker_arn("pipeline", f"{self._pipeline_name}/execution/*"),
+                self._arn("sagemaker", f"pipeline/{self._pipeline_name}/execution/*"),
+            }
         )
+        tag = PIPELINE_EXECUTION_TAG
+        return [
+            iam.PolicyStatement(
+                # Creating starts a new job; describing reads one. Neither touches another pipeline's runs.
+                sid="RunPipelineJobs",
+                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"],
+                resources=[jobs],
+            ),
+            iam.PolicyStatement(
+                # Every pipeline's jobs match `pipelines-*`: only the tag tells this pipeline's apart.
+                sid="ControlOwnPipelineJobs",
+                actions=["sagemaker:StopProcessingJob", "sagemaker:AddTags"],
+                resources=[jobs],
+                conditions={"StringLike": {f"aws:ResourceTag/{tag}": own_executions}},
+            ),
+            iam.PolicyStatement(
+                # Tags given to CreateProcessingJob are authorized before the job exists, so before it carries the
+                # execution tag; a job that carries one (any pipeline's) is left to the statement above.
+                sid="TagNewPipelineJobs",
+                actions=["sagemaker:AddTags"],
+                resources=[jobs],
+                conditions={"Null": {f"aws:ResourceTag/{tag}": "true"}},
+            ),
+        ]
 
     def _pass_role_statement(self) -> iam.PolicyStatement:
         return iam.PolicyStatement(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from aws_cdk import Stack
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -19,6 +19,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from pipeline_definitions.loading.loader import CATALOG_EXCLUDE
+from stacks.components.service_keys import LOG_GROUP_ROOT
 
 CATALOG_PREFIX = "prompt-catalog/"
 HASH_LENGTH = 16
@@ -41,13 +42,25 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
 
 
-def _deployment_log_group(scope: Construct) -> logs.ILogGroup:
-    """One log group with a retention for the stack's shared deployment function (it is a singleton)."""
+def _deployment_log_group(scope: Construct, key: kms.IKey) -> logs.ILogGroup:
+    """One log group with a retention for the stack's shared deployment function (it is a singleton).
+
+    Named after the stack, whose name starts with the environment's resource prefix, so the key's policy
+    lets CloudWatch Logs encrypt it (`service_keys.py`). A named group would block a re-created stack if
+    it were retained, and it holds only deployment logs.
+    """
     stack = Stack.of(scope)
     existing = stack.node.try_find_child(DEPLOYMENT_LOG_GROUP_ID)
     if isinstance(existing, logs.LogGroup):
         return existing
-    return logs.LogGroup(stack, DEPLOYMENT_LOG_GROUP_ID, retention=logs.RetentionDays.ONE_MONTH)
+    return logs.LogGroup(
+        stack,
+        DEPLOYMENT_LOG_GROUP_ID,
+        log_group_name=f"{LOG_GROUP_ROOT}{stack.stack_name}-uploads",
+        encryption_key=key,
+        retention=logs.RetentionDays.ONE_MONTH,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
 
 
 def _deploy(
@@ -72,7 +85,7 @@ def _deploy(
         retain_on_delete=True,
         # A catalog of many files would overflow the custom resource's 4 KB response.
         output_object_keys=False,
-        log_group=_deployment_log_group(scope),
+        log_group=_deployment_log_group(scope, key),
     )
 
 
@@ -133,7 +146,8 @@ def acknowledge_deployment_handler(stack: Stack) -> None:
         [
             NagPackSuppression(
                 id="AwsSolutions-IAM4",
-                reason="CDK's deployment function logs through AWSLambdaBasicExecutionRole, which only writes logs.",
+                reason="CDK's deployment function logs through AWSLambdaBasicExecutionRole, which grants only "
+                "logs:CreateLogGroup, logs:CreateLogStream and logs:PutLogEvents.",
                 applies_to=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
             ),
             NagPackSuppression(
@@ -143,7 +157,9 @@ def acknowledge_deployment_handler(stack: Stack) -> None:
             ),
             NagPackSuppression(
                 id="AwsSolutions-IAM5",
-                reason="The function reads whole asset archives and writes the objects of an upload below its prefix.",
+                reason="CDK's BucketDeployment lets its function read every object of the CDK asset bucket and read "
+                "and write every object of the destination bucket, which the construct cannot narrow; it writes only "
+                "below the upload's prefix.",
                 applies_to=[RegexAppliesTo(regex=r"/^Resource::.*\/\*$/")],
             ),
             NagPackSuppression(

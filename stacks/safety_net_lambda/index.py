@@ -1,4 +1,7 @@
-"""Safety net: when a pipeline execution ends Failed or Stopped, delete the SageMaker resources it left behind.
+"""Safety net: delete the SageMaker resources a pipeline execution left behind.
+
+Two events start it: an execution that ends Failed or Stopped, and an hourly schedule for an execution that
+never ends (one hanging in Executing sends no status event).
 
 Event: EventBridge "SageMaker Model Building Pipeline Execution Status Change". The execution id is the
 last path segment of `detail.pipelineExecutionArn` (`arn:...:pipeline/<name>/execution/<id>`), the same
@@ -12,6 +15,11 @@ it started. A resource tagged `evalops:provider=endpoint` is never deleted (the 
 endpoint it did not create, so none should exist; this guards against a mistake elsewhere), nor one tagged
 `evalops:keep=true` (the deploy step's mark for a model with `cleanup_endpoint: false`).
 
+Scheduled sweep (EventBridge "Scheduled Event"): endpoints, endpoint configs and models under RESOURCE_PREFIX
+tagged `evalops:managed-by=evalops` whose CreationTime is more than ENDPOINT_MAX_AGE_HOURS before the event's
+time are deleted, whatever their execution; the same two tags keep a resource. Training jobs are not swept:
+each has its own MaxRuntimeInSeconds.
+
 Idempotent: a resource already gone counts as done. Any other failure is logged and raised after the
 rest was tried, so Lambda's retries of the asynchronous event try again. Logs are JSON lines on stdout.
 Standard library and boto3 only: this folder is the Lambda's code asset.
@@ -24,6 +32,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -39,6 +48,8 @@ MANAGED_BY = "evalops"
 TAG_KEEP = "evalops:keep"
 KEEP = "true"
 PREFIX_ENV = "RESOURCE_PREFIX"
+MAX_AGE_ENV = "ENDPOINT_MAX_AGE_HOURS"
+SCHEDULED_EVENT = "Scheduled Event"
 
 ENDED_STATUSES = frozenset({"Failed", "Stopped"})
 USER_OWNED_PROVIDER = "endpoint"
@@ -126,22 +137,29 @@ def _tags(client: Any, arn: str) -> dict[str, str]:
     return tags
 
 
+def is_managed(tags: dict[str, str]) -> bool:
+    return tags.get(TAG_MANAGED_BY) == MANAGED_BY
+
+
 def belongs_to(tags: dict[str, str], execution_id: str, execution_arn: str) -> bool:
-    if tags.get(TAG_MANAGED_BY) != MANAGED_BY or tags.get(TAG_EXECUTION_ID) != execution_id:
+    if not is_managed(tags) or tags.get(TAG_EXECUTION_ID) != execution_id:
         return False
     recorded_arn = tags.get(TAG_EXECUTION_ARN)
     return recorded_arn is None or recorded_arn == execution_arn
 
 
-class _Sweep:
-    """One clean-up of one execution; collects what happened for the summary."""
+Selects = Callable[[dict[str, str], dict[str, Any]], bool]
 
-    def __init__(self, client: Any, prefix: str, execution_id: str, execution_arn: str) -> None:
+
+class _Sweep:
+    """One clean-up: of what `selects(tags, listed item)`; collects what happened for the summary."""
+
+    def __init__(self, client: Any, prefix: str, selects: Selects, kinds: tuple[ResourceKind, ...]) -> None:
         self.client = client
         self.prefix = prefix
-        self.execution_id = execution_id
-        self.execution_arn = execution_arn
-        self.done: dict[str, list[str]] = {kind.label: [] for kind in (*DELETED_KINDS, TRAINING_JOBS)}
+        self.selects = selects
+        self.kinds = kinds
+        self.done: dict[str, list[str]] = {kind.label: [] for kind in kinds}
         self.kept: list[str] = []
         self.errors: list[str] = []
 
@@ -152,7 +170,7 @@ class _Sweep:
         except ClientError as exc:
             self._fail(kind, name, exc)
             return False
-        if tags is None or not belongs_to(tags, self.execution_id, self.execution_arn):
+        if tags is None or not self.selects(tags, item):
             return False
         if tags.get(TAG_PROVIDER) == USER_OWNED_PROVIDER:
             log("keeping a resource tagged as a user's endpoint", kind=kind.label, name=name)
@@ -190,7 +208,7 @@ class _Sweep:
         self.done[kind.label].append(name)
 
     def run(self) -> None:
-        for kind in (TRAINING_JOBS, *DELETED_KINDS):
+        for kind in self.kinds:
             filters = {"StatusEquals": "InProgress"} if kind is TRAINING_JOBS else {}
             try:
                 matching = [
@@ -205,7 +223,53 @@ class _Sweep:
                 self._act(kind, name)
 
 
+def _prefix() -> str:
+    prefix = os.environ.get(PREFIX_ENV, "")
+    if not prefix:
+        # An empty prefix would make every tagged resource in the account a candidate.
+        raise RuntimeError(f"environment variable {PREFIX_ENV} is not set; refusing to look for resources")
+    return prefix
+
+
+def _raise_on_errors(sweep: _Sweep, what: str) -> None:
+    if sweep.errors:
+        raise RuntimeError(f"{len(sweep.errors)} resources {what} could not be cleaned up: {sweep.errors}")
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+
+
+def sweep_aged(event: dict[str, Any]) -> dict[str, Any]:
+    """Delete the managed resources older than the age bound, measured from the scheduled event's time."""
+    prefix = _prefix()
+    max_age_hours = float(os.environ.get(MAX_AGE_ENV, "0"))
+    if max_age_hours <= 0:
+        raise RuntimeError(f"environment variable {MAX_AGE_ENV} is not a positive number of hours; refusing to sweep")
+    cutoff = _event_time(event) - timedelta(hours=max_age_hours)
+
+    def aged(tags: dict[str, str], item: dict[str, Any]) -> bool:
+        return is_managed(tags) and item["CreationTime"] <= cutoff
+
+    log("sweeping resources older than the age bound", prefix=prefix, max_age_hours=max_age_hours, cutoff=cutoff)
+    sweep = _Sweep(boto3.client("sagemaker"), prefix, aged, DELETED_KINDS)
+    sweep.run()
+    summary = {
+        "action": "swept",
+        "max_age_hours": max_age_hours,
+        "cutoff": cutoff.isoformat(),
+        "deleted": sweep.done,
+        "kept": sweep.kept,
+        "errors": sweep.errors,
+    }
+    log("sweep finished", **summary)
+    _raise_on_errors(sweep, f"older than {max_age_hours} hours")
+    return summary
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("detail-type") == SCHEDULED_EVENT:
+        return sweep_aged(event)
     detail = event.get("detail") or {}
     execution_arn = str(detail.get("pipelineExecutionArn") or "")
     status = detail.get("currentPipelineExecutionStatus")
@@ -213,12 +277,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         log("ignoring event", status=status, execution_arn=execution_arn)
         return {"action": "ignored", "status": status, "execution_arn": execution_arn}
     execution_id = execution_arn.rstrip("/").rsplit("/", 1)[-1]
-    prefix = os.environ.get(PREFIX_ENV, "")
-    if not prefix:
-        # An empty prefix would make every tagged resource in the account a candidate.
-        raise RuntimeError(f"environment variable {PREFIX_ENV} is not set; refusing to look for resources")
+    prefix = _prefix()
     log("cleaning up after execution", status=status, execution_id=execution_id, prefix=prefix)
-    sweep = _Sweep(boto3.client("sagemaker"), prefix, execution_id, execution_arn)
+
+    def of_execution(tags: dict[str, str], item: dict[str, Any]) -> bool:
+        return belongs_to(tags, execution_id, execution_arn)
+
+    sweep = _Sweep(boto3.client("sagemaker"), prefix, of_execution, (TRAINING_JOBS, *DELETED_KINDS))
     sweep.run()
     summary = {
         "action": "cleaned",
@@ -231,8 +296,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "errors": sweep.errors,
     }
     log("clean-up finished", **summary)
-    if sweep.errors:
-        raise RuntimeError(
-            f"{len(sweep.errors)} resources of execution {execution_id} could not be cleaned up: {sweep.errors}"
-        )
+    _raise_on_errors(sweep, f"of execution {execution_id}")
     return summary

@@ -16,7 +16,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from stacks.delivery_stack import DeliveryStack, MakeStage
+from stacks.delivery_stack import ASSETS_CLI_PACKAGE, CDK_CLI_PACKAGE, DeliveryStack, MakeStage, pinned_npm_version
 from stacks.environments import Environment, EnvironmentsFile
 
 TOOLING_ACCOUNT = "333333333333"
@@ -86,7 +86,9 @@ def project_context(repo_root: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def build_delivery(asset_dir: Path, project_context: dict[str, Any]) -> Callable[..., tuple[App, DeliveryStack]]:
+def build_delivery(
+    asset_dir: Path, project_context: dict[str, Any], repo_root: Path
+) -> Callable[..., tuple[App, DeliveryStack]]:
     def build(
         envs: EnvironmentsFile,
         *,
@@ -106,6 +108,8 @@ def build_delivery(asset_dir: Path, project_context: dict[str, Any]) -> Callable
             environments=envs.delivery_environments(),
             stage_factory=stage_factory or (lambda scope, env: SmallEvaluationStage(scope, env, asset_dir, nag)),
             connection_arn=connection_arn,
+            cli_version=pinned_npm_version(repo_root, CDK_CLI_PACKAGE),
+            assets_cli_version=pinned_npm_version(repo_root, ASSETS_CLI_PACKAGE),
             env=CdkEnvironment(account=envs.delivery.account, region=envs.delivery.region),
         )
         return app, stack

@@ -13,8 +13,15 @@ from aws_cdk import App, Stack, Stage
 from aws_cdk.assertions import Template
 from constructs import Construct
 
+from pipeline_definitions.loading.loader import ConfigError
 from stacks.components.delivery_evaluation_start import EXECUTION_ARN_VARIABLE, START_COMMANDS
-from stacks.delivery_stack import CONNECTION_ARN_CONTEXT_KEY, FAST_TESTS_COMMAND, SETUP_COMMAND, DeliveryStack
+from stacks.delivery_stack import (
+    CONNECTION_ARN_CONTEXT_KEY,
+    FAST_TESTS_COMMAND,
+    SETUP_COMMAND,
+    DeliveryStack,
+    pinned_npm_version,
+)
 from stacks.environments import DEFAULT_TRIGGER_PATHS, Environment
 from tests.delivery.conftest import CONNECTION_ARN, DEV_ACCOUNT, PROD_ACCOUNT, TOOLING_ACCOUNT, environments_file
 
@@ -245,3 +252,103 @@ def test_stage_without_a_sagemaker_pipeline_is_refused(build_delivery: Build, tm
 
     with pytest.raises(ValueError, match=r"stage 'dev' must define exactly one SageMaker pipeline.*found 0"):
         build_delivery(environments_file(), outdir=tmp_path, stage_factory=empty_stage)
+
+
+def policy_statements_of(template: Template, role_prefix: str) -> list[dict[str, Any]]:
+    """The statements of the policies attached to the roles whose logical ids start with `role_prefix`."""
+    statements: list[dict[str, Any]] = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        roles = [role["Ref"] for role in policy["Properties"]["Roles"]]
+        if any(role.startswith(role_prefix) for role in roles):
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_asset_roles_hold_no_build_grants_and_log_only_for_their_own_projects(
+    delivery: tuple[DeliveryStack, Template],
+) -> None:
+    _, template = delivery
+    projects = {
+        logical_id
+        for logical_id, project in resources(template, "AWS::CodeBuild::Project").items()
+        if logical_id.startswith("PipelineAssets")
+    }
+    assert len(projects) == 2
+    statements = policy_statements_of(template, "PipelineAssets")
+    actions = {action for statement in statements for action in as_list(statement["Action"])}
+    # The pipeline starts the asset builds through its CodeBuild action role; nothing uses these here.
+    assert not actions & {"codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"}
+    for statement in statements:
+        for resource in as_list(statement["Resource"]):
+            assert resource != "*", statement
+            text = json.dumps(resource)
+            if "/aws/codebuild/" in text or "report-group/" in text:
+                assert any(project in text for project in projects), statement
+    starters = policy_statements_of(template, "PipelineCodeBuildActionRole")
+    (start,) = [s for s in starters if "codebuild:StartBuild" in as_list(s["Action"])]
+    started = {resource["Fn::GetAtt"][0] for resource in start["Resource"]}
+    assert projects <= started
+
+
+def test_pipeline_role_uses_the_support_region_key_by_alias_not_every_key(
+    delivery: tuple[DeliveryStack, Template],
+) -> None:
+    stack, template = delivery
+    statements = policy_statements_of(template, "PipelineRole")
+    assert all("*" not in as_list(statement["Resource"]) for statement in statements)
+    (support,) = [s for s in statements if "Condition" in s]
+    replication = stack.pipeline.pipeline.cross_region_support["eu-west-1"]
+    alias = stack.resolve(replication.replication_bucket.encryption_key.key_arn).rsplit(":", 1)[-1]
+    assert support["Resource"] == [f"arn:aws:kms:eu-west-1:{TOOLING_ACCOUNT}:key/*"]
+    assert support["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": [alias]}}
+    assert set(support["Action"]) == {
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey*",
+        "kms:ReEncrypt*",
+    }
+
+
+def test_every_asset_project_installs_the_pinned_cdk_assets(
+    delivery: tuple[DeliveryStack, Template], repo_root: Path
+) -> None:
+    _, template = delivery
+    pinned = json.loads((repo_root / "package.json").read_text())["devDependencies"]["cdk-assets"]
+    installs = []
+    for project in resources(template, "AWS::CodeBuild::Project").values():
+        spec = project["Properties"]["Source"]["BuildSpec"]
+        installs += re.findall(r"npm install -g (cdk-assets@\S+?)\"", spec)
+    assert len(installs) == 2
+    assert installs == [f"cdk-assets@{pinned}"] * 2
+
+
+def test_the_cli_pins_must_be_exact_versions(tmp_path: Path) -> None:
+    (tmp_path / "package.json").write_text(json.dumps({"devDependencies": {"aws-cdk": "^2.1", "cdk-assets": "4.7.3"}}))
+    assert pinned_npm_version(tmp_path, "cdk-assets") == "4.7.3"
+    with pytest.raises(ConfigError) as error:
+        pinned_npm_version(tmp_path, "aws-cdk")
+    assert [str(problem) for problem in error.value.problems] == [
+        f"{tmp_path / 'package.json'}: devDependencies.aws-cdk: expected an exact version (e.g. 1.2.3) of aws-cdk, "
+        "got '^2.1'"
+    ]
+
+
+def test_codebuild_roles_trust_only_this_accounts_projects(delivery: tuple[DeliveryStack, Template]) -> None:
+    _, template = delivery
+    codebuild_roles = 0
+    for logical_id, role in resources(template, "AWS::IAM::Role").items():
+        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            if statement.get("Principal") != {"Service": "codebuild.amazonaws.com"}:
+                continue
+            codebuild_roles += 1
+            assert statement["Condition"] == {
+                "StringEquals": {"aws:SourceAccount": TOOLING_ACCOUNT},
+                "ArnLike": {"aws:SourceArn": f"arn:aws:codebuild:us-east-1:{TOOLING_ACCOUNT}:project/*"},
+            }, logical_id
+    # Synth, self-mutation, the two asset roles and one start role per environment.
+    assert codebuild_roles == 6

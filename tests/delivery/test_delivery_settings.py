@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def test_defaults_cover_config_prompts_step_code_and_infrastructure() -> None:
     assert delivery.branch == "main"
     assert delivery.trigger_paths == DEFAULT_TRIGGER_PATHS
     assert len(DEFAULT_TRIGGER_PATHS) <= MAX_TRIGGER_PATHS
-    for pattern in ("configs/**", "prompt_catalog/**", "step_code/**", "stacks/**", "app.py"):
+    for pattern in ("configs/**", "prompt_catalog/**", "step_code/**", "stacks/**", "scripts/**"):
         assert pattern in delivery.trigger_paths
 
 
@@ -113,3 +114,39 @@ def test_missing_or_malformed_connection_arn_is_one_line_naming_where_to_set_it(
     with pytest.raises(ConfigError) as malformed:
         resolve_connection_arn(delivery, "nope", source="configs/environments.yaml")
     assert str(malformed.value).startswith(f"cdk context: {CONNECTION_ARN_CONTEXT_KEY}: 'nope' is not a connection ARN")
+
+
+def codepipeline_glob(pattern: str) -> re.Pattern[str]:
+    """CodePipeline's trigger globs: `**` crosses folders, `*` and `?` do not, `{a,b}` is either."""
+    parts = re.split(r"(\*\*|\*|\?|\{[^}]*\})", pattern)
+    regex = ""
+    for part in parts:
+        if part == "**":
+            regex += ".*"
+        elif part == "*":
+            regex += "[^/]*"
+        elif part == "?":
+            regex += "[^/]"
+        elif part.startswith("{") and part.endswith("}"):
+            regex += "(" + "|".join(re.escape(choice) for choice in part[1:-1].split(",")) + ")"
+        else:
+            regex += re.escape(part)
+    return re.compile(regex)
+
+
+def test_default_trigger_paths_cover_every_file_the_build_installs_from(repo_root: Path) -> None:
+    # The set-up script re-installs when one of the files it hashes changes; the synth reads app.py and cdk.json.
+    setup = (repo_root / "scripts/setup.sh").read_text()
+    hashed = re.search(r"want=\$\(cat (.*?) \|", setup)
+    assert hashed is not None
+    files = {path for pattern in hashed.group(1).split() for path in repo_root.glob(pattern)}
+    files |= {repo_root / "app.py", repo_root / "cdk.json", repo_root / "scripts/setup.sh"}
+    assert repo_root / "package.json" in files and repo_root / "package-lock.json" in files
+    patterns = [codepipeline_glob(pattern) for pattern in DEFAULT_TRIGGER_PATHS]
+    uncovered = sorted(
+        path.relative_to(repo_root).as_posix()
+        for path in files
+        if not any(p.fullmatch(path.relative_to(repo_root).as_posix()) for p in patterns)
+    )
+    assert uncovered == []
+    assert not codepipeline_glob("{app.py,cdk.json}").fullmatch("configs/app.py")

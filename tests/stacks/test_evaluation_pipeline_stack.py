@@ -17,6 +17,7 @@ from aws_cdk.assertions import Template
 
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.planning.plan import CHECK_STEP, FAIL_STEP, PARAM_PROMPT_CATALOG_URI, build_plan
+from pipeline_definitions.rendering.definition_builder import max_runtime_seconds
 from stacks.components.evaluation_pipeline import EvaluationPipeline, compact, substitute
 from stacks.components.uploads import CATALOG_PREFIX, PromptCatalogUpload, content_hash
 from step_code.contract.config import Config
@@ -272,3 +273,39 @@ def test_substitute_refuses_a_reference_without_a_value() -> None:
 def test_compact_keeps_the_json_and_its_references() -> None:
     body = '{\n "Steps": [\n  {"Name": "Ünïcode ${Var} ${!x}"}\n ]\n}\n'
     assert compact(body) == '{"Steps":[{"Name":"Ünïcode ${Var} ${!x}"}]}'
+
+
+def processing_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for step in steps:
+        if step["Type"] == "Processing":
+            found.append(step)
+        arguments = step.get("Arguments", {})
+        found += processing_steps([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])])
+    return found
+
+
+def test_every_deployed_step_stops_at_its_runtime_limit(reference_app: SynthesizedApp) -> None:
+    """A hanging step fails its execution (and so reaches the safety net) instead of running forever."""
+    config = reference_app.stage.loaded.config
+    planned = {step.name: step for step in build_plan(config).processing_steps}
+    _, pipeline = the_pipeline(reference_app.template(reference_app.stage.evaluation))
+    body, _ = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    steps = processing_steps(json.loads(body)["Steps"])
+    assert {step["Name"] for step in steps} == set(planned)
+    assert any(planned[step["Name"]].kind == "finetune" for step in steps)
+    for step in steps:
+        limit = step["Arguments"]["StoppingCondition"]["MaxRuntimeInSeconds"]
+        assert limit == max_runtime_seconds(planned[step["Name"]], config), step["Name"]
+        assert 0 < limit <= 48 * 3600, step["Name"]
+
+
+def test_the_upload_function_logs_into_a_group_encrypted_with_the_environment_key(
+    reference_app: SynthesizedApp,
+) -> None:
+    template = reference_app.template(reference_app.stage.evaluation)
+    ((_, log_group),) = template.find_resources("AWS::Logs::LogGroup").items()
+    assert log_group["Properties"]["LogGroupName"] == "/evalops/evalops-dev-evaluation-uploads"
+    assert "KmsKeyId" in log_group["Properties"]
+    assert "evalops-dev-storage" in json.dumps(log_group["Properties"]["KmsKeyId"])
+    assert "DataKey" in json.dumps(log_group["Properties"]["KmsKeyId"])

@@ -50,8 +50,21 @@ def test_the_role_is_assumed_by_sagemaker_and_passes_only_itself(reference_app: 
     ((role_id, role),) = template.find_resources(
         "AWS::IAM::Role", {"Properties": {"RoleName": "evalops-dev-sagemaker-execution"}}
     ).items()
+    # Only on behalf of this account's SageMaker resources in this region (confused-deputy prevention).
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                "ArnLike": {
+                    "aws:SourceArn": {
+                        "Fn::Join": ["", ["arn:aws:sagemaker:us-east-1:", {"Ref": "AWS::AccountId"}, ":*"]]
+                    }
+                },
+            },
+        }
     ]
     pass_role = execution_role_statements(reference_app)["PassSelfToSageMaker"]
     assert pass_role["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
@@ -68,6 +81,31 @@ def test_run_resources_are_matched_by_the_environment_prefix(mixed_app: Synthesi
     ]
     assert prod["ManageRunTrainingJobs"]["Resource"] == f"{base}:training-job/acme-prod-*"
     assert prod["RunPipelineJobs"]["Resource"] == f"{base}:processing-job/pipelines-*"
+
+
+PIPELINE_EXECUTION_TAG = "aws:ResourceTag/sagemaker:pipeline-execution-arn"
+
+
+def test_only_this_pipelines_jobs_may_be_stopped_or_tagged(mixed_app: SynthesizedApp) -> None:
+    """Every pipeline's jobs are named `pipelines-*`: the execution tag SageMaker puts on them tells them apart."""
+    prod = execution_role_statements(mixed_app, stage_index=1)
+    executions = f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:pipeline/acme-prod-{{}}/execution/*"
+    own = [executions.format("Mixed-Providers"), executions.format("mixed-providers")]
+    jobs = [s for s in prod.values() if "processing-job/pipelines-" in json.dumps(s["Resource"])]
+    for statement in jobs:
+        actions = set(as_list(statement["Action"]))
+        if actions - {"sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"}:
+            conditions = statement.get("Condition", {})
+            assert conditions in (
+                {"StringLike": {PIPELINE_EXECUTION_TAG: own}},
+                # Tags given at creation, before the job carries any pipeline's execution tag.
+                {"Null": {PIPELINE_EXECUTION_TAG: "true"}},
+            ), statement
+    assert sorted(prod["ControlOwnPipelineJobs"]["Action"]) == ["sagemaker:AddTags", "sagemaker:StopProcessingJob"]
+    assert prod["ControlOwnPipelineJobs"]["Condition"] == {"StringLike": {PIPELINE_EXECUTION_TAG: own}}
+    assert prod["TagNewPipelineJobs"]["Action"] == "sagemaker:AddTags"
+    another_pipeline = f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:pipeline/acme-prod-other/execution/a1b2c3d4e5f6"
+    assert not any(fnmatch.fnmatchcase(another_pipeline, pattern) for pattern in own)
 
 
 def test_registration_is_limited_to_the_configured_groups_in_lower_case(reference_app: SynthesizedApp) -> None:

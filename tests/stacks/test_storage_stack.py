@@ -104,3 +104,19 @@ def test_run_outputs_expire_under_the_pipeline_prefix(reference_app: Synthesized
         "Status": "Enabled",
     } in rules("Artifacts")
     assert all(rule.get("Id") != "expire-run-outputs" for rule in rules("Data"))
+
+
+def test_the_key_serves_only_the_environments_log_groups_and_rules(reference_app: SynthesizedApp) -> None:
+    """CloudWatch Logs and EventBridge may use the key for names with the environment's prefix, nothing else."""
+    template = reference_app.template(reference_app.stage.storage)
+    ((_, key),) = template.find_resources("AWS::KMS::Key").items()
+    statements = {s.get("Sid"): s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    logs = statements["EncryptEnvironmentLogGroups"]
+    assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    (pattern,) = logs["Condition"]["ArnLike"].values()
+    assert pattern["Fn::Join"][1][-1] == ":log-group:/evalops/evalops-dev-*"
+    events = statements["SendEnvironmentRuleFailuresToDeadLetters"]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sorted(events["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert events["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1][-1] == ":rule/evalops-dev-*"
+    assert events["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}

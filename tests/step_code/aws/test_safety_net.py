@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -162,3 +163,56 @@ def test_refuses_to_run_without_a_prefix(
     with pytest.raises(RuntimeError, match="RESOURCE_PREFIX is not set"):
         safety_net.handler(event(FAILED), None)
     assert names(aws)["endpoint"] == [name]
+
+
+def scheduled(hours_from_now: float) -> dict[str, Any]:
+    """The hourly EventBridge schedule's event, `hours_from_now` after the resources were created."""
+    moment = datetime.now(UTC) + timedelta(hours=hours_from_now)
+    return {
+        "version": "0",
+        "source": "aws.events",
+        "detail-type": "Scheduled Event",
+        "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "detail": {},
+    }
+
+
+def test_the_schedule_deletes_what_outlived_the_age_bound_of_an_execution_that_never_ended(
+    lambda_env: Any, config: Config, safety_net: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An execution hanging in Executing sends no status event: its endpoints are bounded by their age."""
+    aws = lambda_env
+    monkeypatch.setenv("ENDPOINT_MAX_AGE_HOURS", "39")
+    models = [m.model_copy(update={"cleanup_endpoint": False}) if m.name == "llama-base" else m for m in config.models]
+    keeping = config.model_copy(update={"models": models})
+    hanging = deploy_for(aws, keeping, "falcon-hf", HEALTHY)
+    kept = deploy_for(aws, keeping, "llama-base", HEALTHY)
+    user_owned = f"{PREFIX}user-endpoint"
+    tags = endpoint_request(keeping, keeping.model("falcon-hf"), HEALTHY, None).tags
+    create_all(aws, user_owned, [{**t, "Value": "endpoint"} if t["Key"] == "evalops:provider" else t for t in tags])
+    untagged = f"{PREFIX}untagged"
+    create_all(aws, untagged, [])
+    everything = sorted([hanging, kept, user_owned, untagged])
+
+    young = safety_net.handler(scheduled(38), None)
+    assert young["action"] == "swept" and young["deleted"] == {"endpoint": [], "endpoint-config": [], "model": []}
+    assert names(aws) == {"endpoint": everything, "endpoint-config": everything, "model": everything}
+
+    old = safety_net.handler(scheduled(40), None)
+    assert old["deleted"] == {"endpoint": [hanging], "endpoint-config": [hanging], "model": [hanging]}
+    assert sorted(old["kept"]) == sorted(
+        f"{kind}/{name}" for kind in ("endpoint", "endpoint-config", "model") for name in (kept, user_owned)
+    )
+    assert old["errors"] == []
+    remaining = sorted([kept, user_owned, untagged])
+    assert names(aws) == {"endpoint": remaining, "endpoint-config": remaining, "model": remaining}
+    # Kept endpoints stay however old they get.
+    assert safety_net.handler(scheduled(24 * 365), None)["deleted"]["endpoint"] == []
+    assert names(aws)["endpoint"] == remaining
+
+
+def test_the_schedule_refuses_to_sweep_without_an_age_bound(lambda_env: Any, config: Config, safety_net: Any) -> None:
+    name = deploy_for(lambda_env, config, "falcon-hf", HEALTHY)
+    with pytest.raises(RuntimeError, match="ENDPOINT_MAX_AGE_HOURS is not a positive number"):
+        safety_net.handler(scheduled(1000), None)
+    assert names(lambda_env)["endpoint"] == [name]
