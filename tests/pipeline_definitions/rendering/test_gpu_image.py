@@ -39,7 +39,7 @@ def test_a_gpu_step_without_a_gpu_image_is_refused() -> None:
     with pytest.raises(
         ValueError, match=r"^step Evaluate-\S+ runs on GPU instance ml\.g5\.xlarge: give gpu_image_uri$"
     ):
-        render_definition(p.build_plan(config), config, targets_for(config))
+        render_definition(p.build_plan(config), config, targets_for(config, gpu_image_uri=None))
 
 
 def test_the_stack_substitutes_the_gpu_image_only_where_it_is_used() -> None:
