@@ -1,7 +1,7 @@
 """One instance of a sharded evaluate job: evaluate every shard file this instance received.
 
     python -m step_code.evaluate_shards --config C --output-dir O --model M --execution-id E --shards-dir S
-        [--deployment-dir P] [--catalog-dir K] --cache-uri U
+        [--deployment-dir P] [--catalog-dir K] --cache-uri U [--response-cache use|bypass]
 
 `--shards-dir` holds this instance's share of preprocess's `shards-<K>/` files (ShardedByS3Key: usually
 one file per instance, but the step does not rely on how SageMaker deals them out). Each file is
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from step_code import fmeval_runtime, storage
 from step_code.aws_resources import ControlPlaneError
-from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE
+from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, RESPONSE_CACHE_MODES, RESPONSE_CACHE_USE
 from step_code.contract.sharding import parse_shard_file, shard_stem
 from step_code.evaluate_step import EvaluateArgs, evaluate
 from step_code.progress import ProgressListener
@@ -59,6 +59,7 @@ def evaluate_shard(args: EvaluateArgs, index: int, count: int, path: Path, progr
             deployment_dir=args.deployment_dir,
             catalog_dir=args.catalog_dir,
             cache_uri=args.cache_uri,
+            response_cache=args.response_cache,
         )
         try:
             evaluate(shard_args, progress=progress)
@@ -72,6 +73,7 @@ def main(argv: Sequence[str] | None = None, *, progress: ProgressListener | None
     parser.add_argument("--deployment-dir")
     parser.add_argument("--catalog-dir")
     parser.add_argument("--cache-uri", required=True)
+    parser.add_argument("--response-cache", choices=RESPONSE_CACHE_MODES, default=RESPONSE_CACHE_USE)
     ns = parser.parse_args(argv)
     args = EvaluateArgs(
         config=ns.config,
@@ -82,6 +84,7 @@ def main(argv: Sequence[str] | None = None, *, progress: ProgressListener | None
         deployment_dir=ns.deployment_dir,
         catalog_dir=ns.catalog_dir,
         cache_uri=ns.cache_uri,
+        response_cache=ns.response_cache,
     )
 
     def body() -> None:

@@ -112,7 +112,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
     "evaluate_shards": StepKindSpec(
         entry_module="step_code.evaluate_shards",
         takes_execution_id=True,
-        run_options=("cache-uri",),
+        run_options=("cache-uri", "response-cache"),
         environment=(),
         max_runtime_seconds=24 * 3600,
         estimated_minutes=lambda model: model.evaluation_minutes,

@@ -28,6 +28,9 @@ def test_a_sharded_model_is_one_job_of_k_instances_each_given_its_share_of_the_s
         evaluate = steps[f"Evaluate-{model}"]["Arguments"]
         assert evaluate["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == count
         assert evaluate["AppSpecification"]["ContainerEntrypoint"][-1] == "step_code.evaluate_shards"
+        arguments = evaluate["AppSpecification"]["ContainerArguments"]
+        # Every shard follows the run's response-cache parameter, as an unsharded evaluate does.
+        assert arguments[arguments.index("--response-cache") + 1] == {"Get": "Parameters.ResponseCache"}
         inputs = _inputs(steps[f"Evaluate-{model}"])
         assert inputs["shards"]["S3DataDistributionType"] == "ShardedByS3Key"
         assert inputs["shards"]["S3Uri"] == {
