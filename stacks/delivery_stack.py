@@ -20,6 +20,7 @@ from aws_cdk import Environment as CdkEnvironment
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as codepipeline_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
@@ -149,6 +150,12 @@ class DeliveryStack(Stack):
         self._name_start_outputs()
         self._acknowledge_lint_findings()
         acknowledge_delivery_findings(self.pipeline, start_roles)
+        if delivery.permissions_boundary_arn is not None:
+            # The tooling account's roles; each environment's Stage applies its own boundary (aspects stop at Stages).
+            boundary = iam.ManagedPolicy.from_managed_policy_arn(
+                self, "PermissionsBoundary", delivery.permissions_boundary_arn
+            )
+            iam.PermissionsBoundary.of(self).apply(boundary)
 
     def _add_push_trigger(self, delivery: DeliverySettings) -> None:
         # CDK Pipelines has no trigger option; the built L2 pipeline takes one, tied to the connection action.

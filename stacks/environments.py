@@ -24,6 +24,17 @@ CONNECTION_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$"
 )
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
+KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+POLICY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/([\w+=,.@-]+/)*[\w+=,.@-]+$")
+# SageMaker's tag key pattern, less the prefixes AWS and the run's own tags use.
+TAG_KEY_RE = re.compile(r"^(?!aws:)(?!evalops:)[\w\s.:/=+@-]{1,128}$")
+TAG_VALUE_RE = re.compile(r"^[\w\s.:/=+@-]{0,256}$")
+# SageMaker allows 50 tags per resource; the run's own tags take up to 10 of them.
+MAX_EXTRA_TAGS = 40
+# What a processing job's environment value holds, where the step code receives the subnets.
+MAX_JOINED_IDS = 256
 # CodePipeline V2 accepts at most 8 include patterns per file-path filter.
 MAX_TRIGGER_PATHS = 8
 # Everything that changes what gets deployed or evaluated: configs, prompts, step code, infrastructure code,
@@ -77,12 +88,50 @@ DeliveryName = Annotated[
 ]
 Repository = Annotated[str, AfterValidator(_matching(REPOSITORY_RE, "a repository (expected owner/name)"))]
 Branch = Annotated[str, AfterValidator(_matching(BRANCH_RE, "a git branch name"))]
+SubnetId = Annotated[str, AfterValidator(_matching(SUBNET_RE, "a subnet id (expected subnet-<hex>)"))]
+SecurityGroupId = Annotated[
+    str, AfterValidator(_matching(SECURITY_GROUP_RE, "a security group id (expected sg-<hex>)"))
+]
+KmsKeyArn = Annotated[
+    str,
+    AfterValidator(
+        _matching(KMS_KEY_ARN_RE, "a KMS key ARN (expected arn:aws:kms:REGION:ACCOUNT:key/ID; IAM grants keys by ARN)")
+    ),
+]
+PolicyArn = Annotated[
+    str, AfterValidator(_matching(POLICY_ARN_RE, "a managed policy ARN (expected arn:aws:iam::ACCOUNT:policy/NAME)"))
+]
+TagKey = Annotated[
+    str, AfterValidator(_matching(TAG_KEY_RE, "a tag key (1-128 characters, not starting aws: or evalops:)"))
+]
+TagValue = Annotated[str, AfterValidator(_matching(TAG_VALUE_RE, "a tag value (0-256 characters)"))]
 ConnectionArn = Annotated[
     str,
     AfterValidator(
         _matching(CONNECTION_ARN_RE, "a connection ARN (expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID)")
     ),
 ]
+
+
+class VpcSettings(BaseModel):
+    """A SageMaker VpcConfig: where the network interfaces of jobs and models go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subnets: tuple[SubnetId, ...] = Field(min_length=1, max_length=16)
+    security_group_ids: tuple[SecurityGroupId, ...] = Field(min_length=1, max_length=5)
+
+    @field_validator("subnets", "security_group_ids")
+    @classmethod
+    def _fits_job_environment(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(",".join(value)) > MAX_JOINED_IDS:
+            raise ValueError(
+                f"{len(value)} ids are {len(','.join(value))} characters comma-separated; the steps receive them in "
+                f"a job environment value of at most {MAX_JOINED_IDS} (expected at most 10 subnets)"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("an id is listed twice")
+        return value
 
 
 class Environment(BaseModel):
@@ -94,6 +143,32 @@ class Environment(BaseModel):
     prefix: NamePrefix = Field(default="evalops", description="Name prefix: resources are named {prefix}-{name}-...")
     config: str = Field(description="Evaluation config this environment runs, relative to the repo root.")
     manual_approval: bool = Field(default=False, description="Delivery: ask for approval before deploying here.")
+    # Account guardrails (stacks/account_guardrails.py resolves them with the SageMaker SDK defaults file).
+    vpc: VpcSettings | None = Field(
+        default=None, description="Subnets and security groups of processing jobs, training jobs and models."
+    )
+    network_isolation: bool | None = Field(
+        default=None,
+        description="Training jobs and models run without network access (processing jobs call AWS APIs: never).",
+    )
+    volume_kms_key_arn: KmsKeyArn | None = Field(
+        default=None, description="Key of job and endpoint storage volumes (default: the environment's key)."
+    )
+    output_kms_key_arn: KmsKeyArn | None = Field(
+        default=None, description="Key of processing and training job outputs (default: the environment's key)."
+    )
+    tags: dict[TagKey, TagValue] = Field(
+        default_factory=dict,
+        max_length=MAX_EXTRA_TAGS,
+        description="Extra tags on every stack resource and on everything a run creates.",
+    )
+    permissions_boundary_arn: PolicyArn | None = Field(
+        default=None, description="Managed policy set as permissions boundary of every role the stacks create."
+    )
+    sagemaker_defaults: str | None = Field(
+        default=None,
+        description="SageMaker SDK defaults file (SchemaVersion 1.0), relative to the repo root; values set here win.",
+    )
 
     @property
     def resource_prefix(self) -> str:
@@ -150,6 +225,9 @@ class DeliverySettings(BaseModel):
         default=None, min_length=1, description="Environments to deploy, in this order (default: all, in file order)."
     )
     prompt_catalog_source: PromptCatalogBucket | None = None
+    permissions_boundary_arn: PolicyArn | None = Field(
+        default=None, description="Managed policy set as permissions boundary of every role of the delivery stack."
+    )
 
     @field_validator("trigger_paths")
     @classmethod

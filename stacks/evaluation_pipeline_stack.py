@@ -13,6 +13,7 @@ from constructs import Construct
 
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.planning.plan import build_plan
+from stacks.account_guardrails import AccountGuardrails
 from stacks.components.evaluation_pipeline import EvaluationPipeline
 from stacks.components.execution_role import EvaluationExecutionRole, StepCodeObject
 from stacks.components.step_code_bundle import StepCodeBundle
@@ -52,10 +53,12 @@ class EvaluationPipelineStack(Stack):
         data_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         model_package_groups: Sequence[str],
+        guardrails: AccountGuardrails | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         config = loaded.config
+        guardrails = guardrails or AccountGuardrails()
         self.step_image = step_image(self, "StepImage", directory=repo_root / STEP_IMAGE_DIRECTORY)
         # Built only when a step runs on a GPU instance; it lands in the same asset repository as the CPU image.
         self.gpu_step_image = (
@@ -98,6 +101,8 @@ class EvaluationPipelineStack(Stack):
             step_code=StepCodeObject(bucket_name=asset.s3_bucket_name, object_key=asset.s3_object_key),
             image_repository=self.step_image.repository,
             model_package_groups=list(model_package_groups),
+            vpcs=guardrails.vpcs,
+            extra_key_arns=guardrails.extra_key_arns,
         )
         self.evaluation_pipeline = EvaluationPipeline(
             self,
@@ -120,6 +125,7 @@ class EvaluationPipelineStack(Stack):
             },
             artifacts_bucket=artifacts_bucket,
             key=key,
+            guardrails=guardrails.definition,
         )
         # A run started right after deploy must find its config and catalog in place.
         pipeline = self.evaluation_pipeline.pipeline

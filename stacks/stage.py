@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from pipeline_definitions.loading.loader import LoadedConfig
+from stacks.account_guardrails import check_isolation, resolve_guardrails
 from stacks.environments import Environment
 from stacks.evaluation_pipeline_stack import EvaluationPipelineStack
 from stacks.registry_stack import RegistryStack
@@ -51,6 +53,8 @@ class EvaluationStage(cdk.Stage):
         prefix = environment.resource_prefix
         pipeline_name = sagemaker_pipeline_name(environment, loaded)
         groups = loaded.config.model_package_groups()
+        self.guardrails = resolve_guardrails(environment, repo_root)
+        check_isolation(self.guardrails, environment, loaded)
         self.storage = StorageStack(
             self,
             "Storage",
@@ -79,7 +83,11 @@ class EvaluationStage(cdk.Stage):
             data_bucket=self.storage.data_bucket,
             artifacts_bucket=self.storage.artifacts_bucket,
             model_package_groups=list(groups),
+            guardrails=self.guardrails,
         )
+        # `cdk synth` prints these; they sit on the stack whose pipeline the defaults file shapes.
+        for warning in self.guardrails.warnings:
+            cdk.Annotations.of(self.evaluation).add_warning_v2("evalops:sagemaker-defaults", warning)
         # Winners are registered into the groups; the groups must exist before the first run.
         self.evaluation.add_stack_dependency(self.registry)
         self.safety_net = SafetyNetStack(
@@ -96,6 +104,14 @@ class EvaluationStage(cdk.Stage):
         cdk.Aspects.of(self).add(AwsSolutionsChecks(verbose=True))
         cdk.Tags.of(self).add(TAG_ENVIRONMENT, environment.name)
         cdk.Tags.of(self).add(TAG_PIPELINE, pipeline_name)
+        for key, value in self.guardrails.tags.items():
+            cdk.Tags.of(self).add(key, value)
+        if self.guardrails.permissions_boundary_arn is not None:
+            # Every role of every stack here, including those CDK makes for its own custom resources.
+            boundary = iam.ManagedPolicy.from_managed_policy_arn(
+                self, "PermissionsBoundary", self.guardrails.permissions_boundary_arn
+            )
+            iam.PermissionsBoundary.of(self).apply(boundary)
 
     @property
     def stacks(self) -> list[cdk.Stack]:

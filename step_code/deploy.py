@@ -70,6 +70,13 @@ from step_code.contract.tags import (
     TAG_PIPELINE,
     TAG_SUPERSEDED_BY,
 )
+from step_code.resource_guardrails import (
+    deployment_guardrails,
+    endpoint_config_settings,
+    job_guardrails,
+    model_settings,
+    with_extra_tags,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -248,6 +255,8 @@ def _adopt_or_create(
 
 def _create_resources(client: Any, request: EndpointRequest, definition: ModelDefinition) -> None:
     name = request.name
+    guardrails = job_guardrails()
+    tags = with_extra_tags(request.tags, guardrails)
     if _adopt_or_create(
         client, "model", request, lambda: describe_or_none(client.describe_model, ModelName=name), "ModelArn"
     ):
@@ -255,8 +264,8 @@ def _create_resources(client: Any, request: EndpointRequest, definition: ModelDe
             ModelName=name,
             PrimaryContainer=definition.container,
             ExecutionRoleArn=request.role,
-            EnableNetworkIsolation=definition.network_isolation,
-            Tags=request.tags,
+            Tags=tags,
+            **model_settings(guardrails, model_requires_isolation=definition.network_isolation),
         )
     if _adopt_or_create(
         client,
@@ -273,8 +282,13 @@ def _create_resources(client: Any, request: EndpointRequest, definition: ModelDe
             "InitialVariantWeight": 1.0,
             **definition.variant_settings,
         }
-        client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant], Tags=request.tags)
-    client.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=request.tags)
+        client.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[variant],
+            Tags=tags,
+            **endpoint_config_settings(guardrails, request.instance_type),
+        )
+    client.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
 
 
 def _reuse(client: Any, existing: dict[str, Any], request: EndpointRequest, wait: WaitSpec) -> Deployment:
@@ -365,6 +379,8 @@ def deployment_identity(request: EndpointRequest, definition: ModelDefinition) -
             "variant_settings": definition.variant_settings,
             "instance_type": request.instance_type,
             "instance_count": request.instance_count,
+            # An endpoint in another VPC, isolated or with another key is another endpoint.
+            **deployment_guardrails(job_guardrails(), request.instance_type),
         }
     )
 

@@ -52,11 +52,12 @@ from step_code.aws_resources import (
 )
 from step_code.contract.config import Config, FinetuningConfig, ModelConfig, canonical_digest
 from step_code.contract.files import FINETUNE_FILE
-from step_code.contract.job_env import DATA_URI_ENV, KMS_KEY_ENV
+from step_code.contract.job_env import DATA_URI_ENV
 from step_code.contract.locations import is_s3
 from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH
 from step_code.contract.results import FinetuneResult
 from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PIPELINE, TAG_TRAINING_IDENTITY
+from step_code.resource_guardrails import job_guardrails, training_estimator_settings, with_extra_tags
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, run_step, write_model
 
@@ -172,6 +173,7 @@ def jumpstart_launcher(
     from sagemaker.jumpstart.estimator import JumpStartEstimator
 
     parameters = finetuning.parameters
+    guardrails = job_guardrails()
     try:
         estimator = JumpStartEstimator(
             model_id=model.model_id,
@@ -182,11 +184,11 @@ def jumpstart_launcher(
             hyperparameters=parameters.hyperparameters() or None,
             environment={"accept_eula": "true"} if accepts_eula(model) else None,
             output_path=output_path,
-            output_kms_key=os.environ.get(KMS_KEY_ENV) or None,
             max_run=parameters.max_run_seconds,
             keep_alive_period_in_seconds=parameters.keep_alive_period_in_seconds,
-            tags=tags,
+            tags=with_extra_tags(tags, guardrails),
             sagemaker_session=session,
+            **training_estimator_settings(guardrails, parameters.instance_type),
         )
     except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
         raise ControlPlaneError(

@@ -56,6 +56,7 @@ from step_code.contract.results import (
     PairedComparison,
     Registration,
 )
+from step_code.resource_guardrails import job_guardrails, with_extra_tags
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step, write_model
 
@@ -293,7 +294,8 @@ def require_group(client: Any, group: str) -> None:
 
 
 def register_in_sagemaker(client: Any, request: dict[str, Any]) -> tuple[str, int]:
-    arn = client.create_model_package(**request)["ModelPackageArn"]
+    extra_tags = with_extra_tags([], job_guardrails())
+    arn = client.create_model_package(**request, **({"Tags": extra_tags} if extra_tags else {}))["ModelPackageArn"]
     version = int(client.describe_model_package(ModelPackageName=arn)["ModelPackageVersion"])
     return arn, version
 

@@ -57,6 +57,8 @@ class StepKindSpec:
     estimated_minutes: float | Callable[[ModelEstimate], float]
     result_file: str
     result_model: type[BaseModel]
+    # The step creates SageMaker resources, so it gets the environment's guardrails (VPC, keys, extra tags).
+    creates_resources: bool
     # The step reports per-prompt progress to the local display (its `main` takes `progress=`).
     reports_progress: bool = False
 
@@ -71,6 +73,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.MANIFEST_FILE,
         result_model=CatalogManifest,
+        creates_resources=False,
     ),
     "finetune": StepKindSpec(
         entry_module="step_code.finetune",
@@ -82,6 +85,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.training_hours * 60,
         result_file=files.FINETUNE_FILE,
         result_model=FinetuneResult,
+        creates_resources=True,
     ),
     "deploy": StepKindSpec(
         entry_module="step_code.deploy",
@@ -93,6 +97,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.deploy_minutes + 1,
         result_file=files.DEPLOYMENT_FILE,
         result_model=Deployment,
+        creates_resources=True,
     ),
     # `evaluate` and `select` carry a suffix: a module named `evaluate` or `select` would shadow the Hugging
     # Face `evaluate` library fmeval imports (or the standard `select`) whenever step_code/ lands on sys.path.
@@ -105,6 +110,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.evaluation_minutes,
         result_file=files.SUMMARY_FILE,
         result_model=EvaluationSummary,
+        creates_resources=False,
         reports_progress=True,
     ),
     # A sharded model's evaluate job (one process per instance, each evaluating its shard files) and the
@@ -118,6 +124,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=lambda model: model.evaluation_minutes,
         result_file=files.SUMMARY_FILE,
         result_model=EvaluationSummary,
+        creates_resources=False,
         reports_progress=True,
     ),
     "merge": StepKindSpec(
@@ -129,6 +136,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.SUMMARY_FILE,
         result_model=EvaluationSummary,
+        creates_resources=False,
     ),
     "cleanup": StepKindSpec(
         entry_module="step_code.cleanup",
@@ -139,6 +147,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=3.0,
         result_file=files.CLEANUP_FILE,
         result_model=CleanupResult,
+        creates_resources=False,
     ),
     "select": StepKindSpec(
         entry_module="step_code.select_step",
@@ -150,6 +159,7 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=2.0,
         result_file=files.DECISION_FILE,
         result_model=Decision,
+        creates_resources=False,
     ),
     "register": StepKindSpec(
         entry_module="step_code.register",
@@ -161,5 +171,6 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         estimated_minutes=2.0,
         result_file=files.REGISTRATION_FILE,
         result_model=Registration,
+        creates_resources=True,
     ),
 }

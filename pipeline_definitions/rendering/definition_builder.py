@@ -157,11 +157,20 @@ class DefinitionBuilder:
             name=DECISION_PROPERTY_FILE, output_name=files.DECISION, path=files.DECISION_FILE
         )
         self.steps: dict[str, ProcessingStep] = {}
+        vpc = targets.guardrails.processing_vpc
+        # Never isolated: every step calls S3 or SageMaker, and evaluate calls the models.
         self.network_config = (
-            NetworkConfig(security_group_ids=list(targets.security_group_ids), subnets=list(targets.subnets))
-            if targets.subnets
+            NetworkConfig(
+                enable_network_isolation=False,
+                security_group_ids=list(vpc.security_group_ids),
+                subnets=list(vpc.subnets),
+            )
+            if vpc is not None
             else None
         )
+        resources = targets.guardrails.resources
+        self.resource_guardrails_env = resources.to_environment()
+        self.tags: list[dict[str, Any]] | None = [{"Key": key, "Value": value} for key, value in resources.tags] or None
 
     def build(self) -> Pipeline:
         for planned in self.plan.processing_steps:
@@ -202,11 +211,13 @@ class DefinitionBuilder:
             # Relative fine-tuning data paths live in the prompt catalog, the one data prefix the role reads.
             DATA_URI_ENV: self.parameters[p.PARAM_PROMPT_CATALOG_URI],
         }
+        spec = STEP_KINDS[step.kind]
         return {
             "PYTHONPATH": f"{CONTAINER_INPUT_ROOT}/{CODE_INPUT}/{targets.code_file_name}",
             "AWS_DEFAULT_REGION": targets.region,
             KMS_KEY_ENV: targets.kms_key_arn,
-            **{name: run_values[name] for name in STEP_KINDS[step.kind].environment},
+            **{name: run_values[name] for name in spec.environment},
+            **(self.resource_guardrails_env if spec.creates_resources else {}),
         }
 
     def _cacheable(self, step: p.PlannedStep) -> bool:
@@ -216,6 +227,7 @@ class DefinitionBuilder:
 
     def _processing_step(self, step: p.PlannedStep) -> ProcessingStep:
         targets = self.targets
+        guardrails = targets.guardrails
         processor = Processor(
             role=targets.role_arn,
             image_uri=self._image_uri(step),
@@ -225,12 +237,15 @@ class DefinitionBuilder:
             volume_size_in_gb=VOLUME_SIZE_GB,
             # SageMaker refuses a volume key for instance types with local NVMe storage, which their hardware
             # encrypts; the SDK's rule (family with a "d", g5, g6, p5, trn1) tells them apart.
-            volume_kms_key=targets.kms_key_arn if instance_supports_kms(step.instance_type) else None,
-            output_kms_key=targets.kms_key_arn,
+            volume_kms_key=(guardrails.processing_volume_kms_key_arn or targets.kms_key_arn)
+            if instance_supports_kms(step.instance_type)
+            else None,
+            output_kms_key=guardrails.processing_output_kms_key_arn or targets.kms_key_arn,
             max_runtime_in_seconds=max_runtime_seconds(step, self.config),
             sagemaker_session=self.session,
             env=self._environment(step),
             network_config=self.network_config,
+            tags=self.tags,
         )
         arguments = p.step_arguments(
             step,

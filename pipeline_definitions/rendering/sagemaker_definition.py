@@ -16,6 +16,10 @@ the body holds `${Variable}` where these go, and `variables` lists the ones it u
   KmsKeyArn         the key of job volumes, job outputs, and of what step code writes (EVALOPS_KMS_KEY_ARN)
   Region            the stack's region (AWS_DEFAULT_REGION of the jobs)
 
+The environment's guardrails (`Guardrails`) are concrete values from `configs/environments.yaml` (and the SDK
+defaults file it names), rendered as they are: the processing jobs' VpcConfig, keys and tags, and for the
+steps that create SageMaker resources the job environment that carries the rest (`JobGuardrails`).
+
 Every other `${` in the body is written `${!`, which `Fn::Sub` turns back into `${`.
 The pipeline's parallelism is a property of the pipeline resource, not of the definition; it comes with
 the result (`max_parallel_execution_steps`).
@@ -25,23 +29,37 @@ Importing this module is cheap: the sagemaker SDK is imported inside the render 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline_definitions.planning.plan import EvaluationPlan
 from pipeline_definitions.rendering import definition_placeholders as ph
 from step_code.contract.config import Config
 from step_code.contract.files import CONFIG_FILE
+from step_code.contract.job_env import JobGuardrails, Vpc
 from step_code.contract.locations import is_s3
 
 # The SDK logs "sagemaker.config INFO - Not applying SDK defaults ..." to stdout from its import on,
 # unless its logger already has a level; and per step it logs that it leaves out the job name.
 SDK_CONFIG_LOGGER = "sagemaker.config"
 SDK_STEP_LOGGER = "sagemaker.workflow.utilities"
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """An environment's network, key and tag settings, resolved by the stack (`stacks/account_guardrails.py`)."""
+
+    processing_vpc: Vpc | None = None
+    # None: the environment's key (`kms_key_arn`).
+    processing_volume_kms_key_arn: str | None = None
+    processing_output_kms_key_arn: str | None = None
+    # What finetune, deploy and register create; its tags go on the processing jobs too.
+    resources: JobGuardrails = field(default_factory=JobGuardrails)
 
 
 @dataclass(frozen=True)
@@ -56,8 +74,7 @@ class RenderTargets:
     region: str
     resource_prefix: str
     pipeline_name: str
-    security_group_ids: tuple[str, ...] = ()
-    subnets: tuple[str, ...] = ()
+    guardrails: Guardrails = field(default_factory=Guardrails)
     # The GPU variant of the step image, for steps on GPU instances (judge models on the GPU).
     gpu_image_uri: str | None = None
 
@@ -78,8 +95,9 @@ class RenderTargets:
                 f"render targets: config_uri {self.config_uri!r} must be an object named {CONFIG_FILE} "
                 "or a prefix holding it"
             )
-        if bool(self.security_group_ids) != bool(self.subnets):
-            raise ValueError("render targets: give both security_group_ids and subnets for a VPC, or neither")
+        vpc = self.guardrails.processing_vpc
+        if vpc is not None and not (vpc.subnets and vpc.security_group_ids):
+            raise ValueError("render targets: a processing VPC needs both subnets and security group ids")
 
     @property
     def code_file_name(self) -> str:
@@ -124,7 +142,13 @@ def render_definition(plan: EvaluationPlan, config: Config, targets: RenderTarge
 
 
 def render_for_cloudformation(
-    plan: EvaluationPlan, config: Config, *, code_object_key: str, pipeline_name: str, resource_prefix: str
+    plan: EvaluationPlan,
+    config: Config,
+    *,
+    code_object_key: str,
+    pipeline_name: str,
+    resource_prefix: str,
+    guardrails: Guardrails | None = None,
 ) -> CloudFormationDefinition:
     """The definition as an `Fn::Sub` template: `Fn.sub(body, {variable: value for variable in variables})`."""
     for label, value in (
@@ -134,6 +158,9 @@ def render_for_cloudformation(
     ):
         ph.check_free_of_placeholders(label, value)
     ph.check_data_free_of_placeholders("config", config.model_dump(mode="json", by_alias=True))
+    if guardrails is not None:
+        # Through JSON: the checker walks lists, and the dataclasses hold tuples.
+        ph.check_data_free_of_placeholders("guardrails", json.loads(json.dumps(dataclasses.asdict(guardrails))))
     targets = RenderTargets(
         image_uri=ph.IMAGE_URI.value,
         role_arn=ph.ROLE_ARN.value,
@@ -146,6 +173,7 @@ def render_for_cloudformation(
         resource_prefix=resource_prefix,
         pipeline_name=pipeline_name,
         gpu_image_uri=ph.GPU_IMAGE_URI.value,
+        guardrails=guardrails or Guardrails(),
     )
     body, variables = ph.to_fn_sub_template(render_definition(plan, config, targets))
     return CloudFormationDefinition(

@@ -20,7 +20,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from pipeline_definitions.planning.plan import build_plan
-from pipeline_definitions.rendering.sagemaker_definition import render_for_cloudformation
+from pipeline_definitions.rendering.sagemaker_definition import Guardrails, render_for_cloudformation
 from stacks.components.uploads import HASH_LENGTH, TextObjectUpload
 from step_code.contract.config import Config
 
@@ -66,11 +66,17 @@ class EvaluationPipeline(Construct):
         artifacts_bucket: s3.IBucket,
         key: kms.IKey,
         max_inline_bytes: int = MAX_INLINE_DEFINITION_BYTES,
+        guardrails: Guardrails | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         plan = build_plan(config)
         definition = render_for_cloudformation(
-            plan, config, code_object_key=code_object_key, pipeline_name=pipeline_name, resource_prefix=resource_prefix
+            plan,
+            config,
+            code_object_key=code_object_key,
+            pipeline_name=pipeline_name,
+            resource_prefix=resource_prefix,
+            guardrails=guardrails,
         )
         body = compact(definition.body)
         missing = sorted(set(definition.variables) - set(values))

@@ -23,6 +23,7 @@ from constructs import Construct
 from stacks import model_access
 from stacks.components.service_trust import trusted_service
 from step_code.contract.config import Config
+from step_code.contract.job_env import Vpc
 from step_code.contract.locations import S3_SCHEME
 from step_code.contract.naming import deployed_pipeline_name
 
@@ -37,6 +38,21 @@ ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 # Endpoints and jobs publish their instance metrics under these CloudWatch namespaces.
 SAGEMAKER_METRIC_NAMESPACE_PATTERN = "/aws/sagemaker/*"
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
+# What SageMaker does as the role to put a job's or model's network interfaces into the configured subnets.
+ENI_MANAGE_ACTIONS = [
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+]
+# EC2's Describe* actions have no resource-level permissions.
+VPC_DESCRIBE_ACTIONS = [
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+]
+KEY_USE_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,8 @@ class EvaluationExecutionRole(Construct):
         step_code: StepCodeObject,
         image_repository: ecr.IRepository,
         model_package_groups: Sequence[str],
+        vpcs: Sequence[Vpc] = (),
+        extra_key_arns: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -106,7 +124,7 @@ class EvaluationExecutionRole(Construct):
             [
                 *self._bucket_statements(data_bucket, catalog_prefix, artifacts_bucket, step_code),
                 *self._external_read_statements(config),
-                *self._key_statements(key),
+                *self._key_statements([key.key_arn, *extra_key_arns]),
                 self._log_statement(),
                 self._metric_statement(),
             ],
@@ -193,6 +211,20 @@ class EvaluationExecutionRole(Construct):
                 ),
             ],
         )
+        if vpcs:
+            self._attach(
+                "VpcNetworkInterfaces",
+                "Lets SageMaker put the network interfaces of jobs and models into the environment's subnets",
+                self._vpc_statements(vpcs),
+                [
+                    NagAcknowledgement(
+                        "SageMaker names the network interfaces it creates; conditions keep them to the configured "
+                        "subnets.",
+                        [_regex(r":network-interface\/\*$")],
+                    ),
+                    NagAcknowledgement("EC2's Describe actions have no resource-level permissions.", ["Resource::*"]),
+                ],
+            )
         model_statements = self._model_access_statements(config)
         if model_statements:
             self._attach(
@@ -325,20 +357,45 @@ class EvaluationExecutionRole(Construct):
             ),
         ]
 
-    def _key_statements(self, key: kms.IKey) -> list[iam.PolicyStatement]:
+    def _key_statements(self, key_arns: list[str]) -> list[iam.PolicyStatement]:
         return [
-            iam.PolicyStatement(
-                sid="UseEnvironmentKey",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[key.key_arn],
-            ),
+            iam.PolicyStatement(sid="UseEnvironmentKey", actions=KEY_USE_ACTIONS, resources=key_arns),
             iam.PolicyStatement(
                 sid="GrantKeyToSageMakerVolumes",
                 actions=["kms:CreateGrant"],
-                resources=[key.key_arn],
+                resources=key_arns,
                 # SageMaker encrypts job volumes and endpoint storage with the key through grants; nobody else.
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
+        ]
+
+    def _vpc_statements(self, vpcs: Sequence[Vpc]) -> list[iam.PolicyStatement]:
+        subnets = sorted({subnet for vpc in vpcs for subnet in vpc.subnets})
+        groups = sorted({group for vpc in vpcs for group in vpc.security_group_ids})
+        subnet_arns = [self._arn("ec2", f"subnet/{subnet}") for subnet in subnets]
+        in_subnets = {"ArnEquals": {"ec2:Subnet": subnet_arns}}
+        interfaces = self._arn("ec2", "network-interface/*")
+        return [
+            # CreateNetworkInterface is authorized on the subnet, the security groups and the new interface;
+            # the first two are named, the interface (whose id is not known yet) must be in those subnets.
+            iam.PolicyStatement(
+                sid="CreateInterfacesInConfiguredSubnets",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[*subnet_arns, *(self._arn("ec2", f"security-group/{group}") for group in groups)],
+            ),
+            iam.PolicyStatement(
+                sid="CreateInterfaces",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[interfaces],
+                conditions=in_subnets,
+            ),
+            iam.PolicyStatement(
+                sid="ManageInterfacesInConfiguredSubnets",
+                actions=ENI_MANAGE_ACTIONS,
+                resources=[interfaces],
+                conditions=in_subnets,
+            ),
+            iam.PolicyStatement(sid="DescribeNetwork", actions=VPC_DESCRIBE_ACTIONS, resources=["*"]),
         ]
 
     def _log_statement(self) -> iam.PolicyStatement:

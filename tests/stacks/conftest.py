@@ -18,10 +18,28 @@ from stacks.stage import EvaluationStage
 
 DEV_ACCOUNT = "111111111111"
 PROD_ACCOUNT = "222222222222"
+GUARDED_ACCOUNT = "333333333333"
+GUARDED_SUBNETS = ["subnet-0aaa1111bbbb2222c", "subnet-0bbb2222cccc3333d"]
+GUARDED_SECURITY_GROUPS = ["sg-0aaa1111bbbb2222c"]
+GUARDED_VOLUME_KEY = f"arn:aws:kms:eu-west-1:{GUARDED_ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
+GUARDED_OUTPUT_KEY = f"arn:aws:kms:eu-west-1:{GUARDED_ACCOUNT}:key/66666666-7777-8888-9999-000000000000"
+GUARDED_BOUNDARY = f"arn:aws:iam::{GUARDED_ACCOUNT}:policy/platform/evalops-boundary"
+GUARDED_TAGS = {"cost-center": "ml-4711"}
+# What the platform team's SDK defaults file adds: an output key and a tag; its RoleArn does not apply.
+GUARDED_SDK_DEFAULTS: dict[str, Any] = {
+    "SchemaVersion": "1.0",
+    "SageMaker": {
+        "TrainingJob": {
+            "OutputDataConfig": {"KmsKeyId": GUARDED_OUTPUT_KEY},
+            "Tags": [{"Key": "data-classification", "Value": "internal"}],
+        },
+        "ProcessingJob": {"RoleArn": f"arn:aws:iam::{GUARDED_ACCOUNT}:role/platform-default"},
+    },
+}
 MANY_MODELS = 60
 
 
-SYNTHESIZED_APPS = {"reference_app", "mixed_app"}
+SYNTHESIZED_APPS = {"reference_app", "mixed_app", "guarded_app"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -147,6 +165,36 @@ def mixed_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Synt
                         "prefix": "acme",
                         "config": str(config),
                     },
+                ]
+            }
+        )
+    )
+    return synthesize(repo_root, folder / "cdk.out", AppOptions(environments_file=environments))
+
+
+@pytest.fixture(scope="session")
+def guarded_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
+    """The reference config in an account with guardrails: VPC only, isolation, keys, tags, a boundary."""
+    folder = tmp_path_factory.mktemp("guarded-app")
+    defaults = folder / "sagemaker-defaults.yaml"
+    defaults.write_text(yaml.safe_dump(GUARDED_SDK_DEFAULTS, sort_keys=False))
+    environments = folder / "environments.yaml"
+    environments.write_text(
+        yaml.safe_dump(
+            {
+                "environments": [
+                    {
+                        "name": "prod",
+                        "account": GUARDED_ACCOUNT,
+                        "region": "eu-west-1",
+                        "config": "configs/reference.yaml",
+                        "vpc": {"subnets": GUARDED_SUBNETS, "security_group_ids": GUARDED_SECURITY_GROUPS},
+                        "network_isolation": True,
+                        "volume_kms_key_arn": GUARDED_VOLUME_KEY,
+                        "tags": GUARDED_TAGS,
+                        "permissions_boundary_arn": GUARDED_BOUNDARY,
+                        "sagemaker_defaults": str(defaults),
+                    }
                 ]
             }
         )

@@ -9,7 +9,7 @@ from cfnlint.config import ManualArgs
 from tests.stacks.conftest import SynthesizedApp
 
 
-@pytest.mark.parametrize("app_name", ["reference_app", "mixed_app"])
+@pytest.mark.parametrize("app_name", ["reference_app", "mixed_app", "guarded_app"])
 def test_templates_have_no_cfn_lint_errors(app_name: str, request: pytest.FixtureRequest) -> None:
     app: SynthesizedApp = request.getfixturevalue(app_name)
     files = app.template_files()

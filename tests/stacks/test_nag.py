@@ -11,7 +11,7 @@ from tests.stacks.conftest import SynthesizedApp, stage_stacks
 NAG_FINDING = Match.string_like_regexp("AwsSolutions-.*")
 
 
-@pytest.mark.parametrize("app_name", ["reference_app", "mixed_app"])
+@pytest.mark.parametrize("app_name", ["reference_app", "mixed_app", "guarded_app"])
 def test_no_unacknowledged_findings(app_name: str, request: pytest.FixtureRequest) -> None:
     app: SynthesizedApp = request.getfixturevalue(app_name)
     for stack in app.stacks():

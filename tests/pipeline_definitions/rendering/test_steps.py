@@ -12,10 +12,11 @@ import yaml
 
 from pipeline_definitions.planning import plan as p
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
-from pipeline_definitions.rendering.sagemaker_definition import render_definition
+from pipeline_definitions.rendering.sagemaker_definition import Guardrails, render_definition
 from step_code.aws_resources import run_artifacts_uri
 from step_code.contract import files
 from step_code.contract.config import Config
+from step_code.contract.job_env import Vpc
 from tests.pipeline_definitions.rendering.conftest import REPO_ROOT, all_steps, shipped_config, targets_for
 
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
@@ -353,7 +354,8 @@ def test_each_model_gets_its_own_branch_in_order() -> None:
 
 def test_vpc_settings_become_the_network_config() -> None:
     config = shipped_config("sample")
-    steps = processing_steps(render(config, security_group_ids=("sg-0a1b2c3d",), subnets=("subnet-1", "subnet-2")))
+    vpc = Vpc(subnets=("subnet-1", "subnet-2"), security_group_ids=("sg-0a1b2c3d",))
+    steps = processing_steps(render(config, guardrails=Guardrails(processing_vpc=vpc)))
     for step in steps.values():
         assert step["Arguments"]["NetworkConfig"] == {
             "EnableNetworkIsolation": False,
@@ -368,7 +370,10 @@ def test_vpc_settings_become_the_network_config() -> None:
         ({"code_uri": "s3://bucket/code/"}, "must name the code bundle object"),
         ({"config_uri": "s3://bucket/settings.json"}, "must be an object named config.json or a prefix holding it"),
         ({"prompt_catalog_uri": "s3://bucket"}, "prompt_catalog_uri 's3://bucket' is not an s3://bucket/key URI"),
-        ({"subnets": ("subnet-1",)}, "give both security_group_ids and subnets"),
+        (
+            {"guardrails": Guardrails(processing_vpc=Vpc(subnets=("subnet-1",), security_group_ids=()))},
+            "a processing VPC needs both subnets and security group ids",
+        ),
     ],
 )
 def test_bad_targets_are_refused(overrides: dict[str, Any], message: str) -> None:
