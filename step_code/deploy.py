@@ -340,7 +340,11 @@ def deploy_endpoint(
     existing = find_endpoint(client, request.name, page_size)
     if existing is not None:
         return _reuse(client, existing, request, wait)
-    definition = build()
+    return _create_endpoint(client, request, build(), wait)
+
+
+def _create_endpoint(client: Any, request: EndpointRequest, definition: ModelDefinition, wait: WaitSpec) -> Deployment:
+    """Create the model, endpoint config and endpoint named `request.name`, and wait for InService."""
     _create_resources(client, request, definition)
     logger.info("creating endpoint %s on %d x %s", request.name, request.instance_count, request.instance_type)
     wait_for(request.name, lambda: client.describe_endpoint(EndpointName=request.name), wait)
@@ -546,19 +550,7 @@ def deploy_kept(
         _tag_kept(client, request.name, last_used)
         logger.info("kept endpoint %s has this deployment identity; reusing it, nothing deployed", request.name)
     else:
-        _create_resources(client, request, definition)
-        logger.info("creating kept endpoint %s on %d x %s", request.name, request.instance_count, request.instance_type)
-        wait_for(request.name, lambda: client.describe_endpoint(EndpointName=request.name), wait)
-        deployment = Deployment(
-            model=request.model.name,
-            endpoint_name=request.name,
-            endpoint_config_name=request.name,
-            model_name=request.name,
-            created=True,
-            instance_type=request.instance_type,
-            instance_count=request.instance_count,
-            artifact=model_artifact(request, definition.container, definition.resolved_version),
-        )
+        deployment = _create_endpoint(client, request, definition, wait)
     superseded, deleted = _sweep_superseded(client, request, now, page_size)
     return deployment.model_copy(update={"kept": True, "superseded": superseded, "expired_deleted": deleted})
 

@@ -128,11 +128,15 @@ def resolved_training_version(model: ModelConfig, session: Any) -> str:
             sagemaker_session=session,
         )
     except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
-        raise ControlPlaneError(
-            f"cannot resolve JumpStart model {model.model_id!r} version {model.model_version!r} for training "
-            f"in {session.boto_region_name}: {exc}"
-        ) from None
+        raise _unresolvable(model, session, exc) from None
     return str(specs.version)
+
+
+def _unresolvable(model: ModelConfig, session: Any, exc: Exception) -> ControlPlaneError:
+    return ControlPlaneError(
+        f"cannot resolve JumpStart model {model.model_id!r} version {model.model_version!r} for training "
+        f"in {session.boto_region_name}: {exc}"
+    )
 
 
 def training_identity(model: ModelConfig, finetuning: FinetuningConfig, version: str, data_digest: str) -> str:
@@ -191,10 +195,7 @@ def jumpstart_launcher(
             **training_estimator_settings(guardrails, parameters.instance_type),
         )
     except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
-        raise ControlPlaneError(
-            f"cannot resolve JumpStart model {model.model_id!r} version {model.model_version!r} for training "
-            f"in {session.boto_region_name}: {exc}"
-        ) from None
+        raise _unresolvable(model, session, exc) from None
 
     def launch(channels: dict[str, str], job_name: str) -> None:
         # The EULA travels in `environment`; the SDK refuses it given a second time as fit(accept_eula=...).

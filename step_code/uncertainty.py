@@ -72,41 +72,23 @@ def mean_interval(values: Sequence[float | None], confidence: float = DEFAULT_CO
             confidence=confidence,
             small_sample=small,
         )
-    if n == 1 or len(set(scores)) == 1:
-        # Every resample has the same mean: the bootstrap's interval is that value (scipy warns and gives NaN).
-        return MetricInterval(
-            value=mean, low=mean, high=mean, n=n, method="bootstrap", confidence=confidence, small_sample=small
-        )
-    result = stats.bootstrap(
-        (np.asarray(scores),),
-        np.mean,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        batch=BATCH,
-        vectorized=True,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(SEED),
-    )
+    low, high = _bootstrap_mean_interval(scores, confidence)
     return MetricInterval(
-        value=mean,
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
-        n=n,
-        method="bootstrap",
-        confidence=confidence,
-        small_sample=small,
+        value=mean, low=low, high=high, n=n, method="bootstrap", confidence=confidence, small_sample=small
     )
 
 
-def _paired_mean_interval(differences: Sequence[float], confidence: float) -> tuple[float, float]:
+def _bootstrap_mean_interval(values: Sequence[float], confidence: float) -> tuple[float, float]:
+    """Seeded percentile bootstrap of the mean, so the same records always give the same interval."""
     import numpy as np
     from scipy import stats
 
-    if len(set(differences)) <= 1:
-        value = differences[0] if differences else 0.0
+    if len(set(values)) <= 1:
+        # Every resample has the same mean: the interval is that value (scipy warns and gives NaN).
+        value = values[0] if values else 0.0
         return value, value
     result = stats.bootstrap(
-        (np.asarray(differences),),
+        (np.asarray(values),),
         np.mean,
         n_resamples=BOOTSTRAP_RESAMPLES,
         batch=BATCH,
@@ -198,7 +180,7 @@ def paired_comparison(
             small_sample=True,
         )
     differences = [x - y for x, y in zip(a, b, strict=True)]
-    low, high = _paired_mean_interval(differences, confidence)
+    low, high = _bootstrap_mean_interval(differences, confidence)
     test: Literal["mcnemar-exact", "paired-permutation", "paired-t"]
     if is_binary(a) and is_binary(b):
         first_only = sum(1 for x, y in zip(a, b, strict=True) if x == 1.0 and y == 0.0)
