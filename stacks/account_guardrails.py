@@ -143,6 +143,7 @@ def resolve_guardrails(environment: Environment, repo_root: Path) -> AccountGuar
         model_network_isolation=bool(_first(environment.network_isolation, defaults.get(sd.MODEL_ISOLATION))),
         endpoint_kms_key=_first(volume, defaults.get(sd.ENDPOINT_VOLUME_KEY)),
         tags=tuple(tags.items()),
+        warm_pool_keep_alive_seconds=environment.warm_pool_keep_alive_seconds,
     )
     definition = Guardrails(
         processing_vpc=processing_vpc,

@@ -137,7 +137,7 @@ def check_environments(environments: list[Environment], factory: StageFactory, p
     for index, environment in enumerate(environments):
         by_place[(environment.account, environment.region)].append(environment)
         loaded = factory.load(environment)
-        if model_access.deploys_containers(loaded.config):
+        if model_access.deploys_containers(loaded.config) or model_access.redeploys_champion(loaded.config):
             try:
                 model_access.dlc_registry_accounts(environment.region)
             except model_access.UnknownRegionError as exc:

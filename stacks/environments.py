@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from step_code.contract.config import MAX_KEEP_ALIVE_SECONDS
+
 # Resource names are `{prefix}-{name}-{component}`. Neither part may hold the hyphen that delimits them, so
 # `{prefix}-{name}-` is never the start of another environment's names (with `dev` and `dev-b` it would be,
 # and IAM policies on `evalops-dev-*` would reach `evalops-dev-b-*`).
@@ -164,6 +166,13 @@ class Environment(BaseModel):
     )
     permissions_boundary_arn: PolicyArn | None = Field(
         default=None, description="Managed policy set as permissions boundary of every role the stacks create."
+    )
+    warm_pool_keep_alive_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_KEEP_ALIVE_SECONDS,
+        description="Warm-pool keep-alive of the training jobs of fine-tunings that set no "
+        "finetuning.parameters.keep_alive_period_in_seconds (billed while idle).",
     )
     sagemaker_defaults: str | None = Field(
         default=None,

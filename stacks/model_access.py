@@ -97,6 +97,13 @@ def deploys_jumpstart(config: Config) -> bool:
     return any(m.provider.access == "jumpstart-artifacts" for m in config.models)
 
 
+def redeploys_champion(config: Config) -> bool:
+    """With selection.baseline approved, the champion step may redeploy the approved package when its stored
+    outputs do not fit the run: a deep learning container with JumpStart or fine-tuned weights, whichever
+    model won an earlier run (step_code/champion_answering.py)."""
+    return config.selection.baseline == "approved"
+
+
 def deploys_containers(config: Config) -> bool:
     """Whether any step creates a SageMaker model or training job, which pulls a deep learning container."""
     return any(m.deploys_endpoint or m.finetuning is not None for m in config.models)

@@ -2,10 +2,10 @@
 
 The champion is the latest Approved model package of the winner's model package group. The register step
 stores, beside the summary.json the package's ModelQuality statistics point at, the winner's records and
-per-record scores; when the run's catalog is the one the champion was scored on (same processed sha256),
-those stored outputs are the champion's answers on this run's records, and it is compared with the winner
-record by record. A champion whose stored outputs do not fit this run is reported as unanswerable, with
-the reason; it is never skipped silently.
+per-record scores. The champion step (champion_step.py) answers the champion on this run's catalog: from
+those stored outputs when they fit the run, else through its endpoint or a redeployment of its package;
+the select step compares it with the winner record by record. A champion that cannot be answered is
+reported as unanswerable, with the reason; it is never skipped silently.
 
 The regression gate: the winner passes when the lower end of the interval of (winner - champion) on the
 primary metric, oriented so that positive is better, is at least -max_regression: with the configured
@@ -19,14 +19,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError, describe_or_none
 from step_code.contract.config import SelectionPolicy
-from step_code.contract.files import RECORDS_FILE, SUMMARY_FILE
+from step_code.contract.files import EVALUATED_AS_FILE, RECORDS_FILE, SUMMARY_FILE
 from step_code.contract.results import (
     CandidateVerdict,
     ChampionComparison,
@@ -46,6 +46,8 @@ class ApprovedPackage:
     arn: str
     version: int
     statistics_uri: str | None
+    # The DescribeModelPackage answer: a champion answered again is redeployed from its InferenceSpecification.
+    description: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 def _statistics_uri(package: Mapping[str, Any]) -> str | None:
@@ -67,7 +69,7 @@ def latest_approved_in_directory(registry_dir: Path, group: str) -> ApprovedPack
             continue
         version = int(path.stem)
         if best is None or version > best.version:
-            best = ApprovedPackage(str(package["ModelPackageArn"]), version, _statistics_uri(package))
+            best = ApprovedPackage(str(package["ModelPackageArn"]), version, _statistics_uri(package), package)
     return best
 
 
@@ -85,7 +87,7 @@ def latest_approved_in_sagemaker(client: Any, group: str) -> ApprovedPackage | N
         return None
     package = client.describe_model_package(ModelPackageName=listed[0]["ModelPackageArn"])
     return ApprovedPackage(
-        package["ModelPackageArn"], int(package.get("ModelPackageVersion", 0)), _statistics_uri(package)
+        package["ModelPackageArn"], int(package.get("ModelPackageVersion", 0)), _statistics_uri(package), package
     )
 
 
@@ -101,7 +103,8 @@ def stored_evidence(statistics_uri: str) -> Iterator[Path]:
         summary_bytes = storage.read_bytes(statistics_uri)
         (staging / SUMMARY_FILE).write_bytes(summary_bytes)
         summary = EvaluationSummary.model_validate_json(summary_bytes)
-        relatives = [RECORDS_FILE, *(a.record_scores_path for a in summary.algorithms if a.record_scores_path)]
+        scores = [a.record_scores_path for a in summary.algorithms if a.record_scores_path]
+        relatives = [RECORDS_FILE, EVALUATED_AS_FILE, *scores]
         for relative in relatives:
             target = staging / PurePosixPath(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -199,8 +202,7 @@ def compare_with_champion(
         return unanswerable(
             package,
             f"its stored outputs were scored on catalog sha256 {champion.summary.dataset_sha256[:12]}, this run's is "
-            f"{winner.summary.dataset_sha256[:12]}; answering it again through an endpoint or a redeployed package "
-            "is not implemented",
+            f"{winner.summary.dataset_sha256[:12]} (the champion step answers it again on this run's catalog)",
         )
     mine, theirs = winner.record_scores.get(primary_metric), champion.record_scores.get(primary_metric)
     if mine is None or theirs is None:

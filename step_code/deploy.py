@@ -18,8 +18,10 @@ of a fine-tuned model —, environment, instance type and count), so the next ru
 identity finds it InService and deploys nothing. Its model, endpoint config and endpoint carry
 `evalops:keep=true` (the safety net leaves them alone), the identity digest and the time a run last used
 it. A run that resolves another identity makes a new endpoint and reports this model's other kept
-endpoints as superseded (tagged `evalops:superseded-by`); with `keep_for_hours`, a superseded endpoint
-no run has used for that long is deleted by that deploy.
+endpoints as superseded (tagged `evalops:superseded-by`). With `keep_for_hours`, a kept endpoint no run
+has used for that long is deleted with its config and model: by the safety net's hourly sweep, which reads
+the `evalops:last-used` and `evalops:keep-for-hours` tags written here, or earlier by a deploy of the same
+model that finds it so; the next run that needs it deploys it again under the same name.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from step_code.contract.providers import DEPLOYED_PROVIDERS
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
 from step_code.contract.tags import (
     KEEP,
+    LAST_USED_FORMAT,
     MANAGED_BY,
     TAG_DEPLOYMENT_IDENTITY,
     TAG_KEEP,
@@ -69,6 +72,7 @@ from step_code.contract.tags import (
     TAG_MODEL,
     TAG_PIPELINE,
     TAG_SUPERSEDED_BY,
+    keep_for_hours_value,
 )
 from step_code.resource_guardrails import (
     deployment_guardrails,
@@ -390,12 +394,12 @@ def deployment_identity(request: EndpointRequest, definition: ModelDefinition) -
 
 
 def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime(LAST_USED_FORMAT)
 
 
 def _parse_timestamp(value: str | None) -> datetime | None:
     try:
-        return datetime.strptime(value or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(value or "", LAST_USED_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -495,7 +499,9 @@ def _sweep_superseded(
         if kept.name == request.name:
             continue
         if kept.expired(now):
-            logger.warning("deleting kept endpoint %s: superseded and unused since %s", kept.name, kept.last_used)
+            logger.warning(
+                "deleting kept endpoint %s: unused since %s, longer than its keep_for_hours", kept.name, kept.last_used
+            )
             _delete_kept(client, kept.name)
             deleted.append(kept.name)
             continue
@@ -525,7 +531,7 @@ def deploy_kept(
     identity = deployment_identity(request, definition)
     identity_tags = {TAG_DEPLOYMENT_IDENTITY: identity, TAG_LAST_USED: _timestamp(now)}
     if request.keep_for_hours is not None:
-        identity_tags[TAG_KEEP_FOR_HOURS] = f"{request.keep_for_hours:g}"
+        identity_tags[TAG_KEEP_FOR_HOURS] = keep_for_hours_value(request.keep_for_hours)
     request = replace(
         request,
         name=kept_endpoint_name(request.prefix, request.base, identity),

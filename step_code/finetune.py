@@ -14,9 +14,10 @@ and model takes that job's trained model instead of training again: the trained 
 kept endpoint deployed from it, stays the same while nothing it was trained from changed. Without a data
 digest (the channels cannot be listed) every run trains.
 
-Warm pools: `finetuning.parameters.keep_alive_period_in_seconds` becomes the job's
-ResourceConfig.KeepAlivePeriodInSeconds; the plan runs fine-tunings that can share a pool one after
-another (`pipeline_definitions/planning/warm_pools.py`).
+Warm pools: `finetuning.parameters.keep_alive_period_in_seconds`, or when a fine-tuning sets none the
+environment's `warm_pool_keep_alive_seconds`, becomes the job's ResourceConfig.KeepAlivePeriodInSeconds;
+the plan runs fine-tunings that can share a pool one after another
+(`pipeline_definitions/planning/warm_pools.py`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ from step_code.contract.locations import is_s3
 from step_code.contract.naming import EXECUTION_SUFFIX_LENGTH
 from step_code.contract.results import FinetuneResult
 from step_code.contract.tags import MANAGED_BY, TAG_MANAGED_BY, TAG_MODEL, TAG_PIPELINE, TAG_TRAINING_IDENTITY
-from step_code.resource_guardrails import job_guardrails, training_estimator_settings, with_extra_tags
+from step_code.resource_guardrails import (
+    job_guardrails,
+    training_estimator_settings,
+    warm_pool_keep_alive,
+    with_extra_tags,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, run_step, write_model
 
@@ -189,7 +195,7 @@ def jumpstart_launcher(
             environment={"accept_eula": "true"} if accepts_eula(model) else None,
             output_path=output_path,
             max_run=parameters.max_run_seconds,
-            keep_alive_period_in_seconds=parameters.keep_alive_period_in_seconds,
+            keep_alive_period_in_seconds=warm_pool_keep_alive(guardrails, parameters.keep_alive_period_in_seconds),
             tags=with_extra_tags(tags, guardrails),
             sagemaker_session=session,
             **training_estimator_settings(guardrails, parameters.instance_type),

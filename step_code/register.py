@@ -9,7 +9,7 @@ as it was evaluated. The version carries
   S3 location the step is not told), each with its sha256 as ContentDigest;
 - CustomerMetadataProperties: scores with their intervals, dataset sha256, config sha256, execution id,
   winner, reason and the champion comparison.
-Beside the summary copy go the winner's records and per-record scores, which a later run compares its
+Beside the summary copy go the winner's records, per-record scores and evaluated_as.json, which a later run compares its
 winner with while this version is the approved champion (champion.py). A SageMaker Model Card linked to
 the version is created or updated (model_card.py); the local registry keeps it as `model-cards/<version>.json`.
 
@@ -46,11 +46,19 @@ from step_code.aws_resources import (
     sagemaker_client,
 )
 from step_code.contract.config import Config, ModelConfig
-from step_code.contract.files import APPROVAL_STATUSES, DECISION_FILE, RECORDS_FILE, REGISTRATION_FILE, SUMMARY_FILE
+from step_code.contract.files import (
+    APPROVAL_STATUSES,
+    DECISION_FILE,
+    EVALUATED_AS_FILE,
+    RECORDS_FILE,
+    REGISTRATION_FILE,
+    SUMMARY_FILE,
+)
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import (
     CandidateVerdict,
     Decision,
+    EvaluatedAs,
     EvaluationSummary,
     MetricInterval,
     PairedComparison,
@@ -276,9 +284,15 @@ def _store_metrics(
     return metrics_source(statistics_uri, summary_bytes), metrics_source(constraints_uri, decision_bytes)
 
 
-def store_evidence(target: str, evaluation_dir: Path, summary: EvaluationSummary) -> None:
-    """The winner's records and per-record scores beside its summary.json: what a later run compares its
-    winner with when this package is the approved champion (step_code/champion.py)."""
+def store_evidence(target: str, evaluation_dir: Path, summary: EvaluationSummary, evaluated_as: EvaluatedAs) -> None:
+    """The winner's records, per-record scores and what it was evaluated as beside its summary.json: what a
+    later run compares its winner with when this package is the approved champion (step_code/champion.py),
+    or, when the catalog, prompt template or algorithms changed, how it asks the champion again."""
+    storage.write_bytes(
+        storage.join(target, EVALUATED_AS_FILE),
+        evaluated_as.model_dump_json(indent=2).encode(),
+        content_type=JSON_CONTENT_TYPE,
+    )
     relatives = [RECORDS_FILE, *(a.record_scores_path for a in summary.algorithms if a.record_scores_path)]
     for relative in relatives:
         source = evaluation_dir / relative
@@ -363,7 +377,12 @@ def register(
     else:
         metrics_root = str(registry_dir / group / "metrics" / execution_id)
     statistics, constraints = _store_metrics(metrics_root, summary_path.read_bytes(), decision_bytes, decision.winner)
-    store_evidence(storage.join(metrics_root, decision.winner), summary_path.parent, summary)
+    evaluated_as = EvaluatedAs(
+        model=model.model_dump(mode="json"),
+        algorithms=[item.model_dump(mode="json") for item in config.algorithms],
+        dataset_sha256=summary.dataset_sha256,
+    )
+    store_evidence(storage.join(metrics_root, decision.winner), summary_path.parent, summary, evaluated_as)
     request = package_request(
         config,
         model,

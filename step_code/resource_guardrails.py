@@ -47,6 +47,11 @@ def training_estimator_settings(guardrails: JobGuardrails, instance_type: str) -
     return settings
 
 
+def warm_pool_keep_alive(guardrails: JobGuardrails, configured: int | None) -> int | None:
+    """The training job's KeepAlivePeriodInSeconds: the fine-tuning's own value (0 too), else the environment's."""
+    return configured if configured is not None else guardrails.warm_pool_keep_alive_seconds
+
+
 def model_settings(guardrails: JobGuardrails, *, model_requires_isolation: bool) -> dict[str, Any]:
     """CreateModel fields: VpcConfig and EnableNetworkIsolation (on when the model's specs or the environment ask)."""
     settings: dict[str, Any] = {

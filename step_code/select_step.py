@@ -1,6 +1,6 @@
 """The select step: apply the selection policy to every model's summary; write the decision and the comparison.
 
-    python -m step_code.select_step --config C --output-dir O --summaries-dir S [--registry-dir R]
+    python -m step_code.select_step --config C --output-dir O --summaries-dir S [--champion-dir H]
 
 `S/<model>/` is each model's evaluation output (summary.json, worst records, per-record scores). Writes
 `O/decision.json` (read by the pipeline's condition step) and `O/comparison.html`. A decision that no
@@ -8,7 +8,8 @@ candidate meets the policy is a result, not an error: the step succeeds and the 
 pipeline with its reason.
 
 With `selection.baseline: approved`, the winner is compared with the latest Approved package of its model
-package group (SageMaker, or the local registry `R`; see champion.py) and must pass the regression gate.
+package group and must pass the regression gate. `H` is the champion step's output (champion_step.py): the
+champion answered on this run's catalog, or why it could not be.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from step_code import champion
-from step_code.aws_resources import ControlPlaneError, sagemaker_client
+from step_code.aws_resources import ControlPlaneError
 from step_code.contract import algorithms
 from step_code.contract.config import Config
-from step_code.contract.files import COMPARISON_PDF_FILE, COMPARISON_REPORT_FILE, DECISION_FILE
-from step_code.contract.results import Decision
+from step_code.contract.files import CHAMPION_FILE, COMPARISON_PDF_FILE, COMPARISON_REPORT_FILE, DECISION_FILE
+from step_code.contract.results import ChampionAnswers, ChampionComparison, Decision
 from step_code.report import ModelEvidence, ReportContext, load_model_evidence, render_report
 from step_code.selection_policy import PolicyError, decide
 from step_code.step_args import step_parser
-from step_code.step_io import read_config, run_step, write_model
+from step_code.step_io import read_config, read_model, run_step, write_model
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +38,19 @@ class SelectArgs:
     config: Path
     output_dir: Path
     summaries_dir: Path
-    registry_dir: Path | None = None
+    champion_dir: Path | None = None
 
 
 def parse_args(argv: Sequence[str] | None) -> SelectArgs:
     parser = step_parser("step_code.select_step", __doc__)
     parser.add_argument("--summaries-dir", required=True, type=Path)
-    parser.add_argument("--registry-dir", type=Path, help="The local registry (default: SageMaker's).")
+    parser.add_argument("--champion-dir", type=Path, help="The champion step's output.")
     ns = parser.parse_args(argv)
     return SelectArgs(
-        config=ns.config, output_dir=ns.output_dir, summaries_dir=ns.summaries_dir, registry_dir=ns.registry_dir
+        config=ns.config,
+        output_dir=ns.output_dir,
+        summaries_dir=ns.summaries_dir,
+        champion_dir=ns.champion_dir,
     )
 
 
@@ -118,41 +122,49 @@ def with_champion(
     decision: Decision,
     evidence: Sequence[ModelEvidence],
     summaries_dir: Path,
-    registry_dir: Path | None,
+    champion_dir: Path | None,
 ) -> tuple[Decision, list[ModelEvidence]]:
-    """The decision gated against the approved champion of the winner's group, and the evidence with it."""
+    """The decision gated against what the champion step answered for the winner's group, and the evidence
+    with the champion in it."""
     if config.selection.baseline != "approved" or decision.winner is None or not decision.meets_policy:
         return decision, list(evidence)
+    if champion_dir is None:
+        raise ControlPlaneError(
+            "--champion-dir is required with selection.baseline approved (the champion step's output)"
+        )
     winner_model = config.model(decision.winner)
     group = winner_model.model_package_group_name or config.model_registry.model_package_group_name
-    if registry_dir is not None:
-        package = champion.latest_approved_in_directory(registry_dir, group)
-    else:
-        package = champion.latest_approved_in_sagemaker(sagemaker_client(), group)
-    if package is None:
-        comparison = champion.no_approved_package(group)
+    answer = read_model(champion_dir / CHAMPION_FILE, ChampionAnswers).of(group)
+    if answer is None:
+        raise ControlPlaneError(f"{champion_dir / CHAMPION_FILE}: no answer for model package group {group}")
+    if answer.status == "no-approved-package":
+        return champion.apply_gate(decision, champion.no_approved_package(group), None), list(evidence)
+    package = champion.ApprovedPackage(
+        str(answer.model_package_arn), int(answer.model_package_version or 0), answer.statistics_uri
+    )
+    if answer.status == "unanswerable" or answer.evaluation_path is None:
+        comparison = ChampionComparison(
+            status="unanswerable",
+            detail=answer.detail,
+            model_package_arn=answer.model_package_arn,
+            model_package_version=answer.model_package_version,
+        )
         return champion.apply_gate(decision, comparison, None), list(evidence)
-    if package.statistics_uri is None:
-        comparison = champion.unanswerable(package, "the package has no ModelQuality statistics to read")
-        return champion.apply_gate(decision, comparison, None), list(evidence)
+    folder = champion_dir / answer.evaluation_path
+    baseline = champion.load_champion(folder, package)
     winner = next(item for item in evidence if item.summary.model == decision.winner)
-    direction = metric_directions(config)[decision.primary_metric]
-    try:
-        with champion.stored_evidence(package.statistics_uri) as folder:
-            baseline = champion.load_champion(folder, package)
-            comparison = champion.compare_with_champion(
-                package,
-                baseline,
-                folder,
-                winner,
-                summaries_dir / decision.winner,
-                policy=config.selection,
-                primary_metric=decision.primary_metric,
-                higher_is_better=direction,
-            )
-    except (FileNotFoundError, ControlPlaneError) as exc:
-        comparison = champion.unanswerable(package, f"its stored outputs cannot be read ({exc})")
-        return champion.apply_gate(decision, comparison, None), list(evidence)
+    comparison = champion.compare_with_champion(
+        package,
+        baseline,
+        folder,
+        winner,
+        summaries_dir / winner.summary.model,
+        policy=config.selection,
+        primary_metric=decision.primary_metric,
+        higher_is_better=metric_directions(config)[decision.primary_metric],
+    )
+    if comparison.status == "compared":
+        comparison = comparison.model_copy(update={"detail": f"{comparison.detail}; champion {answer.detail}"})
     verdict = champion.champion_verdict(baseline, comparison)
     return champion.apply_gate(decision, comparison, verdict), [*evidence, baseline]
 
@@ -161,7 +173,7 @@ def _run(args: SelectArgs) -> None:
     config = read_config(args.config)
     evidence = load_evidence(config, args.summaries_dir)
     decision = select(config, evidence)
-    decision, evidence = with_champion(config, decision, evidence, args.summaries_dir, args.registry_dir)
+    decision, evidence = with_champion(config, decision, evidence, args.summaries_dir, args.champion_dir)
     write_model(args.output_dir, DECISION_FILE, decision)
     report = args.output_dir / COMPARISON_REPORT_FILE
     report.write_text(comparison_html(config, decision, evidence), encoding="utf-8")

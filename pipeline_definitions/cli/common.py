@@ -13,6 +13,8 @@ EXIT_USER_ERROR = 2
 EXIT_POLICY_NOT_MET = 3
 # The file is a SageMaker SDK defaults file: it belongs in an environment's `sagemaker_defaults`, not here.
 EXIT_SDK_DEFAULTS_FILE = 4
+# 128 + SIGINT, what a shell reports for Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 def add_catalog_dir(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ from pipeline_definitions.planning.plan import (
     build_plan,
     step_name,
 )
-from pipeline_definitions.planning.warm_pools import POOL_RULE, warm_pools
+from pipeline_definitions.planning.warm_pools import POOL_RULE, unset_keep_alive, warm_pools
 from step_code.contract import algorithms
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.locations import is_s3
@@ -123,9 +123,10 @@ def _kept_endpoint_lines(config: Config, model: ModelConfig, shape: str) -> list
         else ""
     )
     expiry = (
-        f"deleted by a later deploy once superseded and unused for {model.keep_for_hours:g} h (keep_for_hours)"
+        f"a kept endpoint no run has used for {model.keep_for_hours:g} h is deleted by the safety net's hourly sweep "
+        "and deployed again by the next run that needs it (keep_for_hours)"
         if model.keep_for_hours is not None
-        else "superseded ones are billed until you delete them (or set keep_for_hours)"
+        else "kept endpoints, current or superseded, are billed until you delete them (or set keep_for_hours)"
     )
     return [
         f"  {model.name}: {shape}, KEPT and reused by later runs (cleanup_endpoint: false)",
@@ -185,13 +186,18 @@ def _endpoint_lines(loaded: LoadedConfig) -> list[str]:
 
 
 def _warm_pool_lines(config: Config) -> list[str]:
-    pools = warm_pools(config)
-    if not pools:
+    pools, unset = warm_pools(config), unset_keep_alive(config)
+    if not pools and not unset:
         return []
     lines = [f"Warm pools ({POOL_RULE}):"]
     for pool in pools:
         order = " -> ".join(step_name("finetune", config.model(name)) for name in pool.models)
         lines.append(f"  {pool.label}: {order}; kept {pool.keep_alive_seconds} s after the last, billed idle")
+    if unset:
+        lines.append(
+            f"  {', '.join(unset)}: no keep_alive_period_in_seconds; the environment's warm_pool_keep_alive_seconds "
+            "may apply (its idle time is not in the estimate, and these jobs are not ordered to share a pool)"
+        )
     lines.append("  processing steps (preprocess, deploy, evaluate, select, register, cleanup) cannot use warm pools")
     return lines
 

@@ -1,8 +1,10 @@
-"""`evalops run CONFIG --local` and `evalops report RUN_DIR`, registered on the command line by `cli.py`.
+"""`evalops run CONFIG --local` and `evalops report RUN`, registered on the command line by `main.py` (with
+`evalops start`, from `deployed.py`).
 
-Exit codes of `run`: 0 the winner is registered; 1 a step failed (re-run the same command to resume);
-2 a user error (bad config, unusable run folder); 3 the run finished but no candidate meets the
-selection policy (the pipeline's FailStep).
+Exit codes of `run`: 0 the winner is registered; 1 a step failed or the disk filled up (finished steps are
+kept: the same command resumes once the cause is fixed); 2 a user error (bad config, unusable or busy run
+folder, AWS needed but no credentials), which a re-run alone does not fix, so its line suggests none; 3 the
+run finished but no candidate meets the selection policy (the pipeline's FailStep).
 """
 
 from __future__ import annotations
@@ -13,20 +15,24 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline_definitions.cli.common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_POLICY_NOT_MET,
     EXIT_STEP_FAILED,
     EXIT_USER_ERROR,
     add_catalog_dir,
 )
+from pipeline_definitions.cli.deployed import add_deployed_commands, cmd_report_deployed
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.local.engine import (
+    DiskFull,
     PolicyNotMet,
     RunError,
     RunOptions,
@@ -36,14 +42,21 @@ from pipeline_definitions.local.engine import (
     rebuild_report,
     run_plan,
 )
+from pipeline_definitions.local.run_lock import RunLocked
 from pipeline_definitions.planning.plan import PlannedStep
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract.files import APPROVAL_STATUSES, DEFAULT_APPROVAL_STATUS
+from step_code.contract.locations import is_s3
 from step_code.contract.results import Decision
 
 # Our loggers whose warnings reach the terminal during a run (everything is in run.log).
 TERMINAL_LOGGERS = ("step_code", "evalops", "pipeline_definitions")
 PLAIN_PROGRESS_EVERY = 0.25
+TERMINAL_LINES_PER_KIND = 3
+STEPS_FAILED_HINT = (
+    "evalops run: finished steps are kept: once the cause above is fixed (or has passed, such as throttling), "
+    "the same command resumes from the failed step"
+)
 
 
 class PlainEvents:
@@ -151,9 +164,42 @@ class RichEvents:
         )
 
 
+class _FewOfAKind(logging.Filter):
+    """Lets each warning through once, and at most TERMINAL_LINES_PER_KIND of one kind (one format string, such
+    as a cache write failing with each entry's path): a cause that hits every prompt (a full disk under the
+    response cache, an endpoint that keeps failing) would otherwise print thousands of lines. run.log keeps
+    them all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+        self._kinds: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = (record.name, record.getMessage())
+        kind = (record.name, str(record.msg))
+        with self._lock:
+            if message in self._seen or self._kinds[kind] >= TERMINAL_LINES_PER_KIND:
+                return False
+            self._seen.add(message)
+            self._kinds[kind] += 1
+            return True
+
+
+class _MessageOnly(logging.Formatter):
+    """The message without a traceback: on the terminal a step's error is one line; run.log has the traceback.
+    (Formatter.format would cache a shortened exc_text on the record, which run.log's handler shares.)"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
 @contextmanager
 def _terminal_warnings(handler: logging.Handler) -> Iterator[None]:
     handler.setLevel(logging.WARNING)
+    handler.addFilter(_FewOfAKind())
+    handler.setFormatter(_MessageOnly())
     loggers = [logging.getLogger(name) for name in TERMINAL_LOGGERS]
     for item in loggers:
         item.addHandler(handler)
@@ -193,8 +239,8 @@ def _execute(args: argparse.Namespace, events: PlainEvents | RichEvents) -> RunO
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.local:
         print(
-            "evalops run: only --local is supported here; on SageMaker, deploy the stacks (cdk deploy) and start "
-            "the pipeline they create",
+            "evalops run: only --local is supported here; on SageMaker, deploy the stacks (cdk deploy), then "
+            "evalops start --env ENV",
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
@@ -211,20 +257,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StepsFailed as exc:
         for step, reason in exc.failures:
             print(f"evalops run: step {step} failed: {reason}", file=sys.stderr)
-        print("evalops run: re-run the same command to resume (finished steps are skipped)", file=sys.stderr)
+        # A failed step may need a fix first (a 4xx, a denied permission); only some faults pass on their own.
+        print(STEPS_FAILED_HINT, file=sys.stderr)
+        return EXIT_STEP_FAILED
+    except DiskFull as exc:
+        print(f"evalops run: {exc}", file=sys.stderr)
         return EXIT_STEP_FAILED
     except PolicyNotMet as exc:
         _print_decision(exc.decision)
         print(f"Comparison report: {exc.report}")
         print(f"evalops run: selection policy not met: {exc.decision.reason}", file=sys.stderr)
         return EXIT_POLICY_NOT_MET
-    except RunError as exc:
+    except (RunError, RunLocked) as exc:
         print(f"evalops run: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         # Worker threads may be inside a model call; answers already received are in the response cache.
         print("\nevalops run: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
-        os._exit(130)
+        os._exit(EXIT_INTERRUPTED)
     _print_decision(outcome.decision)
     registration = outcome.registration
     print(
@@ -237,8 +287,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if (args.run is None) == (args.execution is None):
+        print("evalops report: give a run (folder or s3:// prefix) or --execution ARN, not both", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.execution is not None or is_s3(args.run):
+        return cmd_report_deployed(args.run, args.execution, args.output, pdf=args.pdf)
     try:
-        path, computed = rebuild_report(Path(args.run_dir), args.output, pdf=args.pdf)
+        path, computed = rebuild_report(Path(args.run), args.output, pdf=args.pdf)
     except RunError as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -284,10 +339,23 @@ def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
     report = subparsers.add_parser(
         "report",
-        help="Rebuild the comparison report of a local run.",
-        description="Rebuild the comparison report (HTML) of a local run folder from its evaluation outputs.",
+        help="Rebuild the comparison report of a local run or of a pipeline execution.",
+        description="Rebuild the comparison report (HTML) of a run from its evaluation outputs.",
     )
-    report.add_argument("run_dir", metavar="RUN_DIR", help="a local run folder, e.g. runs/evalops-sample")
-    report.add_argument("--output", type=Path, default=None, help="where to write the HTML (default: in the run)")
+    report.add_argument(
+        "run",
+        metavar="RUN",
+        nargs="?",
+        help="a local run folder (runs/evalops-sample), a local run's s3:// output, or a pipeline execution's "
+        "folder s3://<artifacts bucket>/<pipeline>/runs/<execution id>",
+    )
+    report.add_argument("--execution", metavar="ARN", default=None, help="a SageMaker pipeline execution ARN")
+    report.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where to write the HTML (default: in a local run folder, else comparison-<execution id>.html here)",
+    )
     report.add_argument("--pdf", action="store_true", help="also write the report as a PDF beside the HTML")
     report.set_defaults(handler=cmd_report)
+    add_deployed_commands(subparsers)

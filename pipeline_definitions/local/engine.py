@@ -11,6 +11,7 @@ builds, so a local run and a pipeline execution cannot drift apart. Layout of a 
     cache/                        model responses (survives --fresh: an unchanged prompt is never re-sent)
     registry/                     the local model registry (survives --fresh, like a real one)
     run.log                       every step's log lines
+    run.lock                      held while a run uses the folder (see run_lock)
 
 A step whose `_SUCCESS` fingerprint matches (same config, catalog, arguments and upstream results) is
 skipped on a re-run; an interrupted evaluate step resumes through the response cache. Branches run in
@@ -20,6 +21,7 @@ winner is registered, or the run ends with the policy's reason.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
@@ -38,8 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
+import boto3
+from botocore.exceptions import BotoCoreError
+
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.local.instances import INSTANCES_DIR, run_instances
+from pipeline_definitions.local.run_lock import LOCK_FILE, folder_lock, s3_lock
 from pipeline_definitions.planning.plan import (
     PARAM_PROMPT_CATALOG_URI,
     EvaluationPlan,
@@ -50,7 +56,7 @@ from pipeline_definitions.planning.plan import (
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code import storage
 from step_code.aws_resources import ControlPlaneError
-from step_code.contract.config import Config
+from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import (
     CATALOG_INPUT,
     COMPARISON_REPORT_FILE,
@@ -84,6 +90,25 @@ logger = logging.getLogger(__name__)
 
 class RunError(Exception):
     """The run cannot start or go on; the message is one line for the user."""
+
+
+class DiskFull(RunError):
+    """The disk under the run folder filled up. Everything finished before stays, so a re-run resumes."""
+
+    def __init__(self, where: Path) -> None:
+        super().__init__(
+            f"the disk is full (no space left on device under {where}): free some space, then re-run the same "
+            "command; it resumes where this run stopped"
+        )
+
+
+# ENOSPC, and EDQUOT for a user's quota: both are "no room left" and pass once room is made.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+DISK_FULL_TEXTS = tuple(os.strerror(code) for code in DISK_FULL_ERRNOS)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 class StepsFailed(RunError):
@@ -167,6 +192,57 @@ def default_output(plan_name: str) -> str:
     return str(Path("runs") / plan_name)
 
 
+# -- AWS access, checked before the first step ---------------------------------------------------------
+def _model_aws_uses(model: ModelConfig) -> list[str]:
+    spec = model.provider
+    uses = []
+    if spec.deploys is not None:
+        uses.append("deploys a SageMaker endpoint")
+    if model.finetuning is not None:
+        uses.append("fine-tunes on SageMaker")
+    if spec.invocation == "bedrock":
+        uses.append("calls Bedrock")
+    if spec.existing_endpoint:
+        uses.append(f"calls the SageMaker endpoint {model.endpoint_name}")
+    if model.responses_location is not None and is_s3(model.responses_location):
+        uses.append("reads its recorded responses from S3")
+    return uses
+
+
+def aws_uses(loaded: LoadedConfig, options: RunOptions) -> list[str]:
+    """What in this run calls AWS, one phrase each; empty when the run needs no AWS account at all."""
+    uses = [
+        f"model {model.name} ({' and '.join(found)})"
+        for model in loaded.config.models
+        if (found := _model_aws_uses(model))
+    ]
+    if loaded.catalog_dir is None and is_s3(loaded.dataset_location):
+        uses.append(f"the dataset {loaded.dataset_location}")
+    if is_s3(options.output):
+        uses.append(f"--output {options.output}")
+    if options.registry == "sagemaker":
+        uses.append("--registry sagemaker")
+    return uses
+
+
+def check_aws_access(loaded: LoadedConfig, options: RunOptions) -> None:
+    """A run that needs AWS and has no credentials stops here, before any step, rather than in each step
+    that calls AWS (after the others ran) with botocore's "Unable to locate credentials"."""
+    uses = aws_uses(loaded, options)
+    if not uses:
+        return
+    try:
+        credentials = boto3.session.Session().get_credentials()
+    except BotoCoreError as exc:
+        raise RunError(f"AWS credentials are needed for {'; '.join(uses)}, and they cannot be read: {exc}") from None
+    if credentials is None:
+        raise RunError(
+            f"AWS credentials are needed for {'; '.join(uses)}, and none were found: configure them (aws configure, "
+            "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or evaluate those models through a "
+            "local provider (http, openai or recorded)"
+        )
+
+
 # -- stderr per step ------------------------------------------------------------------------------
 class _StepStderr:
     """sys.stderr while steps run: what a step's own thread writes is kept (and goes to run.log), so a step
@@ -205,10 +281,30 @@ def _stderr_per_step() -> Iterator[_StepStderr]:
         sys.stderr = original
 
 
+class _RunLogHandler(logging.FileHandler):
+    """run.log. When a write fails (a full disk) it stops writing instead of printing "--- Logging error ---"
+    and a traceback to stderr for every later record; the run then ends with one line about the disk."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.failure: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failure is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            self.failure = error
+            return
+        super().handleError(record)
+
+
 @contextmanager
-def _run_log(path: Path) -> Iterator[None]:
+def _run_log(path: Path) -> Iterator[_RunLogHandler]:
     """Every log line of the run goes to run.log; the display keeps its own handlers."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _RunLogHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s %(name)s %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
@@ -217,7 +313,7 @@ def _run_log(path: Path) -> Iterator[None]:
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
     try:
-        yield
+        yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
@@ -284,9 +380,16 @@ class _Runner:
     events: RunEvents
     base_fingerprint: str
     stderr: _StepStderr
+    run_log: _RunLogHandler
     fingerprints: dict[str, str] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    disk_filled: bool = False
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether a step, the run's own bookkeeping or run.log ran out of room."""
+        return self.disk_filled or (self.run_log.failure is not None and is_disk_full(self.run_log.failure))
 
     def arguments(self, step: PlannedStep) -> list[str]:
         folder = self.layout.step_dir(step.name)
@@ -369,7 +472,10 @@ class _Runner:
             # argparse exits 2 on arguments it does not accept: a mismatch between plan and step code.
             status = exc.code if isinstance(exc.code, int) else 1
         except Exception as exc:
-            logger.exception("%s failed", step.name)
+            if is_disk_full(exc):
+                self.disk_filled = True
+            else:
+                logger.exception("%s failed", step.name)
             return 1, f"{exc.__class__.__name__}: {exc}"
         finally:
             self.stderr.capture(None)
@@ -378,7 +484,11 @@ class _Runner:
         if status == 0:
             return 0, ""
         said = [line.strip() for line in "".join(lines).splitlines() if line.strip()]
-        return status, said[-1] if said else f"exited with status {status} (see {self.layout.root / LOG_FILE})"
+        reason = said[-1] if said else f"exited with status {status} (see {self.layout.root / LOG_FILE})"
+        # A step that caught the error itself only says it; the text is the OS's own.
+        if any(text in reason for text in DISK_FULL_TEXTS):
+            self.disk_filled = True
+        return status, reason
 
     def run_branches(self, steps: Sequence[PlannedStep]) -> list[tuple[str, str]]:
         """Run steps in dependency order, independent ones in parallel; returns (step, reason) failures.
@@ -419,6 +529,7 @@ class _Runner:
             self.run_step(step)
         except OSError as exc:
             # Preparing the step's folder failed (disk full, permissions): the step did not run.
+            self.disk_filled = self.disk_filled or is_disk_full(exc)
             self.events.step_failed(step, str(exc))
             raise _StepFailure(step.name, str(exc)) from exc
 
@@ -440,8 +551,19 @@ def _read_decision(path: Path) -> Decision:
 def run_in_folder(
     loaded: LoadedConfig, run_dir: Path, options: RunOptions, events: RunEvents, *, location: str | None = None
 ) -> RunOutcome:
-    """Run (or resume) the plan of `loaded` in `run_dir`."""
+    """Run (or resume) the plan of `loaded` in `run_dir`; raises DiskFull when the disk fills up."""
     layout = RunLayout(run_dir.resolve())
+    try:
+        return _run_in_layout(loaded, layout, options, events, location)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(layout.root) from None
+        raise
+
+
+def _run_in_layout(
+    loaded: LoadedConfig, layout: RunLayout, options: RunOptions, events: RunEvents, location: str | None
+) -> RunOutcome:
     plan = build_plan(loaded.config)
     execution_id = _prepare(layout, loaded, options.fresh)
     catalog = loaded.catalog_dir
@@ -449,11 +571,11 @@ def run_in_folder(
         catalog = layout.root / EMPTY_CATALOG_DIR
         catalog.mkdir(exist_ok=True)
     base = hashlib.sha256(f"{loaded.config_sha256}:{_catalog_digest(loaded.catalog_dir)}".encode()).hexdigest()
-    with _run_log(layout.root / LOG_FILE), _stderr_per_step() as stderr:
-        runner = _Runner(plan, layout, catalog, execution_id, options, events, base, stderr)
+    with _run_log(layout.root / LOG_FILE) as run_log, _stderr_per_step() as stderr:
+        runner = _Runner(plan, layout, catalog, execution_id, options, events, base, stderr, run_log)
         failures = runner.run_branches([s for s in plan.processing_steps if s.name != plan.register.name])
         if failures:
-            raise StepsFailed(failures)
+            raise DiskFull(layout.root) if runner.disk_full else StepsFailed(failures)
         decision = _read_decision(layout.output(plan.select.name, DECISION) / DECISION_FILE)
         report = layout.output(plan.select.name, DECISION) / COMPARISON_REPORT_FILE
         report_location = _location(location, layout, report)
@@ -462,7 +584,7 @@ def run_in_folder(
         try:
             runner.run_step(plan.register)
         except _StepFailure as exc:
-            raise StepsFailed([(exc.step, exc.reason)]) from None
+            raise DiskFull(layout.root) if runner.disk_full else StepsFailed([(exc.step, exc.reason)]) from None
     registration_file = layout.output(plan.register.name, REGISTRATION) / REGISTRATION_FILE
     return RunOutcome(
         location=location or str(layout.root),
@@ -494,19 +616,27 @@ def _files(root: Path) -> Iterator[Path]:
 
 
 def run_plan(loaded: LoadedConfig, options: RunOptions, events: RunEvents) -> RunOutcome:
-    """Run in `options.output`; an s3:// output runs in a temporary folder synchronised with that prefix."""
+    """Run in `options.output`; an s3:// output runs in a temporary folder synchronised with that prefix.
+    Either way the run holds the folder's lock first (raises RunLocked when another run holds it)."""
+    check_aws_access(loaded, options)
     if not is_s3(options.output):
-        return run_in_folder(loaded, Path(options.output), options, events)
+        with folder_lock(Path(options.output)):
+            return run_in_folder(loaded, Path(options.output), options, events)
     prefix = options.output.rstrip("/")
-    with tempfile.TemporaryDirectory(prefix="evalops-run-") as temp:
+    with s3_lock(prefix), tempfile.TemporaryDirectory(prefix="evalops-run-") as temp:
         root = Path(temp)
         # Download the previous state first, so a run into the same prefix resumes like a local one.
-        for name in storage.list_names(prefix):
-            if options.fresh and (name == RUN_FILE or name.startswith(f"{STEPS_DIR}/")):
-                continue
-            target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(storage.read_bytes(f"{prefix}/{name}"))
+        try:
+            for name in storage.list_names(prefix):
+                if name == LOCK_FILE or (options.fresh and (name == RUN_FILE or name.startswith(f"{STEPS_DIR}/"))):
+                    continue
+                target = root / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(storage.read_bytes(f"{prefix}/{name}"))
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(root) from None
+            raise
         before = {path: path.stat().st_mtime_ns for path in _files(root)}
         try:
             return run_in_folder(loaded, root, options, events, location=prefix)

@@ -19,6 +19,7 @@ from pipeline_definitions.planning.warm_pools import previous_in_pool
 from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import (
     CATALOG_INPUT,
+    CHAMPION,
     CLEANUP,
     CONFIG_FILE,
     CONFIG_INPUT,
@@ -40,6 +41,7 @@ PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
 PARAM_RESPONSE_CACHE = "ResponseCache"
 
 SELECT_STEP = "Select"
+CHAMPION_STEP = "Champion"
 CHECK_STEP = "CheckSelectionPolicy"
 REGISTER_STEP = "RegisterWinner"
 FAIL_STEP = "SelectionPolicyNotMet"
@@ -221,11 +223,26 @@ def build_plan(config: Config) -> EvaluationPlan:
         branches.append(Branch(model=model.name, steps=tuple(steps)))
 
     summaries = tuple(StepInput(f"{SUMMARIES}/{s.model}", step=s.name, output=EVALUATION) for s in evaluate_steps)
+    # selection.baseline approved: the approved champion is answered on this run's catalog beside the branches.
+    champions = (
+        (
+            PlannedStep(
+                name=CHAMPION_STEP,
+                kind="champion",
+                model=None,
+                inputs=(config_input, StepInput(DATASET, step=preprocess.name, output=DATASET)),
+                outputs=(CHAMPION,),
+                instance_type=config.pipeline.evaluation_instance_type,
+            ),
+        )
+        if config.selection.baseline == "approved"
+        else ()
+    )
     select = PlannedStep(
         name=SELECT_STEP,
         kind="select",
         model=None,
-        inputs=(config_input, *summaries),
+        inputs=(config_input, *summaries, *(StepInput(CHAMPION, step=c.name, output=CHAMPION) for c in champions)),
         outputs=(DECISION,),
         instance_type=small,
     )
@@ -237,7 +254,7 @@ def build_plan(config: Config) -> EvaluationPlan:
         outputs=(REGISTRATION,),
         instance_type=small,
     )
-    ordered = (preprocess, *(s for b in branches for s in b.steps), select, register)
+    ordered = (preprocess, *(s for b in branches for s in b.steps), *champions, select, register)
     return EvaluationPlan(
         pipeline_name=config.pipeline.name,
         preprocess=preprocess,

@@ -23,6 +23,7 @@ from step_code.contract.job_env import (
 )
 from step_code.contract.results import (
     CatalogManifest,
+    ChampionAnswers,
     CleanupResult,
     Decision,
     Deployment,
@@ -35,7 +36,16 @@ if TYPE_CHECKING:
     from pipeline_definitions.estimating.estimate import ModelEstimate
 
 StepKind = Literal[
-    "preprocess", "finetune", "deploy", "evaluate", "evaluate_shards", "merge", "cleanup", "select", "register"
+    "preprocess",
+    "finetune",
+    "deploy",
+    "evaluate",
+    "evaluate_shards",
+    "merge",
+    "cleanup",
+    "champion",
+    "select",
+    "register",
 ]
 # Run options a step takes after its input folders, in this order; `registry-dir` only in a local run.
 RunOption = Literal["cache-uri", "response-cache", "approval-status", "registry-dir"]
@@ -149,11 +159,26 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         result_model=CleanupResult,
         creates_resources=False,
     ),
+    "champion": StepKindSpec(
+        entry_module="step_code.champion_step",
+        takes_execution_id=True,
+        # The champion's package is looked up in the local registry in a local run (SageMaker's otherwise).
+        run_options=("cache-uri", "registry-dir"),
+        # Names and tags the endpoint a redeployed champion is answered on.
+        environment=(RESOURCE_PREFIX_ENV, ROLE_ARN_ENV, EXECUTION_ARN_ENV),
+        # A redeployment waits for its endpoint, then evaluates.
+        max_runtime_seconds=26 * 3600,
+        # Usually its stored outputs fit the run; asking it again costs what evaluating a candidate does.
+        estimated_minutes=3.0,
+        result_file=files.CHAMPION_FILE,
+        result_model=ChampionAnswers,
+        # A champion answered on a redeployment of its package.
+        creates_resources=True,
+    ),
     "select": StepKindSpec(
         entry_module="step_code.select_step",
         takes_execution_id=False,
-        # The approved champion is read from the local registry in a local run (SageMaker's otherwise).
-        run_options=("registry-dir",),
+        run_options=(),
         environment=(),
         max_runtime_seconds=3600,
         estimated_minutes=2.0,

@@ -8,6 +8,10 @@ instance type. So the rule is: fine-tunings that set `keep_alive_period_in_secon
 base model id, model version, training instance type and instance count form one pool, and run one after
 another in config order, each after the previous one ended. Other fine-tunings run in parallel as before.
 
+An environment's `warm_pool_keep_alive_seconds` (configs/environments.yaml) gives a keep-alive to the
+jobs of fine-tunings that set none; the plan is made from the config alone, so those are not ordered into
+pools (each job keeps its own instances warm) and `plan` names them.
+
 Only training jobs have warm pools: SageMaker offers none for processing jobs (every step of the pipeline
 itself, including the Evaluate steps).
 """
@@ -60,6 +64,15 @@ def warm_pools(config: Config) -> tuple[WarmPool, ...]:
             keep_alive_seconds=members[-1][1],
         )
         for key, members in groups.items()
+    )
+
+
+def unset_keep_alive(config: Config) -> tuple[str, ...]:
+    """The models whose fine-tuning sets no keep-alive: an environment's default may apply to their jobs."""
+    return tuple(
+        model.name
+        for model in config.models
+        if model.finetuning is not None and model.finetuning.parameters.keep_alive_period_in_seconds is None
     )
 
 

@@ -463,7 +463,7 @@ class EvaluationExecutionRole(Construct):
 
     def _image_pull_statements(self, config: Config, repository: ecr.IRepository) -> list[iam.PolicyStatement]:
         repositories = [repository.repository_arn]
-        if model_access.deploys_containers(config):
+        if model_access.deploys_containers(config) or model_access.redeploys_champion(config):
             repositories += [
                 self._arn("ecr", "repository/*", account=account)
                 for account in model_access.dlc_registry_accounts(self._region)
@@ -538,7 +538,7 @@ class EvaluationExecutionRole(Construct):
         )
 
     def _list_statement(self) -> iam.PolicyStatement:
-        # ListModelPackages: the select step finds the approved champion (step_code/champion.py).
+        # ListModelPackages: the champion step finds the approved champion (step_code/champion.py).
         # ListTrainingJobs: a fine-tuning finds the earlier run's job trained from the same inputs (finetune.py).
         return iam.PolicyStatement(
             sid="ListWithoutResourceLevelPermissions",
@@ -581,7 +581,7 @@ class EvaluationExecutionRole(Construct):
                     resources=[self._sagemaker_arn("model", "*")],
                 ),
             ]
-        if model_access.deploys_jumpstart(config):
+        if model_access.deploys_jumpstart(config) or model_access.redeploys_champion(config):
             buckets = [f"arn:{self._partition}:s3:::{name}" for name in model_access.jumpstart_buckets(self._region)]
             statements += [
                 iam.PolicyStatement(

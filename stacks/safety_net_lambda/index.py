@@ -13,12 +13,14 @@ the resource has it, equal to the event's ARN). They are deleted, endpoints firs
 execution still in progress are stopped: the pipeline stopping the finetune step does not stop the job
 it started. A resource tagged `evalops:provider=endpoint` is never deleted (the deploy step never tags an
 endpoint it did not create, so none should exist; this guards against a mistake elsewhere), nor one tagged
-`evalops:keep=true` (the deploy step's mark for a model with `cleanup_endpoint: false`).
+`evalops:keep=true` (the deploy step's mark for a model with `cleanup_endpoint: false`) except by keep_for_hours.
 
 Scheduled sweep (EventBridge "Scheduled Event"): endpoints, endpoint configs and models under RESOURCE_PREFIX
 tagged `evalops:managed-by=evalops` whose CreationTime is more than ENDPOINT_MAX_AGE_HOURS before the event's
 time are deleted, whatever their execution; the same two tags keep a resource. Training jobs are not swept:
-each has its own MaxRuntimeInSeconds.
+each has its own MaxRuntimeInSeconds. The same sweep applies keep_for_hours: a kept resource whose
+`evalops:last-used` is at least `evalops:keep-for-hours` hours before the event's time is deleted, whatever
+its age (superseded or not); a kept resource without `evalops:keep-for-hours` is never deleted.
 
 Idempotent: a resource already gone counts as done. Any other failure is logged and raised after the
 rest was tried, so Lambda's retries of the asynchronous event try again. Logs are JSON lines on stdout.
@@ -32,7 +34,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -44,9 +46,12 @@ TAG_EXECUTION_ARN = "evalops:execution-arn"
 TAG_PROVIDER = "evalops:provider"
 TAG_MANAGED_BY = "evalops:managed-by"
 MANAGED_BY = "evalops"
-# Same key and value as step_code/deploy.py.
+# Same keys, value and time format as step_code/contract/tags.py, which the deploy step writes with.
 TAG_KEEP = "evalops:keep"
 KEEP = "true"
+TAG_LAST_USED = "evalops:last-used"
+TAG_KEEP_FOR_HOURS = "evalops:keep-for-hours"
+LAST_USED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 PREFIX_ENV = "RESOURCE_PREFIX"
 MAX_AGE_ENV = "ENDPOINT_MAX_AGE_HOURS"
 SCHEDULED_EVENT = "Scheduled Event"
@@ -148,17 +153,41 @@ def belongs_to(tags: dict[str, str], execution_id: str, execution_arn: str) -> b
     return recorded_arn is None or recorded_arn == execution_arn
 
 
+def kept_expired(tags: dict[str, str], now: datetime) -> bool:
+    """A kept resource no run has used for its keep_for_hours; never, without one or with an unreadable tag."""
+    try:
+        hours = float(tags[TAG_KEEP_FOR_HOURS])
+        last_used = datetime.strptime(tags[TAG_LAST_USED], LAST_USED_FORMAT).replace(tzinfo=UTC)
+    except (KeyError, ValueError):
+        return False
+    return now - last_used >= timedelta(hours=hours)
+
+
 Selects = Callable[[dict[str, str], dict[str, Any]], bool]
 
 
-class _Sweep:
-    """One clean-up: of what `selects(tags, listed item)`; collects what happened for the summary."""
+def _never(tags: dict[str, str]) -> bool:
+    return False
 
-    def __init__(self, client: Any, prefix: str, selects: Selects, kinds: tuple[ResourceKind, ...]) -> None:
+
+class _Sweep:
+    """One clean-up: of what `selects(tags, listed item)`; collects what happened for the summary.
+
+    A kept resource is deleted only when `releases(tags)` says its keep has run out."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        selects: Selects,
+        kinds: tuple[ResourceKind, ...],
+        releases: Callable[[dict[str, str]], bool] = _never,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.selects = selects
         self.kinds = kinds
+        self.releases = releases
         self.done: dict[str, list[str]] = {kind.label: [] for kind in kinds}
         self.kept: list[str] = []
         self.errors: list[str] = []
@@ -176,6 +205,15 @@ class _Sweep:
             log("keeping a resource tagged as a user's endpoint", kind=kind.label, name=name)
             self.kept.append(f"{kind.label}/{name}")
             return False
+        if tags.get(TAG_KEEP) == KEEP and self.releases(tags):
+            log(
+                "deleting a kept resource no run has used for its keep_for_hours",
+                kind=kind.label,
+                name=name,
+                last_used=tags.get(TAG_LAST_USED),
+                keep_for_hours=tags.get(TAG_KEEP_FOR_HOURS),
+            )
+            return True
         if tags.get(TAG_KEEP) == KEEP:
             log("keeping a resource its config keeps (cleanup_endpoint: false)", kind=kind.label, name=name)
             self.kept.append(f"{kind.label}/{name}")
@@ -246,13 +284,17 @@ def sweep_aged(event: dict[str, Any]) -> dict[str, Any]:
     max_age_hours = float(os.environ.get(MAX_AGE_ENV, "0"))
     if max_age_hours <= 0:
         raise RuntimeError(f"environment variable {MAX_AGE_ENV} is not a positive number of hours; refusing to sweep")
-    cutoff = _event_time(event) - timedelta(hours=max_age_hours)
+    now = _event_time(event)
+    cutoff = now - timedelta(hours=max_age_hours)
 
-    def aged(tags: dict[str, str], item: dict[str, Any]) -> bool:
-        return is_managed(tags) and item["CreationTime"] <= cutoff
+    def expired(tags: dict[str, str]) -> bool:
+        return kept_expired(tags, now)
+
+    def aged_or_expired(tags: dict[str, str], item: dict[str, Any]) -> bool:
+        return is_managed(tags) and (item["CreationTime"] <= cutoff or expired(tags))
 
     log("sweeping resources older than the age bound", prefix=prefix, max_age_hours=max_age_hours, cutoff=cutoff)
-    sweep = _Sweep(boto3.client("sagemaker"), prefix, aged, DELETED_KINDS)
+    sweep = _Sweep(boto3.client("sagemaker"), prefix, aged_or_expired, DELETED_KINDS, releases=expired)
     sweep.run()
     summary = {
         "action": "swept",

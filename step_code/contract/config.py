@@ -276,7 +276,7 @@ class ModelConfig(StrictModel):
         gt=0,
         le=8760,
         description="With cleanup_endpoint: false, a kept endpoint no run has used for this long is deleted "
-        "by the next deploy of this model.",
+        "by the safety net's hourly sweep.",
     )
 
     @model_validator(mode="before")

@@ -34,6 +34,12 @@ REGISTRATION = "registration"
 REGISTRATION_FILE = "registration.json"
 CLEANUP = "cleanup"
 CLEANUP_FILE = "cleanup.json"
+# The champion step's output: champion.json and, per model package group answered, `<group>/` holding the
+# champion's evaluation output (the layout of EVALUATION).
+CHAMPION = "champion"
+CHAMPION_FILE = "champion.json"
+# Beside a registered winner's stored summary.json: what it was evaluated as (results.EvaluatedAs).
+EVALUATED_AS_FILE = "evaluated_as.json"
 
 # JSON paths in decision.json read by the condition and fail steps (PropertyFile + JsonGet).
 DECISION_MEETS_POLICY = "meets_policy"

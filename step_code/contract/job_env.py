@@ -31,6 +31,8 @@ MODEL_SECURITY_GROUPS_ENV = "EVALOPS_MODEL_SECURITY_GROUP_IDS"
 MODEL_NETWORK_ISOLATION_ENV = "EVALOPS_MODEL_NETWORK_ISOLATION"
 # The key of the endpoint's ML storage volume (CreateEndpointConfig KmsKeyId).
 ENDPOINT_KMS_KEY_ENV = "EVALOPS_ENDPOINT_KMS_KEY_ARN"
+# The environment's warm-pool default for training jobs whose fine-tuning sets no keep-alive of its own.
+WARM_POOL_KEEP_ALIVE_ENV = "EVALOPS_WARM_POOL_KEEP_ALIVE_SECONDS"
 EXTRA_TAG_KEY_ENV_PREFIX = "EVALOPS_EXTRA_TAG_KEY_"
 EXTRA_TAG_VALUE_ENV_PREFIX = "EVALOPS_EXTRA_TAG_VALUE_"
 MAX_ENV_VALUE_LENGTH = 256
@@ -64,6 +66,7 @@ class JobGuardrails:
     model_network_isolation: bool = False
     endpoint_kms_key: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    warm_pool_keep_alive_seconds: int | None = None
 
     def to_environment(self) -> dict[str, str]:
         """The job environment variables that carry these settings; ValueError when one would not fit."""
@@ -88,6 +91,8 @@ class JobGuardrails:
         ):
             if key:
                 values[name] = key
+        if self.warm_pool_keep_alive_seconds is not None:
+            values[WARM_POOL_KEEP_ALIVE_ENV] = str(self.warm_pool_keep_alive_seconds)
         for index, (key, value) in enumerate(self.tags):
             values[f"{EXTRA_TAG_KEY_ENV_PREFIX}{index}"] = key
             values[f"{EXTRA_TAG_VALUE_ENV_PREFIX}{index}"] = value
@@ -124,4 +129,8 @@ class JobGuardrails:
             model_network_isolation=environ.get(MODEL_NETWORK_ISOLATION_ENV) == _TRUE,
             endpoint_kms_key=environ.get(ENDPOINT_KMS_KEY_ENV) or default_key,
             tags=tuple(tags),
+            # The renderer writes it from a validated setting: a value that is not a number is a broken job.
+            warm_pool_keep_alive_seconds=int(environ[WARM_POOL_KEEP_ALIVE_ENV])
+            if environ.get(WARM_POOL_KEEP_ALIVE_ENV)
+            else None,
         )

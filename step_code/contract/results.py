@@ -222,6 +222,41 @@ class ChampionComparison(_Result):
     worst_better: list[FlippedRecord] = Field(default_factory=list)
 
 
+class EvaluatedAs(_Result):
+    """What a registered winner was evaluated as, stored beside its summary.json: whether its stored outputs
+    fit a later run (catalog, prompt template, algorithms) and how to ask it again when they do not."""
+
+    model: dict[str, Any] = Field(description="The winner's models[] entry, as the run's config.json holds it.")
+    algorithms: list[dict[str, Any]] = Field(description="The run's algorithms[] entries.")
+    dataset_sha256: str
+
+
+ChampionAnswerStatus = Literal["no-approved-package", "stored", "endpoint", "redeployed", "unanswerable"]
+
+
+class ChampionAnswer(_Result):
+    """How the approved champion of one model package group was answered on this run's catalog."""
+
+    group: str
+    status: ChampionAnswerStatus
+    detail: str
+    model_package_arn: str | None = None
+    model_package_version: int | None = None
+    statistics_uri: str | None = Field(default=None, description="The package's ModelQuality statistics.")
+    evaluation_path: str | None = Field(
+        default=None, description="Its evaluation output, relative to the champion output dir (when answered)."
+    )
+
+
+class ChampionAnswers(_Result):
+    """champion.json, written by the champion step; the select step gates the winner with its group's answer."""
+
+    answers: list[ChampionAnswer]
+
+    def of(self, group: str) -> ChampionAnswer | None:
+        return next((answer for answer in self.answers if answer.group == group), None)
+
+
 class Decision(_Result):
     """decision.json, written by the select step; the condition step reads meets_policy and reason."""
 

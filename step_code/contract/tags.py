@@ -23,5 +23,12 @@ TAG_DEPLOYMENT_IDENTITY = "evalops:deployment-identity"
 TAG_LAST_USED = "evalops:last-used"
 TAG_KEEP_FOR_HOURS = "evalops:keep-for-hours"
 TAG_SUPERSEDED_BY = "evalops:superseded-by"
+# The values of the two tags the safety net's hourly sweep reads to delete a kept endpoint unused for its
+# keep_for_hours: a UTC time in this format, and a number of hours.
+LAST_USED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # On a training job: the digest of what its weights depend on, so a later run with the same inputs can use it.
 TAG_TRAINING_IDENTITY = "evalops:training-identity"
+
+
+def keep_for_hours_value(hours: float) -> str:
+    return f"{hours:g}"

@@ -1,13 +1,18 @@
 """boto3 runtime clients for model calls, and what their failures mean for a retry.
 
-Retries are `invoke_all`'s job (one policy, counted in `model_calls`), so botocore's own retries are off.
-Endpoints follow boto3's usual settings: `AWS_ENDPOINT_URL`, or per service
+A 2xx answer whose body is cut short or is not JSON is retried like a 5xx, as the plain-HTTP runners do: a
+model container under load, or a proxy in front of it, does produce such bodies, and they say nothing about
+the request. `invoke_all` bounds the retries with `max_retries`, so an answer that is always damaged still
+fails its record. Retries are `invoke_all`'s job (one policy, counted in `model_calls`), so botocore's own
+retries are off. Endpoints follow boto3's usual settings: `AWS_ENDPOINT_URL`, or per service
 `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` / `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import boto3
@@ -23,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from step_code.runners.base import InvocationError, PermanentError, RetryableError
+from step_code.runners.payload import snippet
 
 RuntimeService = Literal["sagemaker-runtime", "bedrock-runtime"]
 
@@ -66,6 +72,42 @@ class RuntimeClients:
                 client = boto3.session.Session().client(self._service, region_name=self._region, config=config)
                 self._clients[timeout_seconds] = client
             return client
+
+
+def read_body(body: Any) -> bytes:
+    """All of a response's streaming body, read through botocore's own `StreamingBody.read`.
+
+    `with body as stream` would hand out urllib3's raw response, whose read lets a connection cut mid-body
+    escape as urllib3's ProtocolError; botocore's read turns it into ResponseStreamingError (or
+    IncompleteReadError for a short body), which `classify_aws_error` retries.
+    """
+    try:
+        data: bytes = body.read()
+    finally:
+        body.close()
+    return data
+
+
+def read_json_body(body: Any) -> Any:
+    """A streaming body (InvokeEndpoint, InvokeModel) read whole and parsed as JSON."""
+    raw = read_body(body)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise RetryableError(f"the model returned a body that is cut short or not JSON: {snippet(raw)!r}") from None
+
+
+def require_complete(client: Any, operation: str, response: Mapping[str, Any]) -> None:
+    """Raise RetryableError when a parsed answer lacks members its API always sends.
+
+    For a JSON operation (Converse) botocore does not raise on a body that is cut short or not JSON: it parses
+    it as `{"message": <body>}`, which matches no output member, so the answer comes back with none of them.
+    The service model's required members tell that damage from a real answer.
+    """
+    shape = client.meta.service_model.operation_model(operation).output_shape
+    missing = [name for name in shape.required_members if name not in response]
+    if missing:
+        raise RetryableError(f"{operation} answer without {', '.join(missing)}: the body was cut short or not JSON")
 
 
 def classify_aws_error(exc: Exception) -> InvocationError:

@@ -1,8 +1,9 @@
 """What every model runner provides, and the two kinds of failure `invoke_all` tells apart.
 
 A runner turns one rendered prompt into one `ModelResponse`, or raises:
-- `RetryableError` for what may pass on its own (throttling, 5xx, timeouts, dropped connections):
-  `invoke_all` backs off and tries again;
+- `RetryableError` for what may pass on its own (throttling, 5xx, timeouts, dropped connections, a
+  connection cut mid-body, a 2xx body that is truncated or not JSON, a Converse answer without the members
+  its API always sends): `invoke_all` backs off and tries again, at most `max_retries` times;
 - `PermanentError` for what will not (4xx, a body without the configured output, no recorded
   response): the record fails at once with the message.
 """

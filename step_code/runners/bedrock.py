@@ -16,9 +16,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from step_code.contract.config import ModelConfig
-from step_code.runners.aws_clients import RuntimeClients, classify_aws_error
+from step_code.runners.aws_clients import RuntimeClients, classify_aws_error, read_json_body, require_complete
 from step_code.runners.base import ModelResponse, PermanentError, model_request_settings
-from step_code.runners.payload import TGI_ONLY_PARAMETERS, OutputReader, RequestBody, parse_json, snippet
+from step_code.runners.payload import TGI_ONLY_PARAMETERS, OutputReader, RequestBody, snippet
 
 # Converse's inferenceConfig fields and the names the same settings go by in JumpStart/TGI/OpenAI configs.
 CONVERSE_PARAMETER_NAMES: Mapping[str, str] = {
@@ -105,6 +105,7 @@ class BedrockRunner:
         if self._additional:
             request["additionalModelRequestFields"] = self._additional
         response = client.converse(**request)
+        require_complete(client, "Converse", response)
         content = response.get("output", {}).get("message", {}).get("content")
         texts = [block["text"] for block in content or [] if isinstance(block, dict) and "text" in block]
         if not texts:
@@ -121,8 +122,7 @@ class BedrockRunner:
             contentType="application/json",
             accept="application/json",
         )
-        with response["body"] as stream:
-            parsed = parse_json(stream.read())
+        parsed = read_json_body(response["body"])
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         return ModelResponse(
             text=reader.text(parsed),

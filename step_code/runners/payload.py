@@ -101,13 +101,6 @@ def content_template_problem(content_template: Any, inference_parameters: Mappin
     return None
 
 
-def parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise PermanentError(f"the model returned a body that is not JSON: {snippet(raw)!r}") from None
-
-
 class OutputReader:
     """Reads the generated text (and optionally a log probability) out of a parsed response."""
 

@@ -9,9 +9,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from step_code.contract.config import ModelConfig, custom_attributes_header
-from step_code.runners.aws_clients import RuntimeClients, classify_aws_error
+from step_code.runners.aws_clients import RuntimeClients, classify_aws_error, read_json_body
 from step_code.runners.base import ModelResponse, model_request_settings
-from step_code.runners.payload import OutputReader, RequestBody, parse_json
+from step_code.runners.payload import OutputReader, RequestBody
 
 
 class SageMakerEndpointRunner:
@@ -47,9 +47,7 @@ class SageMakerEndpointRunner:
             request["CustomAttributes"] = self._custom_attributes
         try:
             response = self._clients.get(timeout_seconds).invoke_endpoint(**request)
-            with response["Body"] as stream:
-                raw = stream.read()
+            body = read_json_body(response["Body"])
         except (ClientError, BotoCoreError) as exc:
             raise classify_aws_error(exc) from exc
-        body = parse_json(raw)
         return ModelResponse(text=self._reader.text(body), log_probability=self._reader.log_probability(body))

@@ -24,6 +24,7 @@ GUARDED_SECURITY_GROUPS = ["sg-0aaa1111bbbb2222c"]
 GUARDED_VOLUME_KEY = f"arn:aws:kms:eu-west-1:{GUARDED_ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
 GUARDED_OUTPUT_KEY = f"arn:aws:kms:eu-west-1:{GUARDED_ACCOUNT}:key/66666666-7777-8888-9999-000000000000"
 GUARDED_BOUNDARY = f"arn:aws:iam::{GUARDED_ACCOUNT}:policy/platform/evalops-boundary"
+GUARDED_KEEP_ALIVE = 600
 GUARDED_TAGS = {"cost-center": "ml-4711"}
 # What the platform team's SDK defaults file adds: an output key and a tag; its RoleArn does not apply.
 GUARDED_SDK_DEFAULTS: dict[str, Any] = {
@@ -194,6 +195,7 @@ def guarded_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Sy
                         "tags": GUARDED_TAGS,
                         "permissions_boundary_arn": GUARDED_BOUNDARY,
                         "sagemaker_defaults": str(defaults),
+                        "warm_pool_keep_alive_seconds": GUARDED_KEEP_ALIVE,
                     }
                 ]
             }

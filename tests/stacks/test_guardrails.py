@@ -18,10 +18,11 @@ from stacks.account_guardrails import AccountGuardrails, check_isolation, resolv
 from stacks.app_builder import load_environments
 from stacks.environments import Environment
 from step_code.contract.config import Config
-from step_code.contract.job_env import JobGuardrails, Vpc
+from step_code.contract.job_env import WARM_POOL_KEEP_ALIVE_ENV, JobGuardrails, Vpc
 from tests.stacks.conftest import (
     GUARDED_ACCOUNT,
     GUARDED_BOUNDARY,
+    GUARDED_KEEP_ALIVE,
     GUARDED_OUTPUT_KEY,
     GUARDED_SECURITY_GROUPS,
     GUARDED_SUBNETS,
@@ -165,6 +166,18 @@ def test_a_file_that_is_not_an_sdk_defaults_file_is_named(tmp_path: Path) -> Non
     assert next(str(p) for p in raised.value.problems).startswith(f"{path}:1: SchemaVersion: ")
 
 
+def test_the_warm_pool_default_reaches_the_job_guardrails_and_is_bounded_as_sagemaker_bounds_it(
+    tmp_path: Path,
+) -> None:
+    resources = resolve(tmp_path, warm_pool_keep_alive_seconds=0).definition.resources
+    assert resources.warm_pool_keep_alive_seconds == 0
+    assert resources.to_environment() == {WARM_POOL_KEEP_ALIVE_ENV: "0"}
+    assert JobGuardrails.from_environment(resources.to_environment()) == resources
+    for value in (-1, 3601):
+        with pytest.raises(ValueError, match="warm_pool_keep_alive_seconds"):
+            environment(warm_pool_keep_alive_seconds=value)
+
+
 def test_environment_settings_are_checked_with_their_line(tmp_path: Path) -> None:
     path = tmp_path / "environments.yaml"
     path.write_text(
@@ -253,6 +266,7 @@ def test_every_processing_job_of_the_guarded_pipeline_is_in_the_vpc(guarded_app:
             assert received.model_network_isolation and received.training_network_isolation
             assert received.training_output_kms_key == GUARDED_OUTPUT_KEY
             assert received.training_volume_kms_key == received.endpoint_kms_key == GUARDED_VOLUME_KEY
+            assert received.warm_pool_keep_alive_seconds == GUARDED_KEEP_ALIVE
 
 
 def test_without_guardrails_the_pipeline_has_no_vpc_and_the_role_no_network_rights(
@@ -261,6 +275,7 @@ def test_without_guardrails_the_pipeline_has_no_vpc_and_the_role_no_network_righ
     for step in processing_steps(inline_definition(reference_app)):
         assert "NetworkConfig" not in step["Arguments"] and "Tags" not in step["Arguments"]
         assert not any(key.startswith("EVALOPS_MODEL_") for key in step["Arguments"]["Environment"])
+        assert WARM_POOL_KEEP_ALIVE_ENV not in step["Arguments"]["Environment"]
     for stack in reference_app.stacks():
         template = Template.from_stack(stack)
         for _, statement in policy_statements(template):

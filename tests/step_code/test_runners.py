@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def test_endpoint_provider_reads_log_probability(model_server: ModelServer) -> N
         ("error", RetryableError),
         ("timeout", RetryableError),
         ("bad_request", PermanentError),
-        ("malformed", PermanentError),
+        ("malformed", RetryableError),
+        ("truncated", RetryableError),
     ],
 )
 def test_sagemaker_failures_are_classified(
@@ -286,6 +288,158 @@ def test_openai_chat_completions(model_server: ModelServer, monkeypatch: pytest.
         "max_tokens": 32,
         "temperature": 0.0,
     }
+
+
+# -- faults inside a 2xx body (issue 11, defect 3) ----------------------------------------------------------
+
+
+def http_models(server: ModelServer) -> list[ModelConfig]:
+    """One model per runner that speaks plain HTTP: TGI (both paths) and OpenAI chat completions."""
+    return [
+        model(model_provider="http", endpoint_url=server.url + "/generate"),
+        model(model_provider="http", endpoint_url=server.url + "/"),
+        model(model_provider="openai", endpoint_url=server.url),
+    ]
+
+
+@pytest.mark.parametrize("fault", ["truncated", "cut", "malformed"])
+def test_http_body_faults_are_retryable(model_server: ModelServer, fault: FaultKind) -> None:
+    for runner in map(build_runner, http_models(model_server)):
+        model_server.inject(fault)
+        with pytest.raises(RetryableError) as raised:
+            invoke(runner, "q")
+        expected = "ChunkedEncodingError" if fault == "cut" else "not JSON"
+        assert expected in str(raised.value)
+        # The connection pool recovers: the next call on the same runner is answered.
+        assert invoke(runner, "q").text == "echo: q"
+    assert model_server.faults_served[fault] == 3
+
+
+def test_a_connection_cut_mid_body_is_retryable_on_the_aws_runners(
+    reference_config: Config, model_server: ModelServer
+) -> None:
+    # Read through urllib3's raw stream, the cut escaped as urllib3's ProtocolError and was never retried.
+    endpoint = build_runner(reference_config.model("falcon-7b"), endpoint_name="ep")
+    native = build_runner(
+        model(
+            model_provider="bedrock",
+            model_id="meta.llama3-8b-instruct-v1:0",
+            evaluation_config={"content_template": {"prompt": "PROMPT_PLACEHOLDER"}, "output": "generation"},
+        )
+    )
+    for runner in (endpoint, native):
+        model_server.inject("cut")
+        with pytest.raises(RetryableError, match=r"ResponseStreamingError|IncompleteRead"):
+            invoke(runner, "q")
+        assert invoke(runner, "q").text == "echo: q"
+    assert model_server.faults_served["cut"] == 2
+
+
+def aws_models(reference_config: Config) -> list[ModelRunner]:
+    """One runner per AWS call that reads a model's answer: InvokeEndpoint, Converse and InvokeModel."""
+    return [
+        build_runner(reference_config.model("falcon-7b"), endpoint_name="ep"),
+        build_runner(model(model_provider="bedrock", model_id="amazon.nova-micro-v1:0")),
+        build_runner(
+            model(
+                model_provider="bedrock",
+                model_id="meta.llama3-8b-instruct-v1:0",
+                evaluation_config={"content_template": {"prompt": "PROMPT_PLACEHOLDER"}, "output": "generation"},
+            )
+        ),
+    ]
+
+
+@pytest.mark.parametrize("fault", ["truncated", "malformed"])
+def test_a_damaged_2xx_body_is_retryable_on_the_aws_runners(
+    reference_config: Config, model_server: ModelServer, fault: FaultKind
+) -> None:
+    # A complete but unparseable body failed the record for good; botocore parses a Converse body that
+    # is not JSON into an answer without `output`, which read as "no text content".
+    for runner in aws_models(reference_config):
+        model_server.inject(fault)
+        with pytest.raises(RetryableError, match="cut short or not JSON"):
+            invoke(runner, "q")
+        assert invoke(runner, "q").text == "echo: q"
+    assert model_server.faults_served[fault] == 3
+
+
+def test_an_empty_converse_answer_is_still_permanent(model_server: ModelServer) -> None:
+    # A well-formed answer that holds no text is the model's answer, not a damaged body: no retry.
+    runner = build_runner(model(model_provider="bedrock", model_id="amazon.nova-micro-v1:0"))
+    model_server.inject("no_text")
+    with pytest.raises(PermanentError, match="no text content"):
+        invoke(runner, "q")
+
+
+@pytest.mark.parametrize("fault", ["truncated", "malformed"])
+def test_a_permanently_damaged_aws_body_fails_the_record_after_max_retries(
+    reference_config: Config, model_server: ModelServer, fault: FaultKind
+) -> None:
+    model_server.fail_prompt("broken", fault)
+    items = [PromptItem("a", "fine", "", "fine"), PromptItem("b", "broken", "", "broken")]
+    for runner in aws_models(reference_config):
+        model_server.reset_counters()
+        result = invoke_all(
+            items,
+            runner,
+            cache=None,
+            concurrency=2,
+            max_retries=3,
+            timeout_seconds=5,
+            backoff_base_seconds=0.001,
+        )
+        fine, broken = result.records
+        assert fine.model_output == "echo: fine"
+        assert broken.model_output is None
+        assert broken.error is not None
+        assert re.match(r"gave up after 4 attempts: .*cut short or not JSON", broken.error), broken.error
+        assert model_server.requests_by_prompt["broken"] == 4
+        assert result.model_calls == 5
+
+
+def test_body_faults_at_a_fault_rate_are_all_answered_in_the_end(model_server: ModelServer) -> None:
+    prompts = [f"question {i}" for i in range(60)]
+    items = [PromptItem(f"r{i}", p, "", p) for i, p in enumerate(prompts)]
+    for chat in http_models(model_server)[::2]:
+        model_server.reset_counters()
+        model_server.fail_rate(0.3, ["truncated", "cut"], seed=11)
+        result = invoke_all(
+            items,
+            build_runner(chat),
+            cache=None,
+            concurrency=4,
+            max_retries=8,
+            timeout_seconds=5,
+            backoff_base_seconds=0.001,
+        )
+        served = model_server.faults_served["truncated"] + model_server.faults_served["cut"]
+        assert served >= 10, "the fault rate must really hit some requests"
+        assert result.failed == 0
+        assert [r.model_output for r in result.records] == [f"echo: {p}" for p in prompts]
+        assert result.model_calls == len(prompts) + served
+
+
+@pytest.mark.parametrize("fault", ["truncated", "cut"])
+def test_a_permanent_body_fault_fails_the_record_after_max_retries(model_server: ModelServer, fault: FaultKind) -> None:
+    model_server.fail_prompt("broken", fault)
+    items = [PromptItem("a", "fine", "", "fine"), PromptItem("b", "broken", "", "broken")]
+    for chat in http_models(model_server)[::2]:
+        model_server.reset_counters()
+        result = invoke_all(
+            items,
+            build_runner(chat),
+            cache=None,
+            concurrency=2,
+            max_retries=3,
+            timeout_seconds=5,
+            backoff_base_seconds=0.001,
+        )
+        fine, broken = result.records
+        assert fine.model_output == "echo: fine"
+        assert broken.model_output is None
+        assert broken.error is not None and broken.error.startswith("gave up after 4 attempts")
+        assert model_server.requests_by_prompt["broken"] == 4
 
 
 @pytest.mark.parametrize(

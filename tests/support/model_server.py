@@ -15,8 +15,11 @@ Answers are a deterministic function of the prompt: `answers[prompt]` when given
 Token counts are whitespace-separated words. Faults can be injected three ways (first match wins):
 `fail_prompt` (a given prompt, always or its first n requests), `inject` (the next requests in arrival
 order) and `fail_rate` (a seeded random share). Fault kinds: `throttle` (429), `error` (500),
-`bad_request` (400), `malformed` (200 with a body that is not JSON) and `timeout` (the answer comes
-`timeout_sleep_seconds` late, after the client gave up).
+`bad_request` (400), `malformed` (200 with a body that is not JSON), `truncated` (200 with the first half
+of the real JSON answer, its length declared honestly), `cut` (200 declaring the whole answer's length, then
+the connection closes after half of it: requests raises ChunkedEncodingError, botocore IncompleteReadError),
+`timeout` (the answer comes `timeout_sleep_seconds` late, after the client gave up) and, for Converse only,
+`no_text` (a well-formed answer whose message holds no text block, as a model that stops at once gives).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import unquote
 
-FaultKind = Literal["throttle", "error", "bad_request", "malformed", "timeout"]
+FaultKind = Literal["throttle", "error", "bad_request", "malformed", "truncated", "cut", "timeout", "no_text"]
+# Faults that damage the body of an otherwise good answer.
+BODY_FAULTS = frozenset({"truncated", "cut"})
 
 ERROR_RESPONSES: Mapping[str, tuple[int, str]] = {
     "throttle": (429, "ThrottlingException"),
@@ -203,6 +208,8 @@ def _last_user_text(messages: Any) -> str:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _body_fault: FaultKind | None = None
+    _no_text = False
 
     def setup(self) -> None:
         super().setup()
@@ -236,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
                 elif fault == "malformed":
                     self._send_raw(200, b"<html>upstream hiccup", "application/json")
                 else:
+                    self._body_fault = fault if fault in BODY_FAULTS else None
+                    self._no_text = fault == "no_text"
                     self._answer(route, body, prompt, owner.answer(prompt))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout fault): nothing to deliver
@@ -287,8 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 200,
                 {
-                    "output": {"message": {"role": "assistant", "content": [{"text": answer}]}},
-                    "stopReason": "end_turn",
+                    "output": {
+                        "message": {"role": "assistant", "content": [] if self._no_text else [{"text": answer}]}
+                    },
+                    "stopReason": "max_tokens" if self._no_text else "end_turn",
                     "usage": usage,
                     "metrics": {"latencyMs": 1},
                 },
@@ -353,13 +364,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_raw(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
 
     def _send_raw(self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
+        fault, self._body_fault = self._body_fault, None
+        declared = len(data)
+        if fault is not None:
+            data = data[: len(data) // 2]
+            if fault == "truncated":
+                declared = len(data)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(declared))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        if fault == "cut":
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+        if fault == "cut":
+            self.wfile.flush()
+            self.close_connection = True
+            # Without a shutdown, the client would wait for the rest until its read timeout.
+            self.connection.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager

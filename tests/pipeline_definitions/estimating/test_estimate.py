@@ -86,6 +86,7 @@ def test_endpoint_model_estimate(write_config: WriteConfig) -> None:
         "Deploy-js",
         "Evaluate-js",
         "Cleanup-js",
+        "Champion",
         "Select",
         "RegisterWinner",
     ]

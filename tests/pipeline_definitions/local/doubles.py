@@ -7,9 +7,16 @@ writes a summary in the real shape. The end-to-end tests (marked slow) run the r
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pipeline_definitions.planning.plan import PlannedStep
 from step_code import evaluate_step
@@ -63,3 +70,64 @@ class RecordingEvents:
 
     def on_progress(self, model: str, invoked: int, cache_hits: int, failed: int, total: int) -> None:
         self.lines.append(f"progress {model} {invoked + cache_hits}/{total}")
+
+
+class FullDisk:
+    """A disk that fills up: once `full` is set, every write to a file under `root` fails with ENOSPC.
+
+    It stands in at the one seam every writer shares (`open`, which `Path.write_text`, `os.fdopen` and
+    logging's FileHandler all go through), so the run meets the error wherever it writes, as on a real disk.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root.resolve())
+        self.full = False
+        self.refused = 0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real_open = io.open
+
+        def open_on_this_disk(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            handle = real_open(file, mode, *args, **kwargs)
+            if any(flag in mode for flag in "wax+") and self._on_this_disk(file):
+                return _FileOnFullDisk(handle, self)
+            return handle
+
+        monkeypatch.setattr(io, "open", open_on_this_disk)
+        monkeypatch.setattr(builtins, "open", open_on_this_disk)
+
+    def _on_this_disk(self, file: Any) -> bool:
+        path = os.readlink(f"/proc/self/fd/{file}") if isinstance(file, int) else os.path.abspath(file)
+        return str(path).startswith(self.root)
+
+    def check(self) -> None:
+        if self.full:
+            self.refused += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class _FileOnFullDisk:
+    def __init__(self, handle: Any, disk: FullDisk) -> None:
+        self._handle = handle
+        self._disk = disk
+
+    def write(self, data: Any) -> int:
+        self._disk.check()
+        written: int = self._handle.write(data)
+        return written
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __enter__(self) -> _FileOnFullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def __iter__(self) -> Any:
+        return iter(self._handle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)

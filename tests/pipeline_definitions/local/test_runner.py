@@ -18,7 +18,7 @@ from tests.pipeline_definitions.local.doubles import SAMPLE_MODELS, InstantEvalu
 from tests.support.moto_server import MotoServer
 
 EVALUATE_STEPS = tuple(f"Evaluate-{model}" for model in SAMPLE_MODELS)
-ALL_STEPS = {"Preprocess", *EVALUATE_STEPS, "Select", "RegisterWinner"}
+ALL_STEPS = {"Preprocess", *EVALUATE_STEPS, "Champion", "Select", "RegisterWinner"}
 
 
 def test_run_executes_every_step_then_resumes_without_running_any(

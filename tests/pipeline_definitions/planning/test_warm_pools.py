@@ -13,7 +13,7 @@ from pipeline_definitions.cli.main import main
 from pipeline_definitions.estimating import estimate as est
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.planning.plan import build_plan
-from pipeline_definitions.planning.warm_pools import warm_pools
+from pipeline_definitions.planning.warm_pools import unset_keep_alive, warm_pools
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.contract.config import Config
 from tests.pipeline_definitions.conftest import WriteConfig
@@ -109,7 +109,23 @@ def test_the_estimate_bills_the_idle_pool_after_its_last_fine_tuning(
     assert "Warm pools (fine-tunings with keep_alive_period_in_seconds > 0 and the same base model id" in out
     assert f"ml.g5.12xlarge x1 ({BASE} *): Finetune-a -> Finetune-b -> Finetune-c; kept 900 s after the last" in out
     assert "processing steps (preprocess, deploy, evaluate, select, register, cleanup) cannot use warm pools" in out
+    # The plan knows only the config: where a fine-tuning sets no keep-alive, it says an environment's may apply.
+    assert "  no-pool: no keep_alive_period_in_seconds; the environment's warm_pool_keep_alive_seconds may apply" in out
     assert "inst-hours include 0.25 of idle warm pool after its fine-tuning" in out
+
+
+def test_a_plan_without_pools_still_says_where_an_environment_default_may_apply(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = copy.deepcopy(CONFIG)
+    data["models"] = [tuned("x", "ml.g5.12xlarge", None), tuned("y", "ml.g5.12xlarge", 0)]
+    assert unset_keep_alive(Config.model_validate(data)) == ("x",)
+    assert main(["plan", str(write_config(yaml.safe_dump(data))), "--prompts", "10"]) == 0
+    out = capsys.readouterr().out
+    unset_lines = [line for line in out.splitlines() if "no keep_alive_period_in_seconds" in line]
+    # y sets 0 (no warm pool) itself: only x is named.
+    assert len(unset_lines) == 1
+    assert unset_lines[0].startswith("  x: no keep_alive_period_in_seconds; the environment's warm_pool_keep_alive")
 
 
 def test_the_pipeline_definition_orders_the_pool_sharing_fine_tunings() -> None:

@@ -74,7 +74,7 @@ def test_only_steps_that_create_resources_receive_their_guardrails(guarded: dict
     config = shipped_config("reference")
     planned = p.build_plan(config).processing_steps
     creators = {s.name for s in planned if STEP_KINDS[s.kind].creates_resources}
-    assert {s.kind for s in planned if s.name in creators} == {"finetune", "deploy", "register"}
+    assert {s.kind for s in planned if s.name in creators} == {"finetune", "deploy", "champion", "register"}
     for name, step in guarded.items():
         environment = step["Arguments"]["Environment"]
         received = JobGuardrails.from_environment(environment)

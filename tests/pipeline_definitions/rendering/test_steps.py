@@ -76,6 +76,7 @@ RUN_ENVIRONMENT: dict[str, set[str]] = {
     "deploy": {"EVALOPS_RESOURCE_PREFIX", "EVALOPS_ROLE_ARN", "EVALOPS_EXECUTION_ARN", "EVALOPS_ARTIFACTS_URI"},
     "evaluate": set(),
     "cleanup": set(),
+    "champion": {"EVALOPS_RESOURCE_PREFIX", "EVALOPS_ROLE_ARN", "EVALOPS_EXECUTION_ARN"},
     "select": set(),
     "register": {"EVALOPS_EXECUTION_ARN", "EVALOPS_ARTIFACTS_URI"},
 }
@@ -160,7 +161,7 @@ def test_no_volume_key_on_instances_with_local_nvme_storage(instance_type: str, 
     targets = targets_for(config)
     for name, step in processing_steps(render(config)).items():
         cluster = step["Arguments"]["ProcessingResources"]["ClusterConfig"]
-        evaluates_on_it = name.startswith("Evaluate-")
+        evaluates_on_it = name.startswith("Evaluate-") or name == p.CHAMPION_STEP
         assert cluster["InstanceType"] == (instance_type if evaluates_on_it else "ml.m5.large")
         expected_key = volume_key or not evaluates_on_it
         assert cluster.get("VolumeKmsKeyId") == (targets.kms_key_arn if expected_key else None), name
@@ -345,7 +346,8 @@ def test_each_model_gets_its_own_branch_in_order() -> None:
         "config",
     ]
     select_inputs = [i["InputName"] for i in steps[p.SELECT_STEP]["Arguments"]["ProcessingInputs"]]
-    assert select_inputs == ["code", "config", files.SUMMARIES]
+    # The approved champion's answer comes from the Champion step (selection.baseline approved, the default).
+    assert select_inputs == ["code", "config", files.CHAMPION, files.SUMMARIES]
     evaluations = [f"Evaluate-{m}" for m in expected_branches]
     assert steps[p.SELECT_STEP]["DependsOn"] == evaluations
     # Register sits inside the condition on Select's decision, so it needs no wait of its own.

@@ -20,6 +20,7 @@ from step_code import finetune
 from step_code.aws_resources import ControlPlaneError, resource_name, resource_tags, run_artifacts_uri, tags_by_key
 from step_code.contract.config import Config
 from step_code.contract.files import FINETUNE, FINETUNE_FILE
+from step_code.contract.job_env import WARM_POOL_KEEP_ALIVE_ENV
 from step_code.contract.results import FinetuneResult
 from step_code.finetune import Launcher, finetune_result, run_training, training_channels
 from step_code.step_io import write_model
@@ -216,6 +217,30 @@ def test_main_sets_the_warm_pool_keep_alive_and_records_the_data_digest(
     recorded = FinetuneResult.model_validate(run_dirs.output(FINETUNE, FINETUNE_FILE))
     assert recorded.training_data_sha256 == finetune.training_data_digest({"training": f"{DATA_URI}/train"})
     assert recorded.training_data_sha256 is not None
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(None, 600), (900, 900), (0, 0)])
+def test_the_environments_warm_pool_default_applies_where_the_fine_tuning_sets_none(
+    aws: Any,
+    run_dirs: RunDirs,
+    jumpstart_catalogue: None,
+    monkeypatch: pytest.MonkeyPatch,
+    configured: int | None,
+    expected: int,
+) -> None:
+    # As the renderer sets it on the Finetune step's job from environments.yaml's warm_pool_keep_alive_seconds.
+    monkeypatch.setenv(WARM_POOL_KEEP_ALIVE_ENV, "600")
+    data = copy.deepcopy(CONFIG)
+    parameters = data["models"][2]["finetuning"]["parameters"]
+    parameters.pop("keep_alive_period_in_seconds", None)
+    if configured is not None:
+        parameters["keep_alive_period_in_seconds"] = configured
+    run_dirs.put_input("config", "config.json", json.dumps(data))
+    tuned = Config.model_validate(data)
+    assert finetune.main(run_dirs.argv(planned_step(tuned, "Finetune-llama-tuned"), EXECUTION)) == 0
+
+    job = aws.describe_training_job(TrainingJobName=f"{PREFIX}llama-tuned-eval-{EXECUTION}")
+    assert job["ResourceConfig"].get("KeepAlivePeriodInSeconds") == expected
 
 
 def test_a_later_run_with_the_same_training_inputs_takes_the_trained_model(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from step_code.contract.config import Config
-from step_code.deploy import ModelDefinition, deploy_endpoint, endpoint_request
+from step_code.deploy import KeptEndpoint, ModelDefinition, deploy_endpoint, endpoint_request
 from tests.step_code.aws.conftest import INSTANCE, PREFIX, ROLE_ARN, RUN_ARTIFACTS
 
 FAILED = "fa11ed000001"
@@ -216,3 +216,78 @@ def test_the_schedule_refuses_to_sweep_without_an_age_bound(lambda_env: Any, con
     with pytest.raises(RuntimeError, match="ENDPOINT_MAX_AGE_HOURS is not a positive number"):
         safety_net.handler(scheduled(1000), None)
     assert names(lambda_env)["endpoint"] == [name]
+
+
+def kept_deploy(aws: Any, config: Config, model: str, image: str, used_at: datetime) -> str:
+    """Deploy a kept model's endpoint as the deploy step does, as if a run used it at `used_at`."""
+    request = endpoint_request(config, config.model(model), HEALTHY, None)
+    build = lambda: ModelDefinition(container={"Image": image})  # noqa: E731
+    return deploy_endpoint(aws, request, build, now=used_at).endpoint_name
+
+
+def test_the_schedule_deletes_kept_endpoints_no_run_used_for_their_keep_for_hours(
+    lambda_env: Any, config: Config, safety_net: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keep_for_hours is read from the tags the deploy step wrote: superseded or current, an endpoint unused
+    that long goes with its config and model; one without keep_for_hours stays; the next run deploys it again."""
+    aws = lambda_env
+    monkeypatch.setenv("ENDPOINT_MAX_AGE_HOURS", "39")
+    changes = {
+        "llama-base": {"cleanup_endpoint": False, "keep_for_hours": 2},
+        "falcon-hf": {"cleanup_endpoint": False},
+    }
+    models = [m.model_copy(update=changes.get(m.name, {})) for m in config.models]
+    keeping = config.model_copy(update={"models": models})
+    now = datetime.now(UTC)
+    forever = kept_deploy(aws, keeping, "falcon-hf", IMAGE, now - timedelta(hours=1000))
+    superseded = kept_deploy(aws, keeping, "llama-base", IMAGE, now - timedelta(hours=1))
+    current = kept_deploy(aws, keeping, "llama-base", IMAGE[:-1] + "2", now)
+    assert len({forever, superseded, current}) == 3
+
+    # Superseded and unused for 2.5 h: deleted; the current one (1.5 h) and the one without keep_for_hours stay.
+    first = safety_net.handler(scheduled(1.5), None)
+    assert first["deleted"] == {"endpoint": [superseded], "endpoint-config": [superseded], "model": [superseded]}
+    assert first["errors"] == []
+    remaining = sorted([forever, current])
+    assert names(aws) == {"endpoint": remaining, "endpoint-config": remaining, "model": remaining}
+
+    # The current one, unused for 2 h and a bit, goes too; the one without keep_for_hours never does.
+    second = safety_net.handler(scheduled(2.05), None)
+    assert second["deleted"] == {"endpoint": [current], "endpoint-config": [current], "model": [current]}
+    # Past the age bound a kept endpoint without keep_for_hours is reported as kept, and stays.
+    old = safety_net.handler(scheduled(40), None)
+    assert old["deleted"]["endpoint"] == []
+    assert old["kept"] == [f"{kind}/{forever}" for kind in ("endpoint", "endpoint-config", "model")]
+    assert names(aws)["endpoint"] == [forever]
+
+    # The next run that needs it deploys it again under the same name (its deployment identity is unchanged).
+    request = endpoint_request(keeping, keeping.model("llama-base"), HEALTHY, None)
+    again = deploy_endpoint(aws, request, lambda: ModelDefinition(container={"Image": IMAGE[:-1] + "2"}))
+    assert again.endpoint_name == current and again.created
+    assert names(aws)["endpoint"] == sorted([forever, current])
+
+
+def test_the_lambda_reads_the_keep_for_hours_tags_as_the_deploy_step_writes_them(
+    aws: Any, config: Config, safety_net: Any
+) -> None:
+    models = [
+        m.model_copy(update={"cleanup_endpoint": False, "keep_for_hours": 1.5}) if m.name == "llama-base" else m
+        for m in config.models
+    ]
+    keeping = config.model_copy(update={"models": models})
+    used_at = datetime(2026, 12, 1, 12, 0, 7, tzinfo=UTC)
+    name = kept_deploy(aws, keeping, "llama-base", IMAGE, used_at)
+    arn = aws.describe_endpoint(EndpointName=name)["EndpointArn"]
+    tags = {tag["Key"]: tag["Value"] for tag in aws.list_tags(ResourceArn=arn)["Tags"]}
+    # The two values as written, and the Lambda's reading of them: the boundary is exactly 1.5 h after use.
+    assert (tags["evalops:last-used"], tags["evalops:keep-for-hours"]) == ("2026-12-01T12:00:07Z", "1.5")
+    boundary = used_at + timedelta(hours=1.5)
+    assert safety_net.kept_expired(tags, boundary)
+    assert not safety_net.kept_expired(tags, boundary - timedelta(seconds=1))
+    # A deploy of the same model that finds it applies the same rule to the same tags.
+    assert KeptEndpoint(name, tags).expired(boundary)
+    assert not KeptEndpoint(name, tags).expired(boundary - timedelta(seconds=1))
+    # Without the keep_for_hours tag, or with a last use it cannot read, a kept endpoint never expires.
+    assert not safety_net.kept_expired({**tags, "evalops:keep-for-hours": "x"}, boundary + timedelta(days=999))
+    untimed = {key: value for key, value in tags.items() if key != "evalops:keep-for-hours"}
+    assert not safety_net.kept_expired(untimed, boundary + timedelta(days=999))

@@ -94,10 +94,11 @@ def test_a_challenger_within_max_regression_is_registered(
 def test_a_champion_scored_on_another_catalog_is_reported_not_skipped(
     repo_root: Path, tmp_path: Path, approved_champion: Path
 ) -> None:
-    [stored] = (approved_champion / "registry" / "evalops-sample-trivia" / "metrics").glob("*/*/summary.json")
-    summary = json.loads(stored.read_text(encoding="utf-8"))
-    summary["dataset_sha256"] = "f" * 64
-    stored.write_text(json.dumps(summary), encoding="utf-8")
+    registry = approved_champion / "registry" / "evalops-sample-trivia" / "metrics"
+    [stored] = registry.glob("*/*/evaluated_as.json")
+    evaluated_as = json.loads(stored.read_text(encoding="utf-8"))
+    evaluated_as["dataset_sha256"] = "f" * 64
+    stored.write_text(json.dumps(evaluated_as), encoding="utf-8")
     config = _challenger(repo_root, tmp_path)
 
     assert _run(config, approved_champion, "--catalog-dir", str(repo_root / "prompt_catalog")) == 0
@@ -105,3 +106,5 @@ def test_a_champion_scored_on_another_catalog_is_reported_not_skipped(
     decision = _decision(approved_champion)
     assert decision.champion is not None and decision.champion.status == "unanswerable"
     assert "cannot be answered: its stored outputs were scored on catalog sha256 ffffffffffff" in decision.reason
+    # A recorded champion cannot be asked prompts it was not recorded on: said, not skipped.
+    assert "asking it again failed: model llama3-8b-instruct replays recorded responses" in decision.reason

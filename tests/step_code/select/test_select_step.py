@@ -8,7 +8,7 @@ import pytest
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.planning.plan import build_plan, step_arguments
 from step_code import select_step
-from step_code.contract.results import Decision
+from step_code.contract.results import ChampionAnswer, ChampionAnswers, Decision
 from tests.step_code.select.summaries import make_summary, worst_record, write_evaluation_output
 
 SAMPLE_SCORES = {"llama3-8b-instruct": 0.925, "mistral-7b-instruct": 0.85, "falcon-7b-instruct": 0.475}
@@ -21,6 +21,11 @@ def step_dirs(tmp_path: Path, repo_root: Path) -> tuple[Path, Path]:
     input_root, output_root = tmp_path / "input", tmp_path / "output"
     (input_root / "config").mkdir(parents=True)
     (input_root / "config" / "config.json").write_text(loaded.normalized_json(), encoding="utf-8")
+    # What the plan's champion step answers before any package of the group is approved.
+    group = loaded.config.model_registry.model_package_group_name
+    answers = ChampionAnswers(answers=[ChampionAnswer(group=group, status="no-approved-package", detail="none yet")])
+    (input_root / "champion").mkdir()
+    (input_root / "champion" / "champion.json").write_text(answers.model_dump_json(), encoding="utf-8")
     return input_root, output_root
 
 
@@ -116,3 +121,17 @@ def test_primary_metric_defaults_to_the_first_algorithms_first_score(repo_root: 
         "factual_knowledge.factual_knowledge": True,
         "factual_knowledge.factual_knowledge_quasi_exact": True,
     }
+
+
+def test_the_champion_gate_needs_the_champion_steps_output(
+    step_dirs: tuple[Path, Path], repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    input_root, output_root = step_dirs
+    _write_models(input_root, SAMPLE_SCORES)
+    argv = _argv(input_root, output_root, repo_root)
+    at = argv.index("--champion-dir")
+
+    assert select_step.main(argv[:at] + argv[at + 2 :]) == 1
+
+    err = capsys.readouterr().err
+    assert "--champion-dir is required with selection.baseline approved (the champion step's output)" in err
