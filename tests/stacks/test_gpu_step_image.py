@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline_definitions.planning.plan import build_plan
 from stacks.app_builder import AppOptions
 from tests.stacks.conftest import SynthesizedApp, synthesize
 
@@ -42,10 +43,13 @@ def test_the_gpu_image_is_built_with_cuda_and_run_by_the_evaluate_steps(gpu_app:
     ((_, pipeline),) = template.find_resources("AWS::SageMaker::Pipeline").items()
     body, variables = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     assert variables["GpuImageUri"]["Fn::Sub"].endswith(f":{gpu_hash}")
+    plan = build_plan(gpu_app.stage.loaded.config)
+    on_gpu = {step.name for step in plan.processing_steps if step.instance_type == "ml.g5.xlarge"}
+    assert {f"Evaluate-{model.name}" for model in gpu_app.stage.loaded.config.models} <= on_gpu
     for step in json.loads(body)["Steps"]:
         if step["Type"] == "Processing":
             image = step["Arguments"]["AppSpecification"]["ImageUri"]
-            assert image == ("${GpuImageUri}" if step["Name"].startswith("Evaluate-") else "${ImageUri}"), step["Name"]
+            assert image == ("${GpuImageUri}" if step["Name"] in on_gpu else "${ImageUri}"), step["Name"]
 
 
 def test_a_cpu_config_builds_no_gpu_image(reference_app: SynthesizedApp) -> None:

@@ -23,14 +23,17 @@ def _on_gpu() -> Config:
 
 def test_evaluate_steps_on_a_gpu_type_use_the_gpu_image() -> None:
     config = _on_gpu()
-    text = render_definition(p.build_plan(config), config, targets_for(config, gpu_image_uri=GPU_IMAGE))
+    plan = p.build_plan(config)
+    text = render_definition(plan, config, targets_for(config, gpu_image_uri=GPU_IMAGE))
+    on_gpu = {step.name for step in plan.processing_steps if step.instance_type == "ml.g5.xlarge"}
+    assert {name for name in on_gpu if name.startswith("Evaluate-")} == {f"Evaluate-{m.name}" for m in config.models}
     images = {
         step["Name"]: step["Arguments"]["AppSpecification"]["ImageUri"]
         for step in all_steps(json.loads(text))
         if step["Type"] == "Processing"
     }
     for name, image in images.items():
-        expected = GPU_IMAGE if name.startswith("Evaluate-") else targets_for(config).image_uri
+        expected = GPU_IMAGE if name in on_gpu else targets_for(config).image_uri
         assert image == expected, name
 
 
