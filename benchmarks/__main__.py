@@ -4,6 +4,8 @@
   (3 algorithms), 50 ms latency, 8 requests at once (`--prompts N`: one comparison at N, 3 algorithms);
 - robustness: a semantic-robustness algorithm's endpoint calls against the distinct prompts it needs;
 - scale: the evaluate step at N = 10k and 100k with a 0 ms endpoint: wall time, calls, peak RSS, prompts/s;
+- shards: the evaluate step sharded over K = 1, 2, 4 processes at N = 100k (0 ms endpoint), merged scores
+  identical to K = 1, and a projection to 1M prompts x 10 models on SageMaker;
 - cache: S3 requests of a re-run of 100k prompts over loose cache entries against segments (moto);
 - rerun: endpoint calls of re-runs with the catalog unchanged and partly edited;
 - synth: `cdk synth` and the definition build;
@@ -34,12 +36,13 @@ from benchmarks import (  # noqa: E402
     rerun_bench,
     robustness_bench,
     scale_bench,
+    shard_bench,
     synth_bench,
     validate_bench,
 )
 from benchmarks.common import load_line, machine_line  # noqa: E402
 
-BENCHMARKS = ("eval", "robustness", "scale", "cache", "rerun", "synth", "validate")
+BENCHMARKS = ("eval", "robustness", "scale", "shards", "cache", "rerun", "synth", "validate")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Sizes:
     eval_configurations: tuple[tuple[int, int], ...]
     robustness_prompts: int
     scale_prompts: tuple[int, ...]
+    shard_prompts: int
     cache_prompts: int
     rerun_prompts: int
     latency_ms: float
@@ -58,6 +62,7 @@ FULL = Sizes(
     eval_configurations=eval_bench.CONFIGURATIONS,
     robustness_prompts=200,
     scale_prompts=scale_bench.DEFAULT_SIZES,
+    shard_prompts=shard_bench.DEFAULT_PROMPTS,
     cache_prompts=100_000,
     rerun_prompts=1000,
     latency_ms=50.0,
@@ -66,6 +71,7 @@ SMOKE = Sizes(
     eval_configurations=((12, 2),),
     robustness_prompts=10,
     scale_prompts=(30,),
+    shard_prompts=40,
     cache_prompts=1_200,
     rerun_prompts=20,
     latency_ms=2.0,
@@ -100,6 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scale-prompts", type=_positive_int, action="append", default=None, help="N of the scale run (repeatable)."
     )
+    parser.add_argument("--shard-prompts", type=_positive_int, default=None, help="N of the shards benchmark.")
     parser.add_argument("--cache-prompts", type=_positive_int, default=None, help="N of the cache benchmark.")
     parser.add_argument(
         "--latency-ms", type=_positive_float, default=None, help="Endpoint latency per request (default 50)."
@@ -116,6 +123,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         eval_configurations=((args.prompts, 3),) if args.prompts else base.eval_configurations,
         robustness_prompts=base.robustness_prompts,
         scale_prompts=tuple(args.scale_prompts) if args.scale_prompts else base.scale_prompts,
+        shard_prompts=args.shard_prompts or base.shard_prompts,
         cache_prompts=args.cache_prompts or base.cache_prompts,
         rerun_prompts=args.prompts or base.rerun_prompts,
         latency_ms=args.latency_ms or base.latency_ms,
@@ -143,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if "scale" in selected:
         print()
         problems += scale_bench.run(sizes.scale_prompts).problems
+    if "shards" in selected:
+        print()
+        problems += shard_bench.run(sizes.shard_prompts).problems
     if "cache" in selected:
         print()
         problems += cache_bench.run(sizes.cache_prompts).problems

@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from pipeline_definitions.loading.loader import LoadedConfig
+from pipeline_definitions.planning.plan import build_plan
 from stacks.account_guardrails import AccountGuardrails
 from stacks.components.evaluation_pipeline import EvaluationPipeline
 from stacks.components.execution_role import EvaluationExecutionRole, StepCodeObject
@@ -23,6 +24,7 @@ from stacks.components.uploads import (
     TextObjectUpload,
     acknowledge_deployment_handler,
 )
+from step_code.contract.compute import is_gpu_instance
 from step_code.contract.config import Config
 from step_code.contract.files import CONFIG_FILE
 from step_code.contract.locations import is_catalog_file
@@ -58,6 +60,12 @@ class EvaluationPipelineStack(Stack):
         config = loaded.config
         guardrails = guardrails or AccountGuardrails()
         self.step_image = step_image(self, "StepImage", directory=repo_root / STEP_IMAGE_DIRECTORY)
+        # Built only when a step runs on a GPU instance; it lands in the same asset repository as the CPU image.
+        self.gpu_step_image = (
+            step_image(self, "GpuStepImage", directory=repo_root / STEP_IMAGE_DIRECTORY, gpu=True)
+            if any(is_gpu_instance(step.instance_type) for step in build_plan(config).processing_steps)
+            else None
+        )
         self.step_code = StepCodeBundle(self, "StepCode", repo_root=repo_root)
         self.config_upload = TextObjectUpload(
             self,
@@ -113,6 +121,7 @@ class EvaluationPipelineStack(Stack):
                 "PromptCatalogUri": catalog_uri,
                 "KmsKeyArn": key.key_arn,
                 "Region": self.region,
+                **({"GpuImageUri": self.gpu_step_image.image_uri} if self.gpu_step_image else {}),
             },
             artifacts_bucket=artifacts_bucket,
             key=key,

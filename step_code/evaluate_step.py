@@ -57,6 +57,7 @@ from step_code.contract.files import (
     SUMMARY_FILE,
 )
 from step_code.contract.results import Deployment, EvaluationSummary, ModelArtifact
+from step_code.contract.sharding import TOTALS_FILE
 from step_code.invocation import InvocationRecord, InvocationTotals, PromptItem, invoke_stream, render_prompt
 from step_code.invocation_plan import SENT_LESS_INPUT, SENT_MORE_INPUT, InvocationPlanner, PlannedAlgorithmPrompts
 from step_code.progress import LoggingProgress, ProgressListener
@@ -64,6 +65,7 @@ from step_code.record_scoring import BATCH_SIZE, ScoringRecord
 from step_code.response_cache import ResponseCache
 from step_code.run_cost import estimate_cost
 from step_code.runners.factory import build_runner
+from step_code.shard_totals import write_totals
 from step_code.step_args import step_parser
 from step_code.step_io import config_model, read_config, read_model, run_step
 
@@ -442,6 +444,7 @@ def _evaluate(
             execution_id=args.execution_id,
         )
         (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_totals(folder / TOTALS_FILE, totals)
     return summary
 
 

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from step_code.judge_device import judge_device, place_judges
+
 logger = logging.getLogger(__name__)
 
 JUDGE_MODELS_ENV = "EVALOPS_JUDGE_MODELS"
@@ -102,6 +104,7 @@ def install_judge_models() -> frozenset[str]:
         if _installed is not None and _installed[0] == key:
             return _installed[1]
         defer_bertscore_load()
+        place_judges(judge_device())
         provided: set[str] = set()
         for spec in specs:
             judges = set(_load_hook(spec)())

@@ -35,6 +35,7 @@ from step_code.contract.config import Config, DatasetConfig
 from step_code.contract.files import MANIFEST_FILE, PROCESSED_FILE, QUARANTINE_FILE
 from step_code.contract.results import CatalogManifest, DuplicateRow
 from step_code.jsonl import BOM, dumps_line, json_lines, parse_document, parse_record, unusable_reason
+from step_code.shard_files import write_shards
 from step_code.step_args import step_parser
 from step_code.step_io import read_config, run_step
 
@@ -192,7 +193,7 @@ def _processed_row(row: CatalogRow, with_category: bool) -> dict[str, Any]:
     return out
 
 
-def preprocess(config: Config, catalog_dir: str, output_dir: str) -> CatalogManifest:
+def preprocess(config: Config, catalog_dir: str, output_dir: str, shard_outputs: Sequence[str] = ()) -> CatalogManifest:
     """Read the catalog, write processed.jsonl, quarantine.jsonl and manifest.json; raise CatalogError
     when the catalog is unusable (quarantine.jsonl is still written, to show why)."""
     dataset = config.dataset
@@ -232,6 +233,8 @@ def preprocess(config: Config, catalog_dir: str, output_dir: str) -> CatalogMani
     with_category = dataset.category_key is not None
     processed = _jsonl([_processed_row(row, with_category) for row in clean.rows]).encode("utf-8")
     storage.write_bytes(storage.join(output_dir, PROCESSED_FILE), processed, content_type="application/jsonl")
+    for shard_output in shard_outputs:
+        write_shards(processed, shard_output)
     manifest = CatalogManifest(
         dataset_name=dataset.dataset_name,
         source_file=name,
@@ -265,12 +268,15 @@ def preprocess(config: Config, catalog_dir: str, output_dir: str) -> CatalogMani
 def main(argv: list[str] | None = None) -> int:
     parser = step_parser("step_code.preprocess", __doc__, output_type=str)
     parser.add_argument("--catalog-dir", required=True, help="folder holding the prompt catalog file")
+    parser.add_argument(
+        "--shard-output", action="append", default=[], help="a shards-<K> folder to write K shard files into"
+    )
     args = parser.parse_args(argv)
-    return run_step("preprocess", lambda: _run(args.config, args.catalog_dir, args.output_dir))
+    return run_step("preprocess", lambda: _run(args.config, args.catalog_dir, args.output_dir, args.shard_output))
 
 
-def _run(config_path: Path, catalog_dir: str, output_dir: str) -> None:
-    preprocess(read_config(config_path), catalog_dir, output_dir)
+def _run(config_path: Path, catalog_dir: str, output_dir: str, shard_outputs: Sequence[str]) -> None:
+    preprocess(read_config(config_path), catalog_dir, output_dir, shard_outputs)
 
 
 if __name__ == "__main__":

@@ -397,6 +397,9 @@ class ScoredAlgorithm:
     records_unscored: int
     worst: list[dict[str, Any]]
     intervals: dict[str, Any] = field(default_factory=dict)
+    # The frame aggregated above (`score_columns`); None when nothing was scored.
+    columns: Any = None
+    dataset_score_names: Sequence[str] = ()
 
 
 class _Column:
@@ -498,6 +501,8 @@ class AlgorithmScorer:
             records_scored=self.scored,
             records_unscored=self.unscored,
             worst=self._worst.records(),
+            columns=frame if self.scored > 0 else None,
+            dataset_score_names=self._scoring.dataset_scores,
         )
 
 

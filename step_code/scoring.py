@@ -29,6 +29,8 @@ from step_code.contract import algorithms as algorithm_table
 from step_code.contract.config import AlgorithmConfig
 from step_code.contract.files import RECORD_SCORES_SUFFIX, WORST_RECORDS_SUFFIX
 from step_code.contract.results import AlgorithmResult, MetricInterval, WorstRecords, metric_names
+from step_code.contract.sharding import SCORE_COLUMNS_SUFFIX
+from step_code.score_columns import write_score_columns
 
 if TYPE_CHECKING:
     # fmeval's modules are imported only after the judge models are installed (plan_scoring).
@@ -318,6 +320,8 @@ def _write_result(
     if unscored > 0:
         notes.append(f"{unscored} record(s) were not scored: a prompt this algorithm asks the model for failed.")
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if scored.columns is not None:
+        write_score_columns(folder / f"{run.stem}{SCORE_COLUMNS_SUFFIX}", scored.columns, scored.dataset_score_names)
     listed = WorstRecords.model_validate({"score": primary_name, "records": scored.worst})
     worst_path.write_text(listed.model_dump_json(indent=2) + "\n", encoding="utf-8")
     html_path.write_text(

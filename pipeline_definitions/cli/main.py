@@ -20,6 +20,7 @@ from pipeline_definitions.cli.common import (
     add_catalog_dir,
 )
 from pipeline_definitions.cli.run import add_run_commands
+from pipeline_definitions.cli.scale_lines import scale_lines
 from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts, estimate_run
 from pipeline_definitions.loading.finetuning_data import channel_files
 from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, SdkDefaultsFileError, load_config
@@ -300,6 +301,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _warm_pool_lines(loaded.config),
         _kept_in_account_lines(loaded.config, args.kept_endpoints) if args.kept_endpoints else [],
         _estimate_lines(estimate_run(loaded, prompt_count), loaded),
+        scale_lines(loaded.config),
         _download_lines(loaded),
     ]
     print("\n\n".join("\n".join(section) for section in sections if section))

@@ -39,7 +39,8 @@ SENTENCE_PAIR_PROMPTS = 2
 ASSUMPTIONS = (
     f"an endpoint takes {DEPLOY_MINUTES:g} min from creation to InService and is billed from creation until "
     "its clean-up step deletes it",
-    f"each model call takes {SECONDS_PER_CALL:g} s; calls run evaluation_config.max_concurrency at a time",
+    f"each model call takes {SECONDS_PER_CALL:g} s; calls run evaluation_config.max_concurrency at a time "
+    "on each of the model's shards",
     "each record's prompt is sent once whatever the algorithms, plus, per record, num_perturbations perturbed "
     f"prompts per semantic-robustness algorithm and {SENTENCE_PAIR_PROMPTS} sentence prompts for PromptStereotyping "
     "(an upper bound: a prompt that repeats is sent once)",
@@ -153,7 +154,7 @@ def estimate_run(loaded: LoadedConfig, prompt_count: int | None) -> RunEstimate:
     warnings: list[str] = []
     idle_after = {pool.models[-1]: pool.keep_alive_seconds for pool in warm_pools(config)}
     models = tuple(
-        _model_estimate(config, model, prompts, warnings, idle_after.get(model.name, 0)) for model in config.models
+        model_estimate(config, model, prompts, warnings, idle_after.get(model.name, 0)) for model in config.models
     )
     by_model = {estimate.model: estimate for estimate in models}
     steps = tuple(_step_estimate(config, step, by_model, warnings) for step in build_plan(config).processing_steps)
@@ -190,11 +191,13 @@ def calls_per_record(config: Config) -> int:
     return 1 + sum(extra_prompts_per_record(algorithm) for algorithm in config.algorithms)
 
 
-def _model_estimate(
+def model_estimate(
     config: Config, model: ModelConfig, prompts: int, warnings: list[str], pool_idle_seconds: int = 0
 ) -> ModelEstimate:
     calls = prompts * calls_per_record(config) if model.provider.calls_model else 0
-    evaluation_minutes = calls * SECONDS_PER_CALL / model.evaluation_config.max_concurrency / 60
+    # A sharded model's instances each send max_concurrency requests at once.
+    concurrency = model.evaluation_config.max_concurrency * model.shard_count(config.pipeline)
+    evaluation_minutes = calls * SECONDS_PER_CALL / concurrency / 60
     evaluation_minutes += FMEVAL_FIXED_MINUTES
     estimate = ModelEstimate(
         model=model.name, provider=model.model_provider, model_calls=calls, evaluation_minutes=evaluation_minutes
@@ -278,9 +281,10 @@ def _step_estimate(
 ) -> StepEstimate:
     minutes = _step_minutes(step, by_model)
     price = _price(step.instance_type, config, "processing", warnings)
+    # A job of several instances (a sharded evaluate) is billed for each; `minutes` is its instance-minutes.
     return StepEstimate(
         step=step.name,
         instance_type=step.instance_type,
-        minutes=minutes,
-        usd=None if price is None else price * minutes / 60,
+        minutes=minutes * step.instance_count,
+        usd=None if price is None else price * minutes * step.instance_count / 60,
     )

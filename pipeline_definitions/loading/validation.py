@@ -28,6 +28,7 @@ from pipeline_definitions.loading.hyperparameters import hyperparameter_problem
 from pipeline_definitions.planning.plan import EvaluationPlan, build_plan
 from pipeline_definitions.rendering.definition_placeholders import PLACEHOLDER_MARK
 from step_code.contract import algorithms
+from step_code.contract.compute import JUDGE_ASSET_KINDS, is_gpu_instance
 from step_code.contract.config import (
     INSTANCE_TYPE_RE,
     AlgorithmConfig,
@@ -107,7 +108,26 @@ def validate_sections(sections: Sections) -> list[Finding]:
         findings += _sentence_pair_findings(sections.algorithms, sections.dataset, sections.models)
     if sections.pricing is not None:
         findings += _pricing_findings(sections.pricing)
+    if sections.pipeline is not None and sections.algorithms is not None:
+        findings += _gpu_findings(sections.pipeline, sections.algorithms)
     return findings
+
+
+def _gpu_findings(pipeline: PipelineSettings, configured: list[AlgorithmConfig]) -> list[Finding]:
+    """A GPU evaluate instance only pays when a judge model runs on it (BERTScore, Detoxify, ToxiGen)."""
+    instance_type = pipeline.evaluation_instance_type
+    if not is_gpu_instance(instance_type):
+        return []
+    known = [algorithms.lookup(a.algorithm) for a in configured if a.algorithm in algorithms.algorithm_names()]
+    if any(JUDGE_ASSET_KINDS & set(spec.downloads) for spec in known):
+        return []
+    return [
+        Finding(
+            ("pipeline", "evaluation_instance_type"),
+            f"{instance_type} is a GPU instance, but no configured algorithm scores with a judge model "
+            "(BERTScore, Detoxify or ToxiGen): the GPU would sit idle; use a CPU type such as ml.m5.xlarge",
+        )
+    ]
 
 
 def _request_findings(models: list[ModelConfig]) -> list[Finding]:

@@ -44,6 +44,7 @@ import boto3
 from botocore.exceptions import BotoCoreError
 
 from pipeline_definitions.loading.loader import LoadedConfig
+from pipeline_definitions.local.instances import INSTANCES_DIR, run_instances
 from pipeline_definitions.local.run_lock import LOCK_FILE, folder_lock, s3_lock
 from pipeline_definitions.planning.plan import (
     PARAM_PROMPT_CATALOG_URI,
@@ -445,7 +446,11 @@ class _Runner:
             (folder / "output" / name).mkdir(parents=True, exist_ok=True)
         self.events.step_started(step)
         started = time.monotonic()
-        status, reason = self._call(step, argv)
+        if step.instance_count > 1:
+            shutil.rmtree(folder / INSTANCES_DIR, ignore_errors=True)
+            status, reason = run_instances(step, folder, argv)
+        else:
+            status, reason = self._call(step, argv)
         if status != 0:
             self.events.step_failed(step, reason)
             raise _StepFailure(step.name, reason)

@@ -11,7 +11,7 @@ Layout of a step's files, the same in a processing container and in a local run 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline_definitions.planning.step_kinds import STEP_KINDS, StepKind
@@ -32,6 +32,7 @@ from step_code.contract.files import (
     SUMMARIES,
 )
 from step_code.contract.locations import is_catalog_file
+from step_code.contract.sharding import SHARD_RESULTS, SHARDS_INPUT, shard_count_of_output, shards_output
 
 # Pipeline parameters (SageMaker) / run options (local).
 PARAM_PROMPT_CATALOG_URI = "PromptCatalogUri"
@@ -58,6 +59,8 @@ class StepInput:
     step: str | None = None
     output: str | None = None
     parameter: str | None = None
+    # Each instance of the step receives a share of the files (ShardedByS3Key), not all of them.
+    sharded: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class PlannedStep:
     # Steps that must finish first without passing data (e.g. cleanup after evaluate).
     after: tuple[str, ...] = ()
     cacheable: bool = False
+    instance_count: int = 1
 
     @property
     def depends_on(self) -> tuple[str, ...]:
@@ -143,12 +147,13 @@ def _recorded_responses_input(model: ModelConfig) -> tuple[StepInput, ...]:
 def build_plan(config: Config) -> EvaluationPlan:
     small = config.pipeline.processing_instance_type
     config_input = StepInput(CONFIG_INPUT)
+    shard_counts = sorted({m.shard_count(config.pipeline) for m in config.models} - {1})
     preprocess = PlannedStep(
         name=PREPROCESS_STEP,
         kind="preprocess",
         model=None,
         inputs=(config_input, StepInput(CATALOG_INPUT, parameter=PARAM_PROMPT_CATALOG_URI)),
-        outputs=(DATASET,),
+        outputs=(DATASET, *(shards_output(count) for count in shard_counts)),
         instance_type=small,
         cacheable=True,
     )
@@ -196,8 +201,13 @@ def build_plan(config: Config) -> EvaluationPlan:
             outputs=(EVALUATION,),
             instance_type=config.pipeline.evaluation_instance_type,
         )
+        evaluation = evaluate
+        if model.shard_count(config.pipeline) > 1:
+            evaluate, evaluation = sharded_evaluation(evaluate, model.shard_count(config.pipeline), preprocess, small)
         steps.append(evaluate)
-        evaluate_steps.append(evaluate)
+        if evaluation is not evaluate:
+            steps.append(evaluation)
+        evaluate_steps.append(evaluation)
         if model.deploys_endpoint and model.cleanup_endpoint:
             steps.append(
                 PlannedStep(
@@ -256,6 +266,29 @@ def build_plan(config: Config) -> EvaluationPlan:
         registry_groups=registry_groups(config),
         training_channels=training_channels(config),
     )
+
+
+def sharded_evaluation(
+    evaluate: PlannedStep, count: int, preprocess: PlannedStep, instance_type: str
+) -> tuple[PlannedStep, PlannedStep]:
+    """A model's evaluate step as a job of `count` instances, each given its share of the shard files,
+    and the merge step that writes the model's evaluation from their results."""
+    shards = StepInput(SHARDS_INPUT, step=preprocess.name, output=shards_output(count), sharded=True)
+    inputs = tuple(shards if item.name == DATASET else item for item in evaluate.inputs)
+    sharded = replace(evaluate, kind="evaluate_shards", inputs=inputs, outputs=(SHARD_RESULTS,), instance_count=count)
+    merge = PlannedStep(
+        name=f"Merge-{evaluate.model}",
+        kind="merge",
+        model=evaluate.model,
+        inputs=(
+            StepInput(CONFIG_INPUT),
+            StepInput(DATASET, step=preprocess.name, output=DATASET),
+            StepInput(SHARD_RESULTS, step=sharded.name, output=SHARD_RESULTS),
+        ),
+        outputs=(EVALUATION,),
+        instance_type=instance_type,
+    )
+    return sharded, merge
 
 
 def registry_groups(config: Config) -> tuple[RegistryGroup, ...]:
@@ -317,6 +350,9 @@ def step_arguments(
         args += ["--model", step.model]
     if spec.takes_execution_id:
         args += ["--execution-id", execution_id]
+    for name in step.outputs[1:]:
+        if shard_count_of_output(name) is not None:
+            args += ["--shard-output", f"{output_root}/{name}"]
     for item in step.inputs:
         if item.name == CONFIG_INPUT or item.name.startswith(f"{SUMMARIES}/"):
             continue

@@ -35,7 +35,18 @@ from step_code.contract.results import (
 if TYPE_CHECKING:
     from pipeline_definitions.estimating.estimate import ModelEstimate
 
-StepKind = Literal["preprocess", "finetune", "deploy", "evaluate", "cleanup", "champion", "select", "register"]
+StepKind = Literal[
+    "preprocess",
+    "finetune",
+    "deploy",
+    "evaluate",
+    "evaluate_shards",
+    "merge",
+    "cleanup",
+    "champion",
+    "select",
+    "register",
+]
 # Run options a step takes after its input folders, in this order; `registry-dir` only in a local run.
 RunOption = Literal["cache-uri", "response-cache", "approval-status", "registry-dir"]
 
@@ -111,6 +122,31 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
         result_model=EvaluationSummary,
         creates_resources=False,
         reports_progress=True,
+    ),
+    # A sharded model's evaluate job (one process per instance, each evaluating its shard files) and the
+    # merge of its shard results into the model's evaluation (step_code/contract/sharding.py).
+    "evaluate_shards": StepKindSpec(
+        entry_module="step_code.evaluate_shards",
+        takes_execution_id=True,
+        run_options=("cache-uri", "response-cache"),
+        environment=(),
+        max_runtime_seconds=24 * 3600,
+        estimated_minutes=lambda model: model.evaluation_minutes,
+        result_file=files.SUMMARY_FILE,
+        result_model=EvaluationSummary,
+        creates_resources=False,
+        reports_progress=True,
+    ),
+    "merge": StepKindSpec(
+        entry_module="step_code.merge_shards",
+        takes_execution_id=True,
+        run_options=(),
+        environment=(),
+        max_runtime_seconds=3600,
+        estimated_minutes=3.0,
+        result_file=files.SUMMARY_FILE,
+        result_model=EvaluationSummary,
+        creates_resources=False,
     ),
     "cleanup": StepKindSpec(
         entry_module="step_code.cleanup",

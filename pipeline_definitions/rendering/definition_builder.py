@@ -36,6 +36,7 @@ from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 from pipeline_definitions.planning import plan as p
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from step_code.contract import files
+from step_code.contract.compute import is_gpu_instance
 from step_code.contract.config import Config
 from step_code.contract.job_env import (
     ARTIFACTS_URI_ENV,
@@ -107,6 +108,10 @@ def _retry_policies() -> list[Any]:
             max_attempts=5,
         ),
     ]
+
+
+# The kinds that write a model's evaluation (summaries/<model>): evaluate, or the merge of its shards.
+EVALUATION_KINDS = ("evaluate", "merge")
 
 
 def container_input_name(name: str) -> str:
@@ -225,8 +230,8 @@ class DefinitionBuilder:
         guardrails = targets.guardrails
         processor = Processor(
             role=targets.role_arn,
-            image_uri=targets.image_uri,
-            instance_count=1,
+            image_uri=self._image_uri(step),
+            instance_count=step.instance_count,
             instance_type=step.instance_type,
             entrypoint=["python3", "-m", STEP_KINDS[step.kind].entry_module],
             volume_size_in_gb=VOLUME_SIZE_GB,
@@ -271,6 +276,13 @@ class DefinitionBuilder:
             property_files=[self.decision_file] if step.name == self.plan.select.name else None,
         )
 
+    def _image_uri(self, step: p.PlannedStep) -> str:
+        if not is_gpu_instance(step.instance_type):
+            return self.targets.image_uri
+        if self.targets.gpu_image_uri is None:
+            raise ValueError(f"step {step.name} runs on GPU instance {step.instance_type}: give gpu_image_uri")
+        return self.targets.gpu_image_uri
+
     def _summary_sources(self, step: p.PlannedStep) -> list[str]:
         """The evaluate steps whose `summaries/<model>` inputs the step reads, checked to write where it looks."""
         sources: list[str] = []
@@ -280,7 +292,7 @@ class DefinitionBuilder:
             if item.step is None or item.step not in self.steps or item.output != files.EVALUATION:
                 raise ValueError(f"step {step.name}: {item.name} must be an evaluation planned before it")
             source = self.plan.step(item.step)
-            if source.kind != "evaluate" or item.name != f"{files.SUMMARIES}/{source.model}":
+            if source.kind not in EVALUATION_KINDS or item.name != f"{files.SUMMARIES}/{source.model}":
                 raise ValueError(f"step {step.name}: {item.name} reads {source.name}, not the evaluation of that model")
             sources.append(source.name)
         return sources
@@ -299,6 +311,7 @@ class DefinitionBuilder:
                     input_name=container_input_name(item.name),
                     source=self._input_source(step, item),
                     destination=f"{CONTAINER_INPUT_ROOT}/{item.name}",
+                    s3_data_distribution_type="ShardedByS3Key" if item.sharded else "FullyReplicated",
                 )
             )
         if self._summary_sources(step):
@@ -351,7 +364,7 @@ class DefinitionBuilder:
         )
 
     def _output_uri(self, step: p.PlannedStep, name: str) -> Join:
-        if step.kind == "evaluate" and name == files.EVALUATION:
+        if step.kind in EVALUATION_KINDS and name == files.EVALUATION:
             if step.model is None:
                 raise ValueError(f"evaluate step {step.name} names no model")
             return self._run_uri(EVALUATIONS_PREFIX, step.model)

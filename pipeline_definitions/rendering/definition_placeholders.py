@@ -20,6 +20,9 @@ class Placeholder:
 
 
 IMAGE_URI = Placeholder("ImageUri", f"111111111111.dkr.ecr.us-east-1.amazonaws.com/{PLACEHOLDER_MARK}-image:latest")
+GPU_IMAGE_URI = Placeholder(
+    "GpuImageUri", f"111111111111.dkr.ecr.us-east-1.amazonaws.com/{PLACEHOLDER_MARK}-gpu-image:latest"
+)
 ROLE_ARN = Placeholder("RoleArn", f"arn:aws:iam::111111111111:role/{PLACEHOLDER_MARK}-role")
 ARTIFACTS_BUCKET = Placeholder("ArtifactsBucket", f"{PLACEHOLDER_MARK}-artifacts")
 CODE_BUCKET = Placeholder("CodeBucket", f"{PLACEHOLDER_MARK}-code")
@@ -38,6 +41,7 @@ PLACEHOLDERS: tuple[Placeholder, ...] = (
     PROMPT_CATALOG_URI,
     KMS_KEY_ARN,
     REGION,
+    GPU_IMAGE_URI,
 )
 
 

@@ -75,6 +75,8 @@ class RenderTargets:
     resource_prefix: str
     pipeline_name: str
     guardrails: Guardrails = field(default_factory=Guardrails)
+    # The GPU variant of the step image, for steps on GPU instances (judge models on the GPU).
+    gpu_image_uri: str | None = None
 
     def __post_init__(self) -> None:
         for label, uri in (
@@ -170,6 +172,7 @@ def render_for_cloudformation(
         region=ph.REGION.value,
         resource_prefix=resource_prefix,
         pipeline_name=pipeline_name,
+        gpu_image_uri=ph.GPU_IMAGE_URI.value,
         guardrails=guardrails or Guardrails(),
     )
     body, variables = ph.to_fn_sub_template(render_definition(plan, config, targets))

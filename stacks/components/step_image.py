@@ -49,12 +49,16 @@ def context_exclude(directory: Path) -> list[str]:
     return ["*", *keep, "**/__pycache__", "**/*.pyc"]
 
 
-def step_image(scope: Construct, construct_id: str, *, directory: Path) -> ecr_assets.DockerImageAsset:
+def step_image(
+    scope: Construct, construct_id: str, *, directory: Path, gpu: bool = False
+) -> ecr_assets.DockerImageAsset:
+    """The step image; `gpu`: its variant with torch's CUDA build, whose jobs put the judge models on the GPU."""
     return ecr_assets.DockerImageAsset(
         scope,
         construct_id,
         directory=str(directory),
         file=DOCKERFILE,
+        build_args={"JUDGE_DEVICE": "cuda"} if gpu else None,
         exclude=context_exclude(directory),
         # Processing instances (ml.m5 and the like) are x86_64, whatever machine runs `cdk deploy`.
         platform=ecr_assets.Platform.LINUX_AMD64,

@@ -18,6 +18,7 @@ import jmespath
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from step_code.contract.providers import FINETUNABLE_PROVIDERS, PROVIDERS, ModelProvider, ProviderSpec
+from step_code.contract.sharding import MAX_SHARDS
 
 PROMPT_PLACEHOLDER = "PROMPT_PLACEHOLDER"
 MODEL_INPUT_PLACEHOLDER = "$model_input"
@@ -69,6 +70,9 @@ class PipelineSettings(StrictModel):
     )
     evaluation_instance_type: str = Field(
         default="ml.m5.xlarge", description="Instance of the evaluate jobs (fmeval needs at least 2 vCPUs)."
+    )
+    shards: int = Field(
+        default=1, ge=1, le=MAX_SHARDS, description="Instances of each model's evaluate job (evaluation_config.shards)."
     )
 
     @field_validator("name")
@@ -156,6 +160,9 @@ class EvaluationConfig(StrictModel):
     max_concurrency: int = Field(default=8, ge=1, le=256, description="Concurrent requests to the model.")
     timeout_seconds: float = Field(default=60.0, gt=0, le=900)
     max_retries: int = Field(default=5, ge=0, le=20)
+    shards: int | None = Field(
+        default=None, ge=1, le=MAX_SHARDS, description="Instances evaluating this model (default: pipeline.shards)."
+    )
 
     @field_validator("output", "log_probability")
     @classmethod
@@ -345,6 +352,9 @@ class ModelConfig(StrictModel):
     @property
     def provider(self) -> ProviderSpec:
         return PROVIDERS[self.model_provider]
+
+    def shard_count(self, pipeline: PipelineSettings) -> int:
+        return self.evaluation_config.shards or pipeline.shards
 
     @property
     def deploys_endpoint(self) -> bool:

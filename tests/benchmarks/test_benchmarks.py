@@ -143,3 +143,20 @@ def test_rerun_benchmark_calls_only_for_new_prompts(capsys: pytest.CaptureFixtur
     assert rows["first run, empty cache"][:4] == [str(PROMPTS), str(PROMPTS), str(PROMPTS), "0"]
     assert rows["catalog unchanged"][:4] == ["0", "0", "0", str(PROMPTS)]
     assert rows["every 10th prompt edited"][:4] == ["2", "2", "2", str(PROMPTS - 2)]
+
+
+@pytest.mark.slow
+def test_shard_benchmark_sends_each_prompt_once_per_k_and_merges_identical_scores(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["--only", "shards", "--shard-prompts", "12"])
+
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    rows = table_rows(printed)
+    for shards in ("1", "2", "4"):
+        # N, endpoint calls, ..., one peak RSS per shard process
+        assert rows[shards][:2] == ["12", "12"]
+        assert len(rows[shards][-1].split(", ")) == int(shards)
+    assert "merged scores identical to K=1: yes" in printed
+    assert "Projection: 1,000,000 prompts x 10 models on SageMaker" in printed

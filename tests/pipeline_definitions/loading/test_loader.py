@@ -167,7 +167,7 @@ def test_every_optional_section_reaches_the_normalized_config(write_config: Writ
 
 @pytest.mark.parametrize(
     ("processing", "evaluation"),
-    [("ml.m5d.large", "ml.m5d.xlarge"), ("ml.c5d.2xlarge", "ml.g4dn.xlarge"), ("ml.m6id.large", "ml.r5d.2xlarge")],
+    [("ml.m5d.large", "ml.m5d.xlarge"), ("ml.c5d.2xlarge", "ml.c5d.4xlarge"), ("ml.m6id.large", "ml.r5d.2xlarge")],
 )
 def test_nvme_instance_types_run_the_processing_steps(
     write_config: WriteConfig, processing: str, evaluation: str

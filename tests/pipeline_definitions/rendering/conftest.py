@@ -15,7 +15,7 @@ from step_code.contract.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-CONFIG_NAMES = ("reference", "sample")
+CONFIG_NAMES = ("reference", "sample", "sharded")
 
 
 def shipped_config(name: str) -> Config:
@@ -25,6 +25,7 @@ def shipped_config(name: str) -> Config:
 def targets_for(config: Config, **overrides: Any) -> RenderTargets:
     values: dict[str, Any] = {
         "image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/evalops-dev-steps:3f2a9c",
+        "gpu_image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/evalops-dev-steps:gpu-8d1e4b",
         "role_arn": "arn:aws:iam::123456789012:role/evalops-dev-pipeline-jobs",
         "artifacts_bucket": "evalops-dev-artifacts-123456789012",
         "code_uri": "s3://evalops-dev-assets-123456789012/5d41402abc4b2a76b9719d911017c592.zip",

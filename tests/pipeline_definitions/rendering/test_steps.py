@@ -55,7 +55,7 @@ def test_every_planned_step_is_a_processing_job(rendered: tuple[Config, p.Evalua
         assert args["RoleArn"] == targets.role_arn
         assert args["ProcessingResources"]["ClusterConfig"] == {
             "InstanceType": planned.instance_type,
-            "InstanceCount": 1,
+            "InstanceCount": planned.instance_count,
             "VolumeSizeInGB": 30,
             "VolumeKmsKeyId": targets.kms_key_arn,
         }
@@ -124,7 +124,8 @@ def test_preprocess_has_nothing_execution_specific_in_its_cache_key(
     for part in ("AppSpecification", "Environment", "ProcessingInputs"):
         assert execution_values(arguments[part]) == [], part
     # The output location is the run's own and is not part of the key.
-    assert execution_values(arguments["ProcessingOutputConfig"]) == ["Execution.PipelineExecutionId"]
+    outputs = arguments["ProcessingOutputConfig"]["Outputs"]
+    assert execution_values(arguments["ProcessingOutputConfig"]) == ["Execution.PipelineExecutionId"] * len(outputs)
 
 
 def test_preprocess_of_an_s3_dataset_is_never_cached() -> None:
@@ -231,7 +232,9 @@ def test_outputs_are_run_scoped_s3_uris(rendered: tuple[Config, p.EvaluationPlan
             name = output["OutputName"]
             assert output["S3Output"]["LocalPath"] == f"/opt/ml/processing/output/{name}"
             # Evaluations share one folder, which select and register read as a whole.
-            folder = f"evaluations/{planned.model}" if planned.kind == "evaluate" else f"{planned.name}/{name}"
+            folder = (
+                f"evaluations/{planned.model}" if planned.kind in ("evaluate", "merge") else f"{planned.name}/{name}"
+            )
             assert joined(output["S3Output"]["S3Uri"], "a1b2c3d4e5f6") == (
                 f"s3://evalops-dev-artifacts-123456789012/evalops-dev-{config.pipeline.name}/runs/a1b2c3d4e5f6/{folder}"
             )

@@ -1,0 +1,24 @@
+"""Which instances have a GPU, and the device the judge models run on.
+
+An evaluate job on a GPU instance runs the GPU variant of the step image (CUDA torch), whose
+environment says `EVALOPS_JUDGE_DEVICE=cuda`; `step_code.judge_device` is the one place that reads it.
+"""
+
+from __future__ import annotations
+
+# SageMaker instance families with NVIDIA GPUs that processing jobs offer.
+GPU_INSTANCE_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p3", "p4d", "p4de", "p5"})
+JUDGE_DEVICE_ENV = "EVALOPS_JUDGE_DEVICE"
+# The downloads (`algorithms.AssetKind`) that are judge models, the work a GPU instance speeds up.
+JUDGE_ASSET_KINDS = frozenset({"bertscore", "toxicity-model"})
+JUDGE_DEVICES = ("cpu", "cuda")
+
+
+def instance_family(instance_type: str) -> str:
+    """`ml.g5.2xlarge` -> `g5`."""
+    parts = instance_type.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "ml" else ""
+
+
+def is_gpu_instance(instance_type: str) -> bool:
+    return instance_family(instance_type) in GPU_INSTANCE_FAMILIES
