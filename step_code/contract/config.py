@@ -176,11 +176,21 @@ class EvaluationConfig(StrictModel):
         default=None,
         description=f"Instances evaluating this model (default: pipeline.shards); auto: {AUTO_SHARDS_RULE}.",
     )
+    evaluation_instance_type: str | None = Field(
+        default=None,
+        description="Instance of this model's evaluate job (default: pipeline.evaluation_instance_type); "
+        "a GPU type runs the judge models on the GPU image.",
+    )
 
     @field_validator("output", "log_probability")
     @classmethod
     def _jmespath(cls, value: str | None) -> str | None:
         return _check_jmespath(value)
+
+    @field_validator("evaluation_instance_type")
+    @classmethod
+    def _instance_type(cls, value: str | None) -> str | None:
+        return None if value is None else _check_instance_type(value)
 
     @field_validator("prompt_template")
     @classmethod
@@ -372,6 +382,9 @@ class ModelConfig(StrictModel):
             # The loader resolves auto from the catalog before anything plans, renders or runs.
             raise ValueError(f"shards: auto of model {self.name!r} was not resolved from the prompt count")
         return int(shards)
+
+    def evaluation_instance_type(self, pipeline: PipelineSettings) -> str:
+        return self.evaluation_config.evaluation_instance_type or pipeline.evaluation_instance_type
 
     @property
     def deploys_endpoint(self) -> bool:
