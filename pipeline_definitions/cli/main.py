@@ -301,6 +301,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _warm_pool_lines(loaded.config),
         _kept_in_account_lines(loaded.config, args.kept_endpoints) if args.kept_endpoints else [],
         _estimate_lines(estimate_run(loaded, prompt_count), loaded),
+        [loaded.auto_shards] if loaded.auto_shards else [],
         scale_lines(loaded.config),
         _download_lines(loaded),
     ]

@@ -95,7 +95,7 @@ def scale_row(config: Config, model: ModelConfig, prompts: int) -> ScaleRow:
     scoring_minutes = prompts / shards / SCORING_RECORDS_PER_SECOND / 60
     evaluate_minutes = JOB_START_MINUTES + invoke_minutes + scoring_minutes
     wall = evaluate_minutes + (JOB_START_MINUTES + MERGE_MINUTES if shards > 1 else 0.0)
-    evaluate_type = config.pipeline.evaluation_instance_type
+    evaluate_type = model.evaluation_instance_type(config.pipeline)
     prices = [instance_usd_per_hour(evaluate_type, config, "processing")]
     usd_parts = [prices[0] * shards * evaluate_minutes / 60 if prices[0] is not None else None]
     if shards > 1:

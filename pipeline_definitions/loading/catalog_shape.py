@@ -59,3 +59,13 @@ def _json_problem(text: str) -> str | None:
     if not document:
         return "the catalog is an empty JSON array (no records)"
     return None
+
+
+def catalog_record_count(path: Path, mime_type: str) -> int:
+    """Prompts in a catalog whose shape is usable: a JSON array's items, or a JSON Lines file's non-blank lines
+    (preprocess may quarantine some of them, so this is the count it reads)."""
+    if mime_type == "json":
+        document, _ = parse_document(path.read_text(encoding="utf-8").removeprefix(BOM))
+        return len(document) if isinstance(document, list) else 0
+    with path.open(encoding="utf-8", newline="\n") as handle:
+        return sum(1 for line in handle if line.removeprefix(BOM).strip(JSON_WHITESPACE + "\n"))

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from pipeline_definitions.loading.auto_shards import resolve_auto_shards
 from pipeline_definitions.loading.catalog_shape import catalog_shape_problem
 from pipeline_definitions.loading.finetuning_data import check_finetuning_data
 from pipeline_definitions.loading.sample_compat import sdk_defaults_message, translate_register_config
@@ -97,6 +98,8 @@ class LoadedConfig:
     dataset_location: str
     config_sha256: str
     warnings: list[str] = field(default_factory=list)
+    # How `shards: auto` was resolved (for `evalops plan`), None without auto.
+    auto_shards: str | None = None
 
     def normalized_json(self) -> str:
         """The config.json every step receives (`Config.model_validate_json` reads it back)."""
@@ -133,9 +136,13 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
         findings += validate_sections(_valid_sections(data))
         raise ConfigError(index.problems(display, findings)) from None
 
-    findings += validate(config)
     wanted = _catalog_path(config_path, catalog_dir)
     catalog = wanted if wanted.is_dir() else None
+    location = config.dataset.input_data_location
+    dataset_file = None if is_s3(location) else _find_file(location, catalog, config_path.parent)
+    auto_shards = resolve_auto_shards(config, location, dataset_file)
+    config = auto_shards.config
+    findings += auto_shards.findings + validate(config)
     if catalog_dir is not None and catalog is None:
         findings.append(Finding((), f"prompt catalog folder {catalog_dir} does not exist"))
     files = _LocalFiles(config_path.parent, catalog, wanted)
@@ -158,6 +165,7 @@ def load_config(path: str | Path, *, catalog_dir: Path | None = None) -> LoadedC
         dataset_location=files.dataset_location,
         config_sha256=hashlib.sha256(normalized.encode()).hexdigest(),
         warnings=[str(problem) for problem in index.problems(display, warnings)],
+        auto_shards=auto_shards.note,
     )
 
 
@@ -240,6 +248,10 @@ def _search_places(location: str, catalog: Path | None, config_dir: Path) -> lis
     if catalog is None or catalog.resolve() != config_dir.resolve():
         places.append(config_dir / location)
     return places
+
+
+def _find_file(location: str, catalog: Path | None, config_dir: Path) -> Path | None:
+    return next((place for place in _search_places(location, catalog, config_dir) if place.is_file()), None)
 
 
 def _not_found_message(location: str, places: list[Path], missing_catalog: Path | None = None) -> str:

@@ -109,24 +109,33 @@ def validate_sections(sections: Sections) -> list[Finding]:
     if sections.pricing is not None:
         findings += _pricing_findings(sections.pricing)
     if sections.pipeline is not None and sections.algorithms is not None:
-        findings += _gpu_findings(sections.pipeline, sections.algorithms)
+        findings += _gpu_findings(sections.pipeline, sections.models or [], sections.algorithms)
     return findings
 
 
-def _gpu_findings(pipeline: PipelineSettings, configured: list[AlgorithmConfig]) -> list[Finding]:
-    """A GPU evaluate instance only pays when a judge model runs on it (BERTScore, Detoxify, ToxiGen)."""
-    instance_type = pipeline.evaluation_instance_type
-    if not is_gpu_instance(instance_type):
-        return []
+def _gpu_findings(
+    pipeline: PipelineSettings, models: list[ModelConfig], configured: list[AlgorithmConfig]
+) -> list[Finding]:
+    """A GPU evaluate instance only pays when a judge model runs on it (BERTScore, Detoxify, ToxiGen); every
+    model is scored by every configured algorithm, so the check is the same for the pipeline's type and a
+    model's own."""
     known = [algorithms.lookup(a.algorithm) for a in configured if a.algorithm in algorithms.algorithm_names()]
     if any(JUDGE_ASSET_KINDS & set(spec.downloads) for spec in known):
         return []
+    chosen: list[tuple[Loc, str]] = [(("pipeline", "evaluation_instance_type"), pipeline.evaluation_instance_type)]
+    chosen += [
+        (("models", index, "evaluation_config", "evaluation_instance_type"), instance_type)
+        for index, model in enumerate(models)
+        if (instance_type := model.evaluation_config.evaluation_instance_type) is not None
+    ]
     return [
         Finding(
-            ("pipeline", "evaluation_instance_type"),
+            loc,
             f"{instance_type} is a GPU instance, but no configured algorithm scores with a judge model "
             "(BERTScore, Detoxify or ToxiGen): the GPU would sit idle; use a CPU type such as ml.m5.xlarge",
         )
+        for loc, instance_type in chosen
+        if is_gpu_instance(instance_type)
     ]
 
 

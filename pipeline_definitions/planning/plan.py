@@ -199,7 +199,7 @@ def build_plan(config: Config) -> EvaluationPlan:
                 *_recorded_responses_input(model),
             ),
             outputs=(EVALUATION,),
-            instance_type=config.pipeline.evaluation_instance_type,
+            instance_type=model.evaluation_instance_type(config.pipeline),
         )
         evaluation = evaluate
         if model.shard_count(config.pipeline) > 1:

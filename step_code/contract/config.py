@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import jmespath
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from step_code.contract.providers import FINETUNABLE_PROVIDERS, PROVIDERS, ModelProvider, ProviderSpec
-from step_code.contract.sharding import MAX_SHARDS
+from step_code.contract.sharding import AUTO_SHARDS, AUTO_SHARDS_RULE, MAX_SHARDS
 
 PROMPT_PLACEHOLDER = "PROMPT_PLACEHOLDER"
 MODEL_INPUT_PLACEHOLDER = "$model_input"
@@ -61,6 +61,17 @@ def _check_instance_type(value: str) -> str:
     return value
 
 
+def _shard_setting(value: Any) -> Any:
+    """One message for a bad shard count (a union would report each member's complaint)."""
+    if value == AUTO_SHARDS or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SHARDS):
+        return value
+    raise ValueError(f"expected a whole number from 1 to {MAX_SHARDS}, or auto ({AUTO_SHARDS_RULE})")
+
+
+# A shard count, or auto: resolved from the prompt count by the loader (contract/sharding.py states the rule).
+ShardSetting = Annotated[int | Literal["auto"], BeforeValidator(_shard_setting)]
+
+
 class PipelineSettings(StrictModel):
     name: str = Field(description="SageMaker pipeline name (also the prefix of run-scoped names).")
     description: str = ""
@@ -71,8 +82,9 @@ class PipelineSettings(StrictModel):
     evaluation_instance_type: str = Field(
         default="ml.m5.xlarge", description="Instance of the evaluate jobs (fmeval needs at least 2 vCPUs)."
     )
-    shards: int = Field(
-        default=1, ge=1, le=MAX_SHARDS, description="Instances of each model's evaluate job (evaluation_config.shards)."
+    shards: ShardSetting = Field(
+        default=1,
+        description=f"Instances of each model's evaluate job (evaluation_config.shards); auto: {AUTO_SHARDS_RULE}.",
     )
 
     @field_validator("name")
@@ -160,14 +172,25 @@ class EvaluationConfig(StrictModel):
     max_concurrency: int = Field(default=8, ge=1, le=256, description="Concurrent requests to the model.")
     timeout_seconds: float = Field(default=60.0, gt=0, le=900)
     max_retries: int = Field(default=5, ge=0, le=20)
-    shards: int | None = Field(
-        default=None, ge=1, le=MAX_SHARDS, description="Instances evaluating this model (default: pipeline.shards)."
+    shards: ShardSetting | None = Field(
+        default=None,
+        description=f"Instances evaluating this model (default: pipeline.shards); auto: {AUTO_SHARDS_RULE}.",
+    )
+    evaluation_instance_type: str | None = Field(
+        default=None,
+        description="Instance of this model's evaluate job (default: pipeline.evaluation_instance_type); "
+        "a GPU type runs the judge models on the GPU image.",
     )
 
     @field_validator("output", "log_probability")
     @classmethod
     def _jmespath(cls, value: str | None) -> str | None:
         return _check_jmespath(value)
+
+    @field_validator("evaluation_instance_type")
+    @classmethod
+    def _instance_type(cls, value: str | None) -> str | None:
+        return None if value is None else _check_instance_type(value)
 
     @field_validator("prompt_template")
     @classmethod
@@ -354,7 +377,14 @@ class ModelConfig(StrictModel):
         return PROVIDERS[self.model_provider]
 
     def shard_count(self, pipeline: PipelineSettings) -> int:
-        return self.evaluation_config.shards or pipeline.shards
+        shards = self.evaluation_config.shards or pipeline.shards
+        if shards == AUTO_SHARDS:
+            # The loader resolves auto from the catalog before anything plans, renders or runs.
+            raise ValueError(f"shards: auto of model {self.name!r} was not resolved from the prompt count")
+        return int(shards)
+
+    def evaluation_instance_type(self, pipeline: PipelineSettings) -> str:
+        return self.evaluation_config.evaluation_instance_type or pipeline.evaluation_instance_type
 
     @property
     def deploys_endpoint(self) -> bool:

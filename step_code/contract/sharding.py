@@ -9,6 +9,7 @@ totals and the score columns). The merge step reads the K results in shard order
 
 from __future__ import annotations
 
+import math
 import re
 
 SHARDS_OUTPUT_PREFIX = "shards-"
@@ -20,6 +21,13 @@ TOTALS_FILE = "invocation_totals.json"
 # Beside algorithms/<stem>.jsonl: the columns fmeval's aggregation reads, one row per scored record.
 SCORE_COLUMNS_SUFFIX = ".scores.parquet"
 MAX_SHARDS = 64
+# `shards: auto`: one shard per this many prompts, at most MAX_SHARDS. Scoring costs 1.13 ms of CPU per record
+# (benchmarks, shards), so a shard of 25,000 spends about 30 s scoring against the minutes its instance takes to
+# start; the endpoint, not the shard, bounds the wall time, so smaller shards would buy start-ups and requests in
+# flight the endpoint cannot serve. 1M prompts gives 40 shards, under the cap.
+AUTO_SHARDS = "auto"
+RECORDS_PER_AUTO_SHARD = 25_000
+AUTO_SHARDS_RULE = f"ceil(prompts / {RECORDS_PER_AUTO_SHARD:,}), 1 to {MAX_SHARDS}"
 
 _SHARD_FILE_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})\.jsonl$")
 
@@ -53,3 +61,8 @@ def parse_shard_file(name: str) -> tuple[int, int] | None:
 def shard_bounds(records: int, count: int) -> list[tuple[int, int]]:
     """[start, end) of each shard: contiguous, in dataset order, sizes differing by at most one."""
     return [(index * records // count, (index + 1) * records // count) for index in range(count)]
+
+
+def auto_shard_count(records: int) -> int:
+    """The shard count `shards: auto` gives a catalog of `records` prompts (AUTO_SHARDS_RULE)."""
+    return min(MAX_SHARDS, max(1, math.ceil(records / RECORDS_PER_AUTO_SHARD)))

@@ -52,5 +52,43 @@ def test_the_gpu_image_is_built_with_cuda_and_run_by_the_evaluate_steps(gpu_app:
             assert image == ("${GpuImageUri}" if step["Name"] in on_gpu else "${ImageUri}"), step["Name"]
 
 
+@pytest.fixture(scope="module")
+def mixed_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
+    """The pipeline's evaluate type stays CPU; one model asks for a GPU in its own evaluation_config."""
+    folder = tmp_path_factory.mktemp("mixed-app")
+    config = yaml.safe_load((repo_root / "configs" / "sample.yaml").read_text())
+    config["algorithms"].append({"algorithm": "Toxicity"})
+    config["models"][0].setdefault("evaluation_config", {})["evaluation_instance_type"] = "ml.g5.xlarge"
+    path = repo_root / "configs" / f".mixed-gpu-test-{folder.name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        options = AppOptions(environments_file=repo_root / "configs/environments.yaml", config_override=path)
+        return synthesize(repo_root, folder / "cdk.out", options)
+    finally:
+        path.unlink()
+
+
+def test_one_gpu_model_builds_the_gpu_image_for_its_evaluate_only(mixed_app: SynthesizedApp) -> None:
+    evaluation = mixed_app.stage.evaluation
+    assert evaluation.gpu_step_image is not None
+    gpu_hash = evaluation.gpu_step_image.asset_hash
+    manifests = [json.loads(p.read_text()) for p in mixed_app.outdir.rglob("*.assets.json")]
+    images = {key: value for manifest in manifests for key, value in manifest.get("dockerImages", {}).items()}
+    assert images[gpu_hash]["source"].get("dockerBuildArgs") == {"JUDGE_DEVICE": "cuda"}
+    template = mixed_app.template(evaluation)
+    ((_, pipeline),) = template.find_resources("AWS::SageMaker::Pipeline").items()
+    body, variables = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    assert variables["GpuImageUri"]["Fn::Sub"].endswith(f":{gpu_hash}")
+    gpu_model = mixed_app.stage.loaded.config.models[0].name
+    images_by_step = {
+        step["Name"]: step["Arguments"]["AppSpecification"]["ImageUri"]
+        for step in json.loads(body)["Steps"]
+        if step["Type"] == "Processing"
+    }
+    assert images_by_step.pop(f"Evaluate-{gpu_model}") == "${GpuImageUri}"
+    assert len(images_by_step) > 1
+    assert set(images_by_step.values()) == {"${ImageUri}"}
+
+
 def test_a_cpu_config_builds_no_gpu_image(reference_app: SynthesizedApp) -> None:
     assert reference_app.stage.evaluation.gpu_step_image is None
