@@ -1,4 +1,4 @@
-"""What the `evalops` commands share: exit codes and the prompt catalog option."""
+"""What the `evalops` commands share: exit codes, the prompt catalog option and the report lines."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def add_catalog_dir(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="prompt catalog folder (default: prompt_catalog/ at the repository root)",
     )
+
+
+def print_report_paths(path: Path, *, computed: bool, pdf: bool) -> int:
+    """The lines `evalops report` ends with, for a local run and a deployed one alike."""
+    if computed:
+        print("The run has no decision.json: the decision was computed from the evaluation summaries.")
+    print(f"Comparison report: {path}")
+    if pdf:
+        print(f"PDF report: {path.with_suffix('.pdf')}")
+    return EXIT_OK

@@ -31,6 +31,7 @@ from pipeline_definitions.cli.common import (
     EXIT_POLICY_NOT_MET,
     EXIT_STEP_FAILED,
     EXIT_USER_ERROR,
+    print_report_paths,
 )
 from pipeline_definitions.loading.loader import ConfigError, Problem, load_config, read_yaml_mapping
 from pipeline_definitions.local.engine import RUN_FILE, STEPS_DIR, RunError, rebuild_report
@@ -364,12 +365,7 @@ def cmd_report_deployed(run: str | None, execution: str | None, output: Path | N
     except (DeployedError, RunError) as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    if computed:
-        print("The run has no decision.json: the decision was computed from the evaluation summaries.")
-    print(f"Comparison report: {path}")
-    if pdf:
-        print(f"PDF report: {path.with_suffix('.pdf')}")
-    return EXIT_OK
+    return print_report_paths(path, computed=computed, pdf=pdf)
 
 
 def add_deployed_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -28,6 +28,7 @@ from pipeline_definitions.cli.common import (
     EXIT_STEP_FAILED,
     EXIT_USER_ERROR,
     add_catalog_dir,
+    print_report_paths,
 )
 from pipeline_definitions.cli.deployed import add_deployed_commands, cmd_report_deployed
 from pipeline_definitions.loading.loader import load_config
@@ -297,12 +298,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except RunError as exc:
         print(f"evalops report: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    if computed:
-        print("The run has no decision.json: the decision was computed from the evaluation summaries.")
-    print(f"Comparison report: {path}")
-    if args.pdf:
-        print(f"PDF report: {path.with_suffix('.pdf')}")
-    return EXIT_OK
+    return print_report_paths(path, computed=computed, pdf=args.pdf)
 
 
 def add_run_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
