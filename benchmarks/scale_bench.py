@@ -201,7 +201,6 @@ def print_result(result: ScaleBenchResult) -> None:
     print()
     print_table(
         [
-            "algorithms",
             "N",
             "endpoint calls",
             "evaluate wall s",
@@ -209,10 +208,10 @@ def print_result(result: ScaleBenchResult) -> None:
             "prompts/s",
             "peak RSS MB",
             "with children MB",
+            "algorithms",
         ],
         [
             (
-                case.algorithms,
                 f"{case.prompts:,}",
                 f"{case.endpoint_calls:,}",
                 f"{case.evaluate_seconds:.1f}",
@@ -220,6 +219,7 @@ def print_result(result: ScaleBenchResult) -> None:
                 "-" if case.prompts_per_second is None else f"{case.prompts_per_second:,.0f}",
                 f"{case.peak_rss_mb:,.0f}",
                 f"{case.peak_tree_rss_mb:,.0f}",
+                case.algorithms,
             )
             for case in result.cases
         ],

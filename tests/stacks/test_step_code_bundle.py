@@ -69,7 +69,8 @@ def test_every_step_entry_point_is_in_the_staged_zip(reference_app: SynthesizedA
         f"print(json.dumps({{k: importlib.util.find_spec(m).origin for k, m in {modules!r}.items()}}))"
     )
     origins = run_from_bundle(bundle, probe, tmp_path)
-    assert sorted(origins) == sorted(["preprocess", "finetune", "deploy", "evaluate", "cleanup", "select", "register"])
+    branch = ["finetune", "deploy", "evaluate", "evaluate_shards", "merge", "cleanup"]
+    assert sorted(origins) == sorted(["preprocess", *branch, "champion", "select", "register"])
     assert all(origin.startswith(str(bundle)) for origin in origins.values()), origins
 
 
