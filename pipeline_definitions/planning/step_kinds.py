@@ -8,7 +8,7 @@ incomplete or a kind has none.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
@@ -73,6 +73,20 @@ class StepKindSpec:
     reports_progress: bool = False
 
 
+_EVALUATE = StepKindSpec(
+    entry_module="step_code.evaluate_step",
+    takes_execution_id=True,
+    run_options=("cache-uri", "response-cache"),
+    environment=(),
+    max_runtime_seconds=24 * 3600,
+    estimated_minutes=lambda model: model.evaluation_minutes,
+    result_file=files.SUMMARY_FILE,
+    result_model=EvaluationSummary,
+    creates_resources=False,
+    reports_progress=True,
+)
+
+
 STEP_KINDS: dict[StepKind, StepKindSpec] = {
     "preprocess": StepKindSpec(
         entry_module="step_code.preprocess",
@@ -111,32 +125,10 @@ STEP_KINDS: dict[StepKind, StepKindSpec] = {
     ),
     # `evaluate` and `select` carry a suffix: a module named `evaluate` or `select` would shadow the Hugging
     # Face `evaluate` library fmeval imports (or the standard `select`) whenever step_code/ lands on sys.path.
-    "evaluate": StepKindSpec(
-        entry_module="step_code.evaluate_step",
-        takes_execution_id=True,
-        run_options=("cache-uri", "response-cache"),
-        environment=(),
-        max_runtime_seconds=24 * 3600,
-        estimated_minutes=lambda model: model.evaluation_minutes,
-        result_file=files.SUMMARY_FILE,
-        result_model=EvaluationSummary,
-        creates_resources=False,
-        reports_progress=True,
-    ),
+    "evaluate": _EVALUATE,
     # A sharded model's evaluate job (one process per instance, each evaluating its shard files) and the
     # merge of its shard results into the model's evaluation (step_code/contract/sharding.py).
-    "evaluate_shards": StepKindSpec(
-        entry_module="step_code.evaluate_shards",
-        takes_execution_id=True,
-        run_options=("cache-uri", "response-cache"),
-        environment=(),
-        max_runtime_seconds=24 * 3600,
-        estimated_minutes=lambda model: model.evaluation_minutes,
-        result_file=files.SUMMARY_FILE,
-        result_model=EvaluationSummary,
-        creates_resources=False,
-        reports_progress=True,
-    ),
+    "evaluate_shards": replace(_EVALUATE, entry_module="step_code.evaluate_shards"),
     "merge": StepKindSpec(
         entry_module="step_code.merge_shards",
         takes_execution_id=True,
