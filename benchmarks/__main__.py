@@ -9,7 +9,9 @@
 - cache: S3 requests of a re-run of 100k prompts over loose cache entries against segments (moto);
 - rerun: endpoint calls of re-runs with the catalog unchanged and partly edited;
 - synth: `cdk synth` and the definition build;
-- validate: `evalops validate` on 60 models with each of the 12 algorithms, and on hostile configs.
+- validate: `evalops validate` on 60 models with each of the 12 algorithms, and on hostile configs;
+- judges: records/s of fmeval's judge models (stand-ins of their real size) on the CPU, fmeval's way of
+  calling them against ours, batched (`--judge-records N`: N records per judge), scores compared.
 `--smoke` runs every selected benchmark at a few prompts with a 2 ms endpoint: the correctness checks
 only (the test suite runs it); its timings mean nothing.
 
@@ -33,6 +35,7 @@ logging.getLogger(SDK_CONFIG_LOGGER).setLevel(logging.WARNING)
 from benchmarks import (  # noqa: E402
     cache_bench,
     eval_bench,
+    judge_bench,
     rerun_bench,
     robustness_bench,
     scale_bench,
@@ -42,7 +45,7 @@ from benchmarks import (  # noqa: E402
 )
 from benchmarks.common import load_line, machine_line  # noqa: E402
 
-BENCHMARKS = ("eval", "robustness", "scale", "shards", "cache", "rerun", "synth", "validate")
+BENCHMARKS = ("eval", "robustness", "scale", "shards", "cache", "rerun", "synth", "validate", "judges")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Sizes:
     cache_prompts: int
     rerun_prompts: int
     latency_ms: float
+    judges: judge_bench.JudgeSizes
 
 
 FULL = Sizes(
@@ -66,6 +70,7 @@ FULL = Sizes(
     cache_prompts=100_000,
     rerun_prompts=1000,
     latency_ms=50.0,
+    judges=judge_bench.FULL,
 )
 SMOKE = Sizes(
     eval_configurations=((12, 2),),
@@ -75,6 +80,7 @@ SMOKE = Sizes(
     cache_prompts=1_200,
     rerun_prompts=20,
     latency_ms=2.0,
+    judges=judge_bench.SMOKE,
 )
 
 
@@ -109,6 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shard-prompts", type=_positive_int, default=None, help="N of the shards benchmark.")
     parser.add_argument("--cache-prompts", type=_positive_int, default=None, help="N of the cache benchmark.")
     parser.add_argument(
+        "--judge-records", type=_positive_int, default=None, help="Records per judge of the judges run."
+    )
+    parser.add_argument(
         "--latency-ms", type=_positive_float, default=None, help="Endpoint latency per request (default 50)."
     )
     parser.add_argument(
@@ -127,6 +136,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         cache_prompts=args.cache_prompts or base.cache_prompts,
         rerun_prompts=args.prompts or base.rerun_prompts,
         latency_ms=args.latency_ms or base.latency_ms,
+        judges=base.judges.with_records(args.judge_records),
     )
 
 
@@ -170,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     if "validate" in selected:
         print()
         problems += (validate_bench.run(unknown=1_000) if args.smoke else validate_bench.run()).problems
+    if "judges" in selected:
+        print()
+        problems += judge_bench.run(sizes.judges).problems
     print()
     print(f"after: {load_line()}")
     for problem in problems:
