@@ -51,6 +51,20 @@ def test_bertscore_pairs_of_a_batch_are_scored_in_one_call_with_the_judge_batch_
     assert summary_of(output).metrics["bertscore"] == pytest.approx(sum(expected) / rows)
 
 
+def test_the_judge_device_reaches_the_batched_bertscore_call(
+    http_run: Callable[..., EvaluateRun], standin_judges: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from step_code import scoring
+
+    monkeypatch.setattr(scoring, "judge_device", lambda: "cuda")
+    BertscoreStandin.calls.clear()
+    with ModelServer(answers=answer_for) as server:
+        run = http_run(server.url, [QA], rows=10)
+        assert main(run.argv("candidate")) == 0
+    assert [options.get("device") for _, options in BertscoreStandin.calls] == ["cuda"]
+    assert [options["batch_size"] for _, options in BertscoreStandin.calls] == [64]
+
+
 def test_toxicity_detector_gets_its_batch_in_chunks_of_the_judge_batch_size(
     http_run: Callable[..., EvaluateRun], standin_judges_with_detoxify: None
 ) -> None:
