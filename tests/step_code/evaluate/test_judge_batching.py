@@ -7,9 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from step_code.contract.config import Config
 from step_code.evaluate_step import main
 from step_code.judge_batching import batch_toxicity_helper, bertscore_table
 from tests.step_code.evaluate.conftest import EvaluateRun
@@ -122,33 +120,3 @@ def test_bertscore_table_scores_each_distinct_pair_once_and_passes_the_device() 
         (2, {"model_type": "roberta-large-mnli", "batch_size": 8, "inference": True}),
     ]
     assert bertscore_table(helper, [], batch_size=8, device="cpu") == {}
-
-
-def _config(pipeline: dict[str, Any], evaluation: dict[str, Any]) -> Config:
-    return Config.model_validate(
-        {
-            "pipeline": {"name": "p", **pipeline},
-            "dataset": {
-                "dataset_name": "d",
-                "input_data_location": "d.jsonl",
-                "model_input_key": "q",
-                "target_output_key": "a",
-            },
-            "models": [
-                {"name": "m", "model_provider": "http", "endpoint_url": "http://x", "evaluation_config": evaluation}
-            ],
-            "algorithms": [QA],
-        }
-    )
-
-
-def test_judge_batch_size_defaults_to_64_and_a_model_overrides_the_pipeline() -> None:
-    config = _config({}, {})
-    assert config.models[0].judge_batch_size(config.pipeline) == 64
-    config = _config({"judge_batch_size": 128}, {})
-    assert config.models[0].judge_batch_size(config.pipeline) == 128
-    config = _config({"judge_batch_size": 128}, {"judge_batch_size": 8})
-    assert config.models[0].judge_batch_size(config.pipeline) == 8
-    for bad in (0, 5000, "many"):
-        with pytest.raises(ValidationError, match="judge_batch_size"):
-            _config({}, {"judge_batch_size": bad})
