@@ -30,12 +30,15 @@ import gc
 import io
 import json
 import math
+import multiprocessing
 import random
 import resource
 import tempfile
+import threading
 import time
 from bisect import bisect
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
@@ -65,6 +68,8 @@ SYLLABLES = (
     *("ka", "lo", "mi", "ten", "sor", "vel", "ar", "qui", "dan", "pre", "tor", "ul", "ex", "ri", "mon", "sa"),
     *("ber", "ly", "gen", "cha", "fi", "nu", "ost", "wer", "in", "e", "a", "th", "ing", "pol", "ro", "st"),
 )
+# Detoxify's seven scores (fmeval's DETOXIFY_SCORE_NAMES) and ToxiGen's two classes.
+JUDGE_LABELS = {"detoxify": 7, "toxigen": 2}
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1"}
 
 
@@ -95,8 +100,9 @@ FULL = JudgeSizes(
         "toxigen": Dims(hidden=1024, layers=24, heads=16, intermediate=4096),
         "bertscore": Dims(hidden=1024, layers=48, heads=16, intermediate=4096),
     },
-    # The full-size DeBERTa embeds about one text per second on 2 busy cores: fewer records for it.
-    records={"detoxify": 256, "toxigen": 128, "bertscore": 64},
+    # On 2 shared cores fmeval's path took about 0.2 s per record with Detoxify, 1 s with ToxiGen and 3.5 s
+    # with BERTScore: these counts keep the whole run (4 or 5 paths per judge) near 10 minutes.
+    records={"detoxify": 96, "toxigen": 48, "bertscore": 32},
     batch_sizes={"detoxify": (1, 16, 64), "toxigen": (1, 16, 64), "bertscore": (1, 16, 64, 256)},
 )
 # Tiny widths, the real depths (bert_score takes layer 40 of fmeval's default model).
@@ -185,58 +191,62 @@ class StandIns:
         cls(vocab_file=str(vocab), merges_file=str(merges), model_max_length=MAX_TOKENS).save_pretrained(folder)
         return folder
 
-    def _roberta(self, judge: str, labels: int) -> Any:
-        import torch
-        from transformers import RobertaConfig, RobertaForSequenceClassification
-
+    def _saved(self, judge: str, tokenizer: Any) -> Path:
+        """The judge's model and tokenizer saved in a folder of their own. The model is built and saved in a
+        child process, so that this process's memory holds only the loaded judge, as fmeval's would."""
+        folder = self._tokenizer_dir(judge, tokenizer)
         dims = self.sizes.dims[judge]
-        config = RobertaConfig(
-            vocab_size=self._vocab(dims),
-            hidden_size=dims.hidden,
-            num_hidden_layers=dims.layers,
-            num_attention_heads=dims.heads,
-            intermediate_size=dims.intermediate,
-            max_position_embeddings=MAX_TOKENS + 2,
-            type_vocab_size=1,
-            pad_token_id=ROBERTA_SPECIALS.index("<pad>"),
-            bos_token_id=ROBERTA_SPECIALS.index("<s>"),
-            eos_token_id=ROBERTA_SPECIALS.index("</s>"),
-            num_labels=labels,
-        )
-        torch.manual_seed(0)
-        return RobertaForSequenceClassification(config).eval()
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(save_model, judge, dims, dims.vocab or self.tokens, str(folder)).result()
+        return folder
 
     def detoxify(self) -> tuple[Any, Any]:
         """The model and tokenizer fmeval's DetoxifyHelperModel builds: RobertaForSequenceClassification and
         the slow RobertaTokenizer (the checkpoint's `tokenizer_name`)."""
-        from fmeval.eval_algorithms.helper_models.helper_model import DETOXIFY_SCORE_NAMES
-        from transformers import RobertaTokenizer, RobertaTokenizerFast
+        from transformers import RobertaForSequenceClassification, RobertaTokenizer, RobertaTokenizerFast
 
-        folder = self._tokenizer_dir("detoxify", RobertaTokenizerFast)
-        return self._roberta("detoxify", len(DETOXIFY_SCORE_NAMES)), RobertaTokenizer.from_pretrained(folder)
+        folder = self._saved("detoxify", RobertaTokenizerFast)
+        return RobertaForSequenceClassification.from_pretrained(folder).eval(), RobertaTokenizer.from_pretrained(folder)
 
     def toxigen(self) -> Any:
-        """fmeval's ToxiGen judge: `pipeline("text-classification", model=...)` on a saved model."""
+        """fmeval's ToxiGen judge: `pipeline("text-classification", model=...)`."""
         from transformers import RobertaTokenizerFast, pipeline
 
-        folder = self._tokenizer_dir("toxigen", RobertaTokenizerFast)
-        self._roberta("toxigen", 2).save_pretrained(folder)
-        gc.collect()
-        return pipeline("text-classification", model=str(folder))
+        return pipeline("text-classification", model=str(self._saved("toxigen", RobertaTokenizerFast)))
 
     def bertscore(self) -> Path:
-        """A saved DebertaModel of the given dims, with the tokenizer `bert_score` loads for it."""
-        import torch
-        from transformers import DebertaConfig, DebertaModel, DebertaTokenizerFast
+        """The folder `bert_score` loads the DeBERTa and its tokenizer from."""
+        from transformers import DebertaTokenizerFast
 
-        dims = self.sizes.dims["bertscore"]
-        folder = self._tokenizer_dir("bertscore", DebertaTokenizerFast)
+        return self._saved("bertscore", DebertaTokenizerFast)
+
+
+def save_model(judge: str, dims: Dims, vocab: int, folder: str) -> None:
+    """Build the judge's model with random weights (seeded) and save it to `folder`."""
+    import torch
+    from transformers import (
+        DebertaConfig,
+        DebertaModel,
+        PretrainedConfig,
+        PreTrainedModel,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    shape = {
+        "vocab_size": vocab,
+        "hidden_size": dims.hidden,
+        "num_hidden_layers": dims.layers,
+        "num_attention_heads": dims.heads,
+        "intermediate_size": dims.intermediate,
+    }
+    config: PretrainedConfig
+    model: PreTrainedModel
+    torch.manual_seed(0)
+    if judge == "bertscore":
+        # microsoft/deberta-xlarge-mnli's config: DeBERTa (v1) with relative attention.
         config = DebertaConfig(
-            vocab_size=self._vocab(dims),
-            hidden_size=dims.hidden,
-            num_hidden_layers=dims.layers,
-            num_attention_heads=dims.heads,
-            intermediate_size=dims.intermediate,
+            **shape,
             max_position_embeddings=MAX_TOKENS,
             relative_attention=True,
             pos_att_type=["c2p", "p2c"],
@@ -246,10 +256,19 @@ class StandIns:
             layer_norm_eps=1e-7,
             pad_token_id=len(ROBERTA_SPECIALS) + DEBERTA_SPECIALS.index("[PAD]"),
         )
-        torch.manual_seed(0)
-        DebertaModel(config).eval().save_pretrained(folder)
-        gc.collect()
-        return folder
+        model = DebertaModel(config)
+    else:
+        config = RobertaConfig(
+            **shape,
+            max_position_embeddings=MAX_TOKENS + 2,
+            type_vocab_size=1,
+            pad_token_id=ROBERTA_SPECIALS.index("<pad>"),
+            bos_token_id=ROBERTA_SPECIALS.index("<s>"),
+            eos_token_id=ROBERTA_SPECIALS.index("</s>"),
+            num_labels=JUDGE_LABELS[judge],
+        )
+        model = RobertaForSequenceClassification(config)
+    model.eval().save_pretrained(folder)
 
 
 class BertscoreMetric:
@@ -258,8 +277,9 @@ class BertscoreMetric:
     `bert_score.utils.model2layers` gives the requested model, scoring all pairs of a call at `batch_size`.
     The weights come from `model_dir` whatever model is requested."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, forwards: ForwardCounter) -> None:
         self._model_dir = model_dir
+        self._forwards = forwards
         self._scorer: Any = None
         self._key: tuple[str, int, str | None] | None = None
 
@@ -283,9 +303,55 @@ class BertscoreMetric:
             self._scorer = BERTScorer(
                 model_type=str(self._model_dir), num_layers=key[1], device=device, batch_size=batch_size
             )
+            self._forwards.watch(self._scorer._model)
             self._key = key
         precision, recall, f1 = self._scorer.score(cands=predictions, refs=references, batch_size=batch_size)
         return {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist()}
+
+
+class RssPeak:
+    """The peak RSS of this process while a path runs (psutil, sampled every 20 ms): fmeval runs Detoxify
+    with autograd on, which keeps every layer's activations of a batch alive until the batch is done."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._sample, name="judge-rss", daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while True:
+            self.peak = max(self.peak, me.memory_info().rss)
+            if self._stop.wait(self._interval):
+                return
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def megabytes(self) -> float:
+        return self.peak / 2**20
+
+
+class ForwardCounter:
+    """Forward passes of a judge's torch model (a hook on its top module): what batching changes."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def watch(self, model: Any) -> None:
+        model.register_forward_hook(self._hook)
+
+    def _hook(self, *_: Any) -> None:
+        self.count += 1
 
 
 FMEVAL_HELPER_MODULE = "fmeval.eval_algorithms.helper_models.helper_model"
@@ -303,8 +369,9 @@ def _fmeval_scoring_intact() -> str | None:
 
 
 @contextmanager
-def installed(judge: str, standins: StandIns) -> Iterator[None]:
-    """fmeval's helper model for `judge` built from its stand-in; everything restored afterwards."""
+def installed(judge: str, standins: StandIns, forwards: ForwardCounter) -> Iterator[None]:
+    """fmeval's helper model for `judge` built from its stand-in, its forward passes counted; everything
+    restored afterwards."""
     import evaluate
     from fmeval.eval_algorithms.helper_models import helper_model
 
@@ -316,6 +383,7 @@ def installed(judge: str, standins: StandIns) -> Iterator[None]:
     saved = (detoxify.__init__, toxigen.__init__, evaluate.load)
     if judge == "detoxify":
         model, tokenizer = standins.detoxify()
+        forwards.watch(model)
 
         def detoxify_init(self: Any) -> None:
             self._model, self._tokenizer = model, tokenizer
@@ -323,13 +391,14 @@ def installed(judge: str, standins: StandIns) -> Iterator[None]:
         detoxify.__init__ = detoxify_init
     elif judge == "toxigen":
         classifier = standins.toxigen()
+        forwards.watch(classifier.model)
 
         def toxigen_init(self: Any) -> None:
             self._model = classifier
 
         toxigen.__init__ = toxigen_init
     else:
-        metric = BertscoreMetric(standins.bertscore())
+        metric = BertscoreMetric(standins.bertscore(), forwards)
         original_load = evaluate.load
 
         def load(path: str, *args: Any, **kwargs: Any) -> Any:
@@ -350,6 +419,8 @@ class PathRun:
     batch: str
     seconds: float
     scores: list[dict[str, float | None]]
+    forwards: int = 0
+    peak_rss_mb: float = 0.0
 
     @property
     def records_per_second(self) -> float:
@@ -360,12 +431,12 @@ class PathRun:
 class JudgeCase:
     judge: str
     model: str
+    dims: Dims
     fmeval: PathRun
     ours: list[tuple[int, PathRun]]
-    skipped: list[int]
+    expected_forwards: Mapping[int, int]
     tokens_per_output: float
     tokens_per_reference: float
-    peak_rss_mb: float
 
     def difference(self, run: PathRun) -> float:
         worst = 0.0
@@ -387,12 +458,18 @@ class JudgeCase:
 @dataclass(frozen=True)
 class JudgeBenchResult:
     cases: list[JudgeCase]
+    refused: str | None = None
 
     @property
     def problems(self) -> list[str]:
-        found = []
+        found = [self.refused] if self.refused else []
         for case in self.cases:
             for size, run in case.ours:
+                if run.forwards != case.expected_forwards[size]:
+                    found.append(
+                        f"judges: {case.judge} batch {size}: {run.forwards} forward passes of the model, expected "
+                        f"{case.expected_forwards[size]} (the batch size did not reach the model)"
+                    )
                 difference = case.difference(run)
                 if not difference <= MAX_DIFFERENCE:
                     found.append(
@@ -502,13 +579,17 @@ SPECS: Mapping[str, JudgeSpec] = {
 }
 
 
-def _ours(algorithm_name: str, algorithm: Any, pairs: list[Pair], batch_size: int, names: list[str]) -> PathRun:
-    """`AlgorithmScorer` with judge batching over the records in the evaluate step's batches."""
+def _ours(algorithm: Any, pairs: list[Pair], batch_size: int, names: list[str]) -> PathRun:
+    """`AlgorithmScorer` with judge batching over the records, in the evaluate step's batches."""
     from step_code import record_scoring
+    from step_code.judge_batching import JudgeSettings
 
-    scoring = record_scoring.SCORINGS[algorithm_name](
+    judges = JudgeSettings(batch_size=batch_size)
+    scoring = record_scoring.SCORINGS[type(algorithm).__name__](
         algorithm,
-        record_scoring.ScoringContext(runner=None, prompt_template="$model_input", target_labels=(), omitted_judges=()),
+        record_scoring.ScoringContext(
+            runner=None, prompt_template="$model_input", target_labels=(), omitted_judges=(), judges=judges
+        ),
     )
     records = [
         record_scoring.ScoringRecord(
@@ -523,14 +604,35 @@ def _ours(algorithm_name: str, algorithm: Any, pairs: list[Pair], batch_size: in
         for index, pair in enumerate(pairs)
     ]
     scores_out = io.StringIO()
-    scorer = record_scoring.AlgorithmScorer(scoring, io.StringIO(), None, scores_out, judge_batch_size=batch_size)
+    scorer = record_scoring.AlgorithmScorer(scoring, io.StringIO(), None, scores_out, judges)
     started = time.perf_counter()
-    for start in range(0, len(records), record_scoring.BATCH_SIZE):
-        scorer.score_batch(records[start : start + record_scoring.BATCH_SIZE])
+    for batch in _score_batches(records):
+        scorer.score_batch(batch)
     seconds = time.perf_counter() - started
     by_id = {row["record_id"]: row["scores"] for row in map(json.loads, scores_out.getvalue().splitlines())}
     scores = [{name: by_id.get(record.record_id, {}).get(name) for name in names} for record in records]
     return PathRun(f"(b) batch {batch_size}", str(batch_size), seconds, scores)
+
+
+def _score_batches(rows: Sequence[Any]) -> list[Sequence[Any]]:
+    from step_code.record_scoring import BATCH_SIZE
+
+    return [rows[start : start + BATCH_SIZE] for start in range(0, len(rows), BATCH_SIZE)]
+
+
+def expected_forwards(judge: str, pairs: list[Pair], batch_size: int) -> int:
+    """Forward passes of the judge's model when (b) batches at `batch_size`: per batch of records, the
+    toxicity detectors see its outputs in chunks of that size; bert_score embeds the distinct texts of
+    all its pairs (outputs and references) that many at a time."""
+    total = 0
+    for batch in _score_batches(pairs):
+        texts = (
+            len({text for pair in batch for text in (pair.output, pair.reference)})
+            if judge == "bertscore"
+            else len(batch)
+        )
+        total += math.ceil(texts / batch_size)
+    return total
 
 
 def _mean_tokens(tokenizer: Any, texts: Sequence[str]) -> float:
@@ -548,27 +650,35 @@ def run_judge(judge: str, standins: StandIns, pairs: list[Pair]) -> JudgeCase:
     spec = SPECS[judge]
     names = spec.score_names()
     sizes = standins.sizes
-    with installed(judge, standins):
-        algorithm = spec.algorithm()
+    forwards = ForwardCounter()
+    with installed(judge, standins, forwards):
         # Untimed: loads the model where fmeval loads it lazily and warms torch's kernels.
-        spec.fmeval_path(algorithm, pairs[:2])
-        started = time.perf_counter()
-        fmeval_scores = spec.fmeval_path(algorithm, pairs)
-        fmeval = PathRun("(a) fmeval", spec.fmeval_batch, time.perf_counter() - started, fmeval_scores)
-        algorithm_name = type(algorithm).__name__
-        runnable = [size for size in sizes.batch_sizes[judge] if size <= len(pairs)]
-        ours = [(size, _ours(algorithm_name, algorithm, pairs, size, names)) for size in runnable]
+        spec.fmeval_path(spec.algorithm(), pairs[:2])
+        # A new algorithm object for every path: ours gives ToxiGen's helper a batch size.
+        algorithm = spec.algorithm()
+        forwards.count = 0
+        with RssPeak() as rss:
+            started = time.perf_counter()
+            fmeval_scores = spec.fmeval_path(algorithm, pairs)
+            seconds = time.perf_counter() - started
+        fmeval = PathRun("(a) fmeval", spec.fmeval_batch, seconds, fmeval_scores, forwards.count, rss.megabytes)
+        ours = []
+        for size in sizes.batch_sizes[judge]:
+            forwards.count = 0
+            with RssPeak() as rss:
+                run = _ours(spec.algorithm(), pairs, size, names)
+            ours.append((size, replace(run, forwards=forwards.count, peak_rss_mb=rss.megabytes)))
         del algorithm
     tokenizer = AutoTokenizer.from_pretrained(standins.root / judge)
     case = JudgeCase(
         judge=judge,
         model=spec.model,
+        dims=sizes.dims[judge],
         fmeval=fmeval,
         ours=ours,
-        skipped=[size for size in sizes.batch_sizes[judge] if size > len(pairs)],
+        expected_forwards={size: expected_forwards(judge, pairs, size) for size, _ in ours},
         tokens_per_output=_mean_tokens(tokenizer, [pair.output for pair in pairs]),
         tokens_per_reference=_mean_tokens(tokenizer, [pair.reference for pair in pairs]),
-        peak_rss_mb=_peak_rss_mb(),
     )
     gc.collect()
     return case
@@ -584,7 +694,7 @@ def run(sizes: JudgeSizes = FULL) -> JudgeBenchResult:
     )
     tampered = _fmeval_scoring_intact()
     if tampered is not None:
-        raise RuntimeError(f"judges: fmeval's judge code is replaced in this process ({tampered}); run it alone")
+        return JudgeBenchResult([], f"judges: fmeval's judge code is replaced in this process ({tampered})")
     maker = TextMaker(seed=13)
     cases = []
     with tempfile.TemporaryDirectory(prefix="evalops-judge-bench-") as tmp, environment(**OFFLINE_ENV):
@@ -600,50 +710,45 @@ def print_result(result: JudgeBenchResult, gpu: bool) -> None:
     rows: list[tuple[object, ...]] = []
     for case in result.cases:
         base = case.fmeval.records_per_second
-        rows.append(
-            (
-                f"{case.judge} {case.fmeval.label}",
-                len(case.fmeval.scores),
-                case.fmeval.batch,
-                f"{case.fmeval.seconds:.1f}",
-                f"{base:.2f}",
-                "1.00x",
-                "-",
-            )
-        )
-        for _, run in case.ours:
+        for run in (case.fmeval, *(run for _, run in case.ours)):
+            difference = "-" if run is case.fmeval else f"{case.difference(run):.1e}"
             rows.append(
                 (
                     f"{case.judge} {run.label}",
                     len(run.scores),
                     run.batch,
+                    run.forwards,
                     f"{run.seconds:.1f}",
                     f"{run.records_per_second:.2f}",
                     f"{run.records_per_second / base:.2f}x",
-                    f"{case.difference(run):.1e}",
+                    f"{run.peak_rss_mb:,.0f}",
+                    difference,
                 )
             )
     print()
     print_table(
-        ["judge, path", "records", "texts per model call", "s", "records/s", "speed-up", "max |a - b|"],
+        [
+            "judge, path",
+            "records",
+            "texts per call",
+            "forward passes",
+            "s",
+            "records/s",
+            "speed-up",
+            "peak RSS MB",
+            "max |a - b|",
+        ],
         rows,
     )
     for case in result.cases:
-        skipped = "".join(
-            f"; batch {size} not run (only {len(case.fmeval.scores)} records: it would be the same calls as "
-            f"batch {case.ours[-1][0]})"
-            for size in case.skipped
-        )
         print(
-            f"{case.judge}: {case.model}; {case.tokens_per_output:.0f} tokens per output, "
-            f"{case.tokens_per_reference:.0f} per reference; peak RSS after it {case.peak_rss_mb:,.0f} MB{skipped}"
+            f"{case.judge}: {case.model} (here hidden {case.dims.hidden}, {case.dims.layers} layers, "
+            f"{case.dims.heads} heads, FFN {case.dims.intermediate}, vocab {case.dims.vocab or 'of the tokenizer'}); "
+            f"{case.tokens_per_output:.0f} tokens per output, {case.tokens_per_reference:.0f} per reference"
         )
-    agree = not result.problems
+    agree = all(case.difference(run) <= MAX_DIFFERENCE for case in result.cases for _, run in case.ours)
     print(f"(a) and (b) agree within {MAX_DIFFERENCE:g} for every judge and batch size: {'yes' if agree else 'NO'}")
-    print(
-        "GPU: not measured, this machine has no GPU"
-        + ("" if not gpu else " this benchmark uses (torch sees one, but the benchmark runs on the CPU)")
-    )
+    print("GPU: not measured, " + ("the benchmark runs on the CPU only" if gpu else "this machine has no GPU"))
     print(f"peak RSS of the process: {_peak_rss_mb():,.0f} MB")
     print()
     for line in projection(result.cases):
