@@ -758,6 +758,7 @@ def print_result(result: JudgeBenchResult, gpu: bool) -> None:
 def projection(cases: Sequence[JudgeCase]) -> list[str]:
     """What each judge adds to an evaluate instance's work for 1M prompts, at the best measured CPU rate."""
     from pipeline_definitions.estimating.scale import SCORING_RECORDS_PER_SECOND
+    from pipeline_definitions.planning.step_kinds import STEP_KINDS
     from step_code.contract.pricing import price_table
 
     price = price_table().instance_usd_per_hour["processing"][EVALUATE_INSTANCE]
@@ -769,12 +770,18 @@ def projection(cases: Sequence[JudgeCase]) -> list[str]:
         f"(estimating/scale.py) counts {SCORING_RECORDS_PER_SECOND:,.0f} records/s of client and lexical "
         f"scoring ({lexical_hours:.2f} instance-hours) and no judge",
     ]
+    limit_hours = (STEP_KINDS["evaluate_shards"].max_runtime_seconds or math.inf) / 3600
     for case in cases:
         rate = case.best.records_per_second
         hours = prompts / rate / 3600
+        over = (
+            f", over the evaluate job's {limit_hours:g} h limit: at least {math.ceil(hours / limit_hours)} shards"
+            if hours / shards > limit_hours
+            else ""
+        )
         lines.append(
             f"  {case.judge}: {rate:.2f} records/s ({case.best.label}) = {rate * 3600:,.0f} records per "
             f"instance-hour; adds {hours:,.1f} instance-hours = ${hours * price:,.2f} per model, "
-            f"{hours / shards:,.1f} h of wall per shard"
+            f"{hours / shards:,.1f} h of wall per shard{over}"
         )
     return lines
