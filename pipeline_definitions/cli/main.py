@@ -123,8 +123,9 @@ def _kept_endpoint_lines(config: Config, model: ModelConfig, shape: str) -> list
         else ""
     )
     expiry = (
-        f"a kept endpoint no run has used for {model.keep_for_hours:g} h is deleted by the safety net's hourly sweep "
-        "and deployed again by the next run that needs it (keep_for_hours)"
+        f"a kept endpoint is deleted by the safety net's hourly sweep {model.keep_for_hours:g} h after the end of "
+        "the last run that used it (never while a run uses it) and deployed again by the next run that needs it "
+        "(keep_for_hours)"
         if model.keep_for_hours is not None
         else "kept endpoints, current or superseded, are billed until you delete them (or set keep_for_hours)"
     )
