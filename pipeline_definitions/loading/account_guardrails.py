@@ -112,7 +112,8 @@ def _tags(environment: Environment, defaults: sd.SdkDefaults) -> tuple[dict[str,
                     None,
                     "SageMaker.*.Tags",
                     f"with the environment's tags there are {len(tags)} extra tags; SageMaker allows 50 per "
-                    f"resource and the run's own take 10 (expected at most {MAX_EXTRA_TAGS})",
+                    "resource and a kept endpoint's own take up to 20 (its identity, use and the runs using it; "
+                    f"expected at most {MAX_EXTRA_TAGS})",
                 )
             ]
         )

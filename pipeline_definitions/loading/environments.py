@@ -39,8 +39,9 @@ POLICY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/([\w+=,.@-
 # SageMaker's tag key pattern, less the prefixes AWS and the run's own tags use.
 TAG_KEY_RE = re.compile(r"^(?!aws:)(?!evalops:)[\w\s.:/=+@-]{1,128}$")
 TAG_VALUE_RE = re.compile(r"^[\w\s.:/=+@-]{0,256}$")
-# SageMaker allows 50 tags per resource; the run's own tags take up to 10 of them.
-MAX_EXTRA_TAGS = 40
+# SageMaker allows 50 tags per resource. A kept endpoint carries up to 11 of the run's own (step_code/contract/
+# tags.py) plus one `evalops:in-use-by:<execution id>` per execution using it at the time: 30 leave room for 9.
+MAX_EXTRA_TAGS = 30
 # What a processing job's environment value holds, where the step code receives the subnets.
 MAX_JOINED_IDS = 256
 # CodePipeline V2 accepts at most 8 include patterns per file-path filter.

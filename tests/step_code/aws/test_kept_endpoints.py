@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline_definitions.cli.main import main as cli_main
+from pipeline_definitions.loading.environments import MAX_EXTRA_TAGS
 from step_code import deploy
 from step_code.aws_resources import tags_by_key
 from step_code.contract.config import Config
@@ -297,3 +298,17 @@ def test_a_local_run_holds_nothing_and_the_champion_holds_the_kept_endpoint_it_a
     assert not deploy.take_kept(aws, f"{PREFIX}user", "champ0000001", later)
     assert tags_of(aws, f"{PREFIX}user") == {"team": "llm"}
     assert not deploy.take_kept(aws, "someone-elses-endpoint", "champ0000001", later)
+
+
+def test_a_kept_endpoint_has_room_for_the_extra_tags_and_nine_runs_using_it(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SageMaker allows 50 tags per resource: the run's own on a superseded kept endpoint, one hold per run using
+    it, and an environment's extra tags must fit together."""
+    data = keeping(keep_for_hours=1)
+    old = _deploy_in_execution(aws, data, "run000000001", IMAGE, T0, monkeypatch).endpoint_name
+    _deploy_in_execution(aws, data, "run000000002", IMAGE[:-1] + "2", T0, monkeypatch)
+    own = tags_of(aws, old)
+    assert TAG_SUPERSEDED_BY in own and len([key for key in own if key.startswith("evalops:in-use-by:")]) == 1
+    assert len(own) - 1 == 11
+    assert len(own) - 1 + 9 + MAX_EXTRA_TAGS == 50
