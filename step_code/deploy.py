@@ -583,15 +583,16 @@ def deploy_kept(
                 f"endpoint {request.name} exists but is not the kept endpoint of {request.model.name} with this "
                 "deployment identity (its tags differ); delete it or rename the model"
             )
-        # The version `*` resolved to is known from this run's definition, which has this identity.
-        deployment = _reuse(client, existing, request, wait).model_copy(
-            update={"artifact": model_artifact(request, definition.container, definition.resolved_version)}
-        )
-        # Only the use changes: the identity, keep and creation tags stay as the first run set them.
+        # Only the use changes: the identity, keep and creation tags stay as the first run set them. Written
+        # before waiting, so the safety net's sweep sees the hold from the moment this run has found it.
         used = use_tags(request.execution_id, request.execution_arn, now)
         if request.keep_for_hours is not None:
             used[TAG_KEEP_FOR_HOURS] = identity_tags[TAG_KEEP_FOR_HOURS]
         _tag_kept(client, request.name, used)
+        # The version `*` resolved to is known from this run's definition, which has this identity.
+        deployment = _reuse(client, existing, request, wait).model_copy(
+            update={"artifact": model_artifact(request, definition.container, definition.resolved_version)}
+        )
         logger.info("kept endpoint %s has this deployment identity; reusing it, nothing deployed", request.name)
     else:
         deployment = _create_endpoint(client, request, definition, wait)
