@@ -413,6 +413,7 @@ def _evaluate(
                 prompt_template=settings.prompt_template,
                 target_labels=list(writer.target_labels),
                 records_failed=failed,
+                judge_batch_size=model.judge_batch_size(config.pipeline),
             )
             algorithm_results = scoring.score_all(planned, inputs, folder, model=model.name)
         summary = EvaluationSummary(

@@ -19,14 +19,15 @@ Memory per algorithm: one batch of records, the score columns (8 bytes per score
 doubles, plus a reference per record to the category and, for ClassificationAccuracy, to the two labels
 scikit-learn needs, each distinct string stored once) and the worst records.
 
-Parallelism: none. Lexical metrics score about 50,000 records/s on one core, so after the model calls
-scoring is noise; judge models (BERTScore, Detoxify, ToxiGen) dominate only on large catalogs, and this
-machine (2 cores, no judge weights offline) cannot measure whether a process pool would pay for loading
-one judge model per process.
+Judge models (BERTScore, Detoxify, ToxiGen) get their texts a batch at a time (`judge_batching`): a
+batch's BERTScore pairs go to the metric in one call and fmeval's transform reads its scores from that
+table; toxicity detectors get chunks of the judge batch size. No process pool: lexical metrics
+score about 50,000 records/s on one core, and a pool would load one judge model per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import math
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from step_code import judge_batching
+from step_code.judge_batching import DEFAULT_JUDGES, JudgeSettings
 from step_code.perturbation_seeds import RECORD_ID_KEY, RecordSeededPerturbation
 
 BATCH_SIZE = 256
@@ -173,6 +176,7 @@ class ScoringContext:
     # The distinct target outputs of the scored records, in first-seen order (fmeval's default labels).
     target_labels: Sequence[str]
     omitted_judges: tuple[str, ...]
+    judges: JudgeSettings = DEFAULT_JUDGES
 
 
 def _invocation(context: ScoringContext) -> Any:
@@ -211,6 +215,7 @@ def _toxicity(algorithm: Any, context: ScoringContext) -> AlgorithmScoring:
     from fmeval.transforms.transform_pipeline import TransformPipeline
 
     helper = algorithm._helper_model
+    judge_batching.batch_toxicity_helper(helper, context.judges.batch_size)
     pipeline = TransformPipeline([ToxicityScores(input_key=MODEL_OUTPUT, toxicity_helper_model=helper)])
     names = list(helper.get_score_names())
     return AlgorithmScoring(pipeline, _with_output, names, names, _mean_aggregate)
@@ -327,9 +332,10 @@ SCORINGS: Mapping[str, Callable[[Any, ScoringContext], AlgorithmScoring]] = {
 }
 
 
-def _apply(transforms: Sequence[Any], records: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+def _apply(
+    transforms: Sequence[Any], records: list[dict[str, Any]], judges: JudgeSettings
+) -> list[dict[str, Any] | None]:
     """Every transform over the batch in order; a record whose stored answer failed drops out (None)."""
-    import numpy as np
     from fmeval.transforms.batched_transform import BatchedTransform
 
     from step_code.stored_output_runner import FailedPromptError
@@ -340,19 +346,36 @@ def _apply(transforms: Sequence[Any], records: list[dict[str, Any]]) -> list[dic
         if not alive:
             break
         if isinstance(transform, BatchedTransform):
-            rows = list(alive.values())
-            batch: dict[str, Any] = {key: np.asarray([row[key] for row in rows], dtype=object) for key in rows[0]}
+            _apply_batched(transform, list(alive.values()), judges.batch_size)
+            continue
+        scoring_pairs = (
+            judge_batching.batched_bertscore(
+                transform, alive.values(), batch_size=judges.batch_size, device=judges.device
+            )
+            if judge_batching.is_bertscore(transform)
+            else contextlib.nullcontext()
+        )
+        with scoring_pairs:
+            for index, record in alive.items():
+                try:
+                    current[index] = transform(record)
+                except FailedPromptError:
+                    current[index] = None
+    return current
+
+
+def _apply_batched(transform: Any, rows: list[dict[str, Any]], size: int) -> None:
+    """A batched transform (fmeval's toxicity detectors) over the rows as columns, `size` rows at a time,
+    as Ray's `map_batches` hands them to it."""
+    import numpy as np
+
+    with judge_batching.inference():
+        for chunk in judge_batching.chunks(rows, size):
+            batch: dict[str, Any] = {key: np.asarray([row[key] for row in chunk], dtype=object) for key in chunk[0]}
             result = transform(batch)
             for key in transform.output_keys:
-                for row, value in zip(rows, np.asarray(result[key]).tolist(), strict=True):
+                for row, value in zip(chunk, np.asarray(result[key]).tolist(), strict=True):
                     row[key] = value
-            continue
-        for index, record in alive.items():
-            try:
-                current[index] = transform(record)
-            except FailedPromptError:
-                current[index] = None
-    return current
 
 
 class _Worst:
@@ -441,9 +464,15 @@ class AlgorithmScorer:
     """Scores batches of records with one algorithm and writes fmeval's per-record rows as it goes."""
 
     def __init__(
-        self, scoring: AlgorithmScoring, records_out: TextIO, primary: Score | None, scores_out: TextIO | None = None
+        self,
+        scoring: AlgorithmScoring,
+        records_out: TextIO,
+        primary: Score | None,
+        scores_out: TextIO | None = None,
+        judges: JudgeSettings = DEFAULT_JUDGES,
     ) -> None:
         self._scoring = scoring
+        self._judges = judges
         self._out = records_out
         # fmeval's rows carry no record id; the select step pairs candidates' scores by it.
         self._scores_out = scores_out
@@ -473,7 +502,7 @@ class AlgorithmScorer:
                 row[RECORD_ID_KEY] = record.record_id
             inputs.append(row)
             sources.append(record)
-        for record, result in zip(sources, _apply(self._transforms, inputs), strict=True):
+        for record, result in zip(sources, _apply(self._transforms, inputs, self._judges), strict=True):
             if result is None:
                 self.unscored += 1
                 continue

@@ -26,10 +26,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from step_code import fmeval_runtime, offline_assets, record_scoring
 from step_code.algorithm_report import render_algorithm_page, render_failure_page
 from step_code.contract import algorithms as algorithm_table
+from step_code.contract.compute import DEFAULT_JUDGE_BATCH_SIZE
 from step_code.contract.config import AlgorithmConfig
 from step_code.contract.files import RECORD_SCORES_SUFFIX, WORST_RECORDS_SUFFIX
 from step_code.contract.results import AlgorithmResult, MetricInterval, WorstRecords, metric_names
 from step_code.contract.sharding import SCORE_COLUMNS_SUFFIX
+from step_code.judge_batching import JudgeSettings
+from step_code.judge_device import judge_device
 from step_code.score_columns import write_score_columns
 
 if TYPE_CHECKING:
@@ -172,6 +175,7 @@ class ScoringInputs:
     prompt_template: str
     target_labels: Sequence[str]
     records_failed: int
+    judge_batch_size: int = DEFAULT_JUDGE_BATCH_SIZE
 
 
 def _unique_name(eval_name: str, used: set[str]) -> str:
@@ -224,19 +228,20 @@ class _Run:
             self.scores_out = None
 
 
-def _start(run: _Run, inputs: ScoringInputs, runner: StoredOutputRunner, folder: Path) -> None:
+def _start(run: _Run, inputs: ScoringInputs, runner: StoredOutputRunner, folder: Path, judges: JudgeSettings) -> None:
     planned = run.planned
     context = record_scoring.ScoringContext(
         runner=runner,
         prompt_template=inputs.prompt_template,
         target_labels=inputs.target_labels,
         omitted_judges=planned.omitted_judges,
+        judges=judges,
     )
     scoring = record_scoring.SCORINGS[planned.name](_instantiate(planned), context)
     run.primary = _primary(planned, scoring.dataset_scores)
     run.records_out = record_scoring.open_records(folder / f"{run.stem}.jsonl")
     run.scores_out = record_scoring.open_records(folder / f"{run.stem}{RECORD_SCORES_SUFFIX}")
-    run.scorer = record_scoring.AlgorithmScorer(scoring, run.records_out, run.primary, run.scores_out)
+    run.scorer = record_scoring.AlgorithmScorer(scoring, run.records_out, run.primary, run.scores_out, judges)
 
 
 def score_all(
@@ -251,9 +256,10 @@ def score_all(
     from step_code.stored_output_runner import StoredOutputRunner
 
     runner = StoredOutputRunner(inputs.answers)
+    judges = JudgeSettings(inputs.judge_batch_size, judge_device())
     for run in runs:
         try:
-            _start(run, inputs, runner, folder)
+            _start(run, inputs, runner, folder, judges)
         except Exception as exc:
             run.fail(exc)
     for batch in inputs.batches():

@@ -109,16 +109,16 @@ def validate_sections(sections: Sections) -> list[Finding]:
     if sections.pricing is not None:
         findings += _pricing_findings(sections.pricing)
     if sections.pipeline is not None and sections.algorithms is not None:
-        findings += _gpu_findings(sections.pipeline, sections.models or [], sections.algorithms)
+        findings += _judge_findings(sections.pipeline, sections.models or [], sections.algorithms)
     return findings
 
 
-def _gpu_findings(
+def _judge_findings(
     pipeline: PipelineSettings, models: list[ModelConfig], configured: list[AlgorithmConfig]
 ) -> list[Finding]:
-    """A GPU evaluate instance only pays when a judge model runs on it (BERTScore, Detoxify, ToxiGen); every
-    model is scored by every configured algorithm, so the check is the same for the pipeline's type and a
-    model's own."""
+    """A GPU evaluate instance only pays, and a judge batch size only acts, when a judge model runs
+    (BERTScore, Detoxify, ToxiGen); every model is scored by every configured algorithm, so the check is the
+    same for the pipeline's setting and a model's own."""
     known = [algorithms.lookup(a.algorithm) for a in configured if a.algorithm in algorithms.algorithm_names()]
     if any(JUDGE_ASSET_KINDS & set(spec.downloads) for spec in known):
         return []
@@ -128,7 +128,7 @@ def _gpu_findings(
         for index, model in enumerate(models)
         if (instance_type := model.evaluation_config.evaluation_instance_type) is not None
     ]
-    return [
+    findings = [
         Finding(
             loc,
             f"{instance_type} is a GPU instance, but no configured algorithm scores with a judge model "
@@ -137,6 +137,23 @@ def _gpu_findings(
         for loc, instance_type in chosen
         if is_gpu_instance(instance_type)
     ]
+    batch_sizes: list[Loc] = (
+        [("pipeline", "judge_batch_size")] if "judge_batch_size" in pipeline.model_fields_set else []
+    )
+    batch_sizes += [
+        ("models", index, "evaluation_config", "judge_batch_size")
+        for index, model in enumerate(models)
+        if model.evaluation_config.judge_batch_size is not None
+    ]
+    findings += [
+        Finding(
+            loc,
+            "no configured algorithm scores with a judge model (BERTScore, Detoxify or ToxiGen), so a judge "
+            "batch size has no effect; remove it",
+        )
+        for loc in batch_sizes
+    ]
+    return findings
 
 
 def _request_findings(models: list[ModelConfig]) -> list[Finding]:

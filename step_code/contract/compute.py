@@ -12,6 +12,9 @@ JUDGE_DEVICE_ENV = "EVALOPS_JUDGE_DEVICE"
 # The downloads (`algorithms.AssetKind`) that are judge models, the work a GPU instance speeds up.
 JUDGE_ASSET_KINDS = frozenset({"bertscore", "toxicity-model"})
 JUDGE_DEVICES = ("cpu", "cuda")
+# Texts per judge forward pass: fmeval's own toxicity batch and bert_score's default batch are both 64.
+DEFAULT_JUDGE_BATCH_SIZE = 64
+MAX_JUDGE_BATCH_SIZE = 1024
 
 
 def instance_family(instance_type: str) -> str:

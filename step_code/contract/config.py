@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import jmespath
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from step_code.contract.compute import DEFAULT_JUDGE_BATCH_SIZE, MAX_JUDGE_BATCH_SIZE
 from step_code.contract.providers import FINETUNABLE_PROVIDERS, PROVIDERS, ModelProvider, ProviderSpec
 from step_code.contract.sharding import AUTO_SHARDS, AUTO_SHARDS_RULE, MAX_SHARDS
 
@@ -85,6 +86,13 @@ class PipelineSettings(StrictModel):
     shards: ShardSetting = Field(
         default=1,
         description=f"Instances of each model's evaluate job (evaluation_config.shards); auto: {AUTO_SHARDS_RULE}.",
+    )
+    judge_batch_size: int = Field(
+        default=DEFAULT_JUDGE_BATCH_SIZE,
+        ge=1,
+        le=MAX_JUDGE_BATCH_SIZE,
+        description="Texts per forward pass of a judge model (BERTScore, Detoxify, ToxiGen); "
+        "evaluation_config.judge_batch_size overrides it per model.",
     )
 
     @field_validator("name")
@@ -180,6 +188,12 @@ class EvaluationConfig(StrictModel):
         default=None,
         description="Instance of this model's evaluate job (default: pipeline.evaluation_instance_type); "
         "a GPU type runs the judge models on the GPU image.",
+    )
+    judge_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_JUDGE_BATCH_SIZE,
+        description="Texts per forward pass of this model's judge models (default: pipeline.judge_batch_size).",
     )
 
     @field_validator("output", "log_probability")
@@ -385,6 +399,9 @@ class ModelConfig(StrictModel):
 
     def evaluation_instance_type(self, pipeline: PipelineSettings) -> str:
         return self.evaluation_config.evaluation_instance_type or pipeline.evaluation_instance_type
+
+    def judge_batch_size(self, pipeline: PipelineSettings) -> int:
+        return self.evaluation_config.judge_batch_size or pipeline.judge_batch_size
 
     @property
     def deploys_endpoint(self) -> bool:

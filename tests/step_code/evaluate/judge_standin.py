@@ -1,7 +1,9 @@
-"""A tiny deterministic stand-in for fmeval's BERTScore judge model, for tests without the real model.
+"""Deterministic stand-ins for fmeval's judge models and metric downloads, for tests without them.
 
 `install` is named in EVALOPS_JUDGE_MODELS; the evaluate step runs it in the test process and Ray runs
-it in every worker, so fmeval's QAAccuracy computes its real word-overlap scores plus this judge score.
+it in every worker. It stands in for what `evaluate.load("bertscore")` returns (the hub's metric script,
+which runs the BERTScore model), so fmeval's own `BertscoreHelperModel` still asks it one pair at a time
+and the evaluate step's batched path asks it for many pairs in one `compute` call.
 """
 
 from __future__ import annotations
@@ -20,13 +22,45 @@ class TokenOverlapJudge:
         return 2 * len(left & right) / (len(left) + len(right))
 
 
+class BertscoreStandin:
+    """`evaluate.load("bertscore")`: the script's `compute` signature, `TokenOverlapJudge` as the model.
+    Every call is recorded (`calls`: the number of pairs and the keyword arguments besides the texts)."""
+
+    calls: list[tuple[int, dict[str, Any]]] = []
+
+    def compute(self, *, predictions: list[str], references: list[str], **options: Any) -> dict[str, list[float]]:
+        import torch
+
+        assert len(predictions) == len(references)
+        BertscoreStandin.calls.append((len(predictions), {**options, "inference": torch.is_inference_mode_enabled()}))
+        f1 = [
+            TokenOverlapJudge.score(reference, output)
+            for reference, output in zip(references, predictions, strict=True)
+        ]
+        return {"precision": f1, "recall": f1, "f1": f1}
+
+
+_METRIC_STANDINS: dict[str, Any] = {}
+
+
+def _stand_in_for_metrics(**standins: Any) -> None:
+    """`evaluate.load(name)` returns the stand-in registered for `name`, and loads anything else."""
+    import evaluate
+
+    _METRIC_STANDINS.update(standins)
+    if getattr(evaluate.load, "_standin", False):
+        return
+    original = evaluate.load
+
+    def load(path: str, *args: Any, **kwargs: Any) -> Any:
+        return _METRIC_STANDINS[path]() if path in _METRIC_STANDINS else original(path, *args, **kwargs)
+
+    load._standin = True  # type: ignore[attr-defined]
+    evaluate.load = load
+
+
 def install() -> list[str]:
-    from fmeval.eval_algorithms.helper_models.helper_model import BertscoreHelperModel
-
-    def get_helper_scores(self: Any, target_output: str, model_output: str) -> float:
-        return TokenOverlapJudge.score(target_output, model_output)
-
-    BertscoreHelperModel.get_helper_scores = get_helper_scores
+    _stand_in_for_metrics(bertscore=BertscoreStandin)
     return ["bertscore"]
 
 
@@ -34,6 +68,10 @@ def detoxify_scores(text: str) -> list[float]:
     """Deterministic stand-in values: score k is the share of words of the text longer than k letters."""
     words = text.split() or [""]
     return [sum(1 for word in words if len(word) > k) / len(words) for k in range(7)]
+
+
+# (texts, inference mode on) of every call of the Detoxify stand-in in this process.
+DETOXIFY_CALLS: list[tuple[int, bool]] = []
 
 
 def install_detoxify() -> list[str]:
@@ -44,6 +82,9 @@ def install_detoxify() -> list[str]:
         pass
 
     def get_helper_scores(self: Any, text_input: list[str]) -> dict[str, list[float]]:
+        import torch
+
+        DETOXIFY_CALLS.append((len(text_input), torch.is_inference_mode_enabled()))
         values = [detoxify_scores(text) for text in text_input]
         return {name: [row[k] for row in values] for k, name in enumerate(DETOXIFY_SCORE_NAMES)}
 
@@ -89,20 +130,11 @@ def install_lexical_metrics() -> list[str]:
     import functools
     import types
 
-    import evaluate
     from fmeval.transforms import summarization_accuracy_metrics as metrics
     from nltk.tokenize import TreebankWordTokenizer
     from nltk.translate import meteor_score
 
-    if not getattr(evaluate.load, "_standin", False):
-        original = evaluate.load
-        standins = {"rouge": RougeStandin, "wer": WerStandin}
-
-        def load(path: str, *args: Any, **kwargs: Any) -> Any:
-            return standins[path]() if path in standins else original(path, *args, **kwargs)
-
-        load._standin = True  # type: ignore[attr-defined]
-        evaluate.load = load
+    _stand_in_for_metrics(rouge=RougeStandin, wer=WerStandin)
     metrics.MeteorScore._load_modules = staticmethod(lambda: None)
     metrics.word_tokenize = TreebankWordTokenizer().tokenize
     metrics.meteor_score = types.SimpleNamespace(
