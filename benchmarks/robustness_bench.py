@@ -4,11 +4,11 @@ ClassificationAccuracySemanticRobustness asks the model for each record's prompt
 of `num_perturbations` perturbed inputs; FactualKnowledge, configured next to it, asks for the
 original prompts again. Our evaluate step (preprocess + evaluate, as the pipeline runs them) must send
 each distinct prompt once: calls = originals + distinct perturbed prompts. The expected set is worked
-out here, independently of the step, with fmeval's own perturbation transform
-(`get_perturbation_transform` of the algorithm's config, drawing record after record in dataset order
-as fmeval's pipeline does) and fmeval's prompt composer. fmeval's own `evaluate()` would call the model
-N x (1 + num_perturbations) times for the robustness algorithm and N times more for the other one;
-that figure is computed, not run. A call count other than the distinct prompts is a failure.
+out here, independently of the step's planner, with fmeval's own perturbation transform
+(`get_perturbation_transform` of the algorithm's config, given each record's own generator as the step
+gives it, `step_code.perturbation_seeds`) and fmeval's prompt composer. fmeval's own `evaluate()` would
+call the model N x (1 + num_perturbations) times for the robustness algorithm and N times more for the
+other one; that figure is computed, not run. A call count other than the distinct prompts is a failure.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from benchmarks import workload
 from benchmarks.common import environment, print_table
 from benchmarks.step_run import OFFLINE_SCORING_ENV, StepFailed, StepFolder
 from pipeline_definitions.loading.loader import ConfigError
+from step_code.perturbation_seeds import RecordSeededPerturbation
 from tests.support.model_server import ModelServer
 
 PERTURBATION_TYPE = "butter_finger"
@@ -73,7 +74,7 @@ def distinct_prompts(processed: Path) -> set[str]:
     config = ClassificationAccuracySemanticRobustnessConfig(
         valid_labels=list(workload.LABELS), perturbation_type=PERTURBATION_TYPE, num_perturbations=NUM_PERTURBATIONS
     )
-    perturb = get_perturbation_transform(config)
+    perturb = RecordSeededPerturbation(get_perturbation_transform(config))
     composer = PromptComposer(workload.PROMPT_TEMPLATE)
     prompts: set[str] = set()
     with processed.open(encoding="utf-8") as handle:
@@ -82,7 +83,7 @@ def distinct_prompts(processed: Path) -> set[str]:
                 continue
             row: dict[str, Any] = json.loads(line)
             prompts.add(composer.compose(row["model_input"]))
-            record = perturb({"model_input": row["model_input"]})
+            record = perturb.perturb(row["record_id"], {"model_input": row["model_input"]})
             prompts.update(composer.compose(record[key]) for key in perturb.output_keys)
     return prompts
 

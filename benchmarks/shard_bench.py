@@ -6,7 +6,14 @@ For each K the config says `shards: K`; preprocess writes K shard files, the K i
 aggregates their results. K = 1 goes through the same shard and merge path (one shard). Each K starts
 with an empty response cache, so every prompt is sent once per K. Printed per K: evaluate job wall time
 (all instances), merge wall time, prompts/s, peak RSS of each shard process (psutil, sampled every
-0.2 s). A merged score that differs from K = 1's, or an endpoint call count other than N, is a failure.
+0.2 s). A merged score that differs from K = 1's (dataset, category or per-record), or an endpoint call
+count other than N, is a failure.
+
+Then a semantic-robustness algorithm (ClassificationAccuracySemanticRobustness, `butter_finger` x 2) over
+K = 1 and 2, at N = 2,000 at most (its perturbed prompts triple the calls, and its module imports torch in
+every shard process, so it runs apart from the table above): each record's perturbations are its own
+(`step_code.perturbation_seeds`), so its merged scores, per record too, and its endpoint calls must be
+K = 1's.
 
 Then a projection to SageMaker, from what was measured here: the shard processes' CPU-seconds per record
 (this machine's scoring and client cost, the endpoint answering at once) and the estimate's assumptions
@@ -17,6 +24,7 @@ S3 requests.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import shutil
 import tempfile
@@ -47,6 +55,14 @@ DEFAULT_PROMPTS = 100_000
 CONCURRENCY = 8
 # Two algorithms that import no judge model (QAAccuracy's module imports torch: 330 MB per process).
 ALGORITHMS = (workload.ALGORITHMS[0], workload.ALGORITHMS[2])
+ROBUSTNESS = {
+    "algorithm": "ClassificationAccuracySemanticRobustness",
+    "valid_labels": list(workload.LABELS),
+    "perturbation_type": "butter_finger",
+    "num_perturbations": 2,
+}
+ROBUSTNESS_PROMPTS = 2_000
+ROBUSTNESS_SHARD_COUNTS = (1, 2)
 PROJECTED_PROMPTS = 1_000_000
 PROJECTED_MODELS = 10
 PROJECTED_SHARDS = 8
@@ -73,15 +89,25 @@ class ShardCase:
     peak_rss_mb: list[float]
     metrics: dict[str, float | None]
     category_scores: list[dict[str, dict[str, float | None]]]
+    # sha256 of the merged per-record score files (algorithms/*.jsonl), in name order.
+    records_sha256: str
 
     @property
     def prompts_per_second(self) -> float:
         return self.prompts / self.evaluate_seconds
 
+    def same_scores(self, other: ShardCase) -> bool:
+        return (self.metrics, self.category_scores, self.records_sha256) == (
+            other.metrics,
+            other.category_scores,
+            other.records_sha256,
+        )
+
 
 @dataclass(frozen=True)
 class ShardBenchResult:
     cases: list[ShardCase]
+    robustness: list[ShardCase]
 
     @property
     def problems(self) -> list[str]:
@@ -90,8 +116,19 @@ class ShardBenchResult:
         for case in self.cases:
             if case.endpoint_calls != case.prompts:
                 found.append(f"shards K={case.shards}: {case.endpoint_calls:,} endpoint calls, expected N")
-            if (case.metrics, case.category_scores) != (first.metrics, first.category_scores):
+            if not case.same_scores(first):
                 found.append(f"shards K={case.shards}: merged scores differ from K={first.shards}")
+        base = self.robustness[0]
+        if base.endpoint_calls <= base.prompts:
+            found.append(f"shards robustness K={base.shards}: {base.endpoint_calls:,} endpoint calls, no perturbation")
+        for case in self.robustness[1:]:
+            if case.endpoint_calls != base.endpoint_calls:
+                found.append(
+                    f"shards robustness K={case.shards}: {case.endpoint_calls:,} endpoint calls, "
+                    f"K={base.shards} made {base.endpoint_calls:,}"
+                )
+            if not case.same_scores(base):
+                found.append(f"shards robustness K={case.shards}: merged scores differ from K={base.shards}")
         return found
 
 
@@ -137,17 +174,30 @@ def _steps(folder: StepFolder, shards: int) -> tuple[PlannedStep, PlannedStep, P
     return pre, job, merge
 
 
-def _config(case_dir: Path, url: str, shards: int) -> Path:
-    path = workload.write_config(case_dir, url, concurrency=CONCURRENCY, algorithms=ALGORITHMS)
+def _config(case_dir: Path, url: str, shards: int, algorithms: tuple[dict[str, Any], ...]) -> Path:
+    path = workload.write_config(case_dir, url, concurrency=CONCURRENCY, algorithms=algorithms)
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
     config["pipeline"]["shards"] = shards
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
 
-def _run_one(shards: int, prompts: int, server: ModelServer, work: Path, catalog: Path) -> ShardCase:
-    case_dir = work / f"k{shards}"
-    folder = StepFolder(case_dir / "run", _config(case_dir, server.url, shards), catalog)
+def _records_sha256(output: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((output / "algorithms").glob("*.jsonl")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run_one(
+    shards: int,
+    prompts: int,
+    server: ModelServer,
+    case_dir: Path,
+    catalog: Path,
+    algorithms: tuple[dict[str, Any], ...],
+) -> ShardCase:
+    folder = StepFolder(case_dir / "run", _config(case_dir, server.url, shards, algorithms), catalog)
     pre, job, merge = _steps(folder, shards)
     if preprocess.main(folder._prepare(pre)) != 0:
         raise StepFailed("preprocess failed (see stderr)")
@@ -176,6 +226,7 @@ def _run_one(shards: int, prompts: int, server: ModelServer, work: Path, catalog
         peak_rss_mb=sorted(peak / 2**20 for peak in sampler.peaks.values()),
         metrics=summary.metrics,
         category_scores=[result.category_scores for result in summary.algorithms],
+        records_sha256=_records_sha256(output),
     )
 
 
@@ -184,7 +235,8 @@ def run(prompts: int = DEFAULT_PROMPTS, shard_counts: tuple[int, ...] = SHARD_CO
         f"== shards: N = {prompts:,} prompts over K = {', '.join(map(str, shard_counts))} shard processes, endpoint "
         f"latency 0 ms, {CONCURRENCY} concurrent requests per shard; FactualKnowledge and ClassificationAccuracy"
     )
-    cases = []
+    robust_prompts = min(prompts, ROBUSTNESS_PROMPTS)
+    cases, robustness = [], []
     with (
         tempfile.TemporaryDirectory(prefix="evalops-shard-bench-") as tmp,
         ModelServer(answers=workload.answer, keep_requests=False) as server,
@@ -193,9 +245,15 @@ def run(prompts: int = DEFAULT_PROMPTS, shard_counts: tuple[int, ...] = SHARD_CO
         catalog = Path(tmp, "catalog")
         workload.write_catalog(catalog, workload.catalog_rows(prompts))
         for shards in shard_counts:
-            cases.append(_run_one(shards, prompts, server, Path(tmp), catalog))
+            cases.append(_run_one(shards, prompts, server, Path(tmp, f"k{shards}"), catalog, ALGORITHMS))
             shutil.rmtree(Path(tmp, f"k{shards}"), ignore_errors=True)
-    result = ShardBenchResult(cases)
+        robust_catalog = Path(tmp, "robustness-catalog")
+        workload.write_catalog(robust_catalog, workload.catalog_rows(robust_prompts))
+        for shards in ROBUSTNESS_SHARD_COUNTS:
+            case_dir = Path(tmp, f"robustness-k{shards}")
+            robustness.append(_run_one(shards, robust_prompts, server, case_dir, robust_catalog, (ROBUSTNESS,)))
+            shutil.rmtree(case_dir, ignore_errors=True)
+    result = ShardBenchResult(cases, robustness)
     print_result(result)
     return result
 
@@ -218,9 +276,30 @@ def print_result(result: ShardBenchResult) -> None:
             for case in result.cases
         ],
     )
-    same = not any("differ" in problem for problem in result.problems)
+    same = all(case.same_scores(result.cases[0]) for case in result.cases)
     print(f"merged scores identical to K={result.cases[0].shards}: {'yes' if same else 'NO'}")
     print("(2 cores shared by 8 workers: K processes compete for those 2 cores with each other and everybody else)")
+    base = result.robustness[0]
+    print()
+    print(
+        f"Robustness: {ROBUSTNESS['algorithm']} ({ROBUSTNESS['perturbation_type']} x "
+        f"{ROBUSTNESS['num_perturbations']}), each K with an empty response cache"
+    )
+    print_table(
+        ["robustness K", "N", "endpoint calls", "evaluate wall s"],
+        [
+            (
+                f"robustness K={case.shards}",
+                f"{case.prompts:,}",
+                f"{case.endpoint_calls:,}",
+                f"{case.evaluate_seconds:.1f}",
+            )
+            for case in result.robustness
+        ],
+    )
+    same = all(case.same_scores(base) and case.endpoint_calls == base.endpoint_calls for case in result.robustness)
+    verdict = "yes" if same else "NO"
+    print(f"robustness scores (dataset, category, per record) and calls identical to K={base.shards}: {verdict}")
     print()
     for line in projection(result.cases[0]):
         print(line)

@@ -14,24 +14,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from constructs import Construct
-from pydantic import ValidationError
 
-from pipeline_definitions.loading.loader import (
-    ConfigError,
-    LoadedConfig,
-    Problem,
-    YamlIndex,
-    load_config,
-    read_yaml_mapping,
-)
-from pipeline_definitions.loading.validation import Finding
+from pipeline_definitions.loading.environments import Environment, EnvironmentsFile, load_environments
+from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, Problem, load_config
 from stacks import model_access
 from stacks.components.step_image import DOCKERFILE
 from stacks.delivery_stack import add_delivery
-from stacks.environments import Environment, EnvironmentsFile
 from stacks.evaluation_pipeline_stack import STEP_IMAGE_DIRECTORY
 from stacks.stage import EvaluationStage, stage_id
 
@@ -67,21 +57,6 @@ class AppOptions:
             config_override=path(CONTEXT_CONFIG),
             only=only or None,
         )
-
-
-def _validation_message(error: Any) -> str:
-    context_error = error.get("ctx", {}).get("error")
-    return str(context_error) if context_error is not None else str(error["msg"])
-
-
-def load_environments(path: Path) -> EnvironmentsFile:
-    """The environments file, read like a config: every problem with its line and key path."""
-    root, data = read_yaml_mapping(path, "settings (environments, delivery)")
-    try:
-        return EnvironmentsFile.model_validate(data)
-    except ValidationError as exc:
-        findings = [Finding(tuple(error["loc"]), _validation_message(error)) for error in exc.errors(include_url=False)]
-        raise ConfigError(YamlIndex(root).problems(str(path), findings)) from None
 
 
 def select_environments(environments: EnvironmentsFile, only: str | None, path: Path) -> list[Environment]:

@@ -24,12 +24,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, IConstruct
 
+from pipeline_definitions.loading.environments import CONNECTION_ARN_RE, DeliverySettings, Environment, EnvironmentsFile
 from pipeline_definitions.loading.loader import ConfigError, Problem
 from stacks.components.delivery_evaluation_start import START_ACTION_NAME, add_evaluation_start, start_namespace
 from stacks.components.delivery_grants import narrow_asset_role_grants, scope_replication_key_grants
 from stacks.components.delivery_nag import acknowledge_delivery_findings
 from stacks.components.service_trust import condition_codebuild_trust
-from stacks.environments import CONNECTION_ARN_RE, DeliverySettings, Environment, EnvironmentsFile
 
 CONNECTION_ARN_CONTEXT_KEY = "delivery_connection_arn"
 # Amazon Linux 2023 standard:5.0 ships Python 3.11 and Node.js 22 (a Node the CDK CLI and jsii support).

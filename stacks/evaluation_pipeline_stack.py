@@ -11,9 +11,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pipeline_definitions.loading.account_guardrails import AccountGuardrails
 from pipeline_definitions.loading.loader import LoadedConfig
 from pipeline_definitions.planning.plan import build_plan
-from stacks.account_guardrails import AccountGuardrails
 from stacks.components.evaluation_pipeline import EvaluationPipeline
 from stacks.components.execution_role import EvaluationExecutionRole, StepCodeObject
 from stacks.components.step_code_bundle import StepCodeBundle

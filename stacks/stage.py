@@ -10,9 +10,9 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from pipeline_definitions.loading.account_guardrails import check_isolation, resolve_guardrails
+from pipeline_definitions.loading.environments import Environment
 from pipeline_definitions.loading.loader import LoadedConfig
-from stacks.account_guardrails import check_isolation, resolve_guardrails
-from stacks.environments import Environment
 from stacks.evaluation_pipeline_stack import EvaluationPipelineStack
 from stacks.registry_stack import RegistryStack
 from stacks.safety_net_stack import SafetyNetStack

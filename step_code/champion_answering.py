@@ -2,7 +2,8 @@
 
 Used by the champion step when the champion's stored outputs do not fit the run. What answers:
 - a package with an InferenceSpecification (a model this platform deployed): the endpoint its summary names
-  when that endpoint is InService (a kept endpoint, or one the user deployed under that name), else a
+  when that endpoint is InService (a kept endpoint, which this run then holds as its deploy step would, so
+  keep_for_hours cannot expire it under the evaluation; or one the user deployed under that name), else a
   redeployment of the package: CreateModel from its first container, an endpoint config and an endpoint
   under a run-scoped name, tagged like every resource of the run (so the safety net deletes it if this step
   dies), deleted again when the evaluation ends;
@@ -17,6 +18,7 @@ import logging
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +37,7 @@ from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import CONFIG_FILE, DEPLOYMENT_FILE
 from step_code.contract.naming import run_scoped_name
 from step_code.contract.results import Deployment, EvaluatedAs, ModelArtifact
-from step_code.deploy import EndpointRequest, ModelDefinition, deploy_endpoint
+from step_code.deploy import EndpointRequest, ModelDefinition, deploy_endpoint, take_kept
 from step_code.step_io import write_model
 
 logger = logging.getLogger("evalops.champion")
@@ -202,6 +204,7 @@ def answer_again(
     client = sagemaker_client()
     endpoint = in_service_endpoint(client, endpoint_name)
     if endpoint is not None:
+        take_kept(client, str(endpoint["EndpointName"]), execution_id, datetime.now(UTC))
         container, _ = _package_container(package)
         deployment = Deployment(
             model=model.name,

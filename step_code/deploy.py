@@ -18,15 +18,23 @@ of a fine-tuned model —, environment, instance type and count), so the next ru
 identity finds it InService and deploys nothing. Its model, endpoint config and endpoint carry
 `evalops:keep=true` (the safety net leaves them alone), the identity digest and the time a run last used
 it. A run that resolves another identity makes a new endpoint and reports this model's other kept
-endpoints as superseded (tagged `evalops:superseded-by`). With `keep_for_hours`, a kept endpoint no run
-has used for that long is deleted with its config and model: by the safety net's hourly sweep, which reads
-the `evalops:last-used` and `evalops:keep-for-hours` tags written here, or earlier by a deploy of the same
-model that finds it so; the next run that needs it deploys it again under the same name.
+endpoints as superseded (tagged `evalops:superseded-by`).
+
+keep_for_hours: a kept endpoint is in use from the moment a run's deploy step finds or creates it (or the
+champion step answers through it) until that run's pipeline execution ends, however long the run evaluates
+or waits between steps. The deploy step marks this with `evalops:in-use-by:<execution id>` on the endpoint,
+its config and model; the safety net removes the mark when the execution ends (succeeded, failed or
+stopped) and stamps `evalops:last-used` with the end time. A kept endpoint that no execution holds and
+whose last use is at least keep_for_hours ago is deleted with its config and model: by the safety net's
+hourly sweep, or earlier by a deploy of another identity of the same model that finds it so; the next run
+that needs it deploys it again under the same name. A local run has no pipeline execution to end: it
+stamps `evalops:last-used` when it deploys and holds nothing, and no safety net sweeps its prefix.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -57,6 +65,7 @@ from step_code.aws_resources import (
 )
 from step_code.contract.config import Config, ModelConfig, canonical_digest
 from step_code.contract.files import DEPLOYMENT_FILE, FINETUNE_FILE
+from step_code.contract.job_env import EXECUTION_ARN_ENV
 from step_code.contract.naming import kept_endpoint_name, kept_endpoint_stem, resource_base
 from step_code.contract.providers import DEPLOYED_PROVIDERS
 from step_code.contract.results import Deployment, FinetuneResult, ModelArtifact
@@ -72,6 +81,8 @@ from step_code.contract.tags import (
     TAG_MODEL,
     TAG_PIPELINE,
     TAG_SUPERSEDED_BY,
+    in_use,
+    in_use_by_key,
     keep_for_hours_value,
 )
 from step_code.resource_guardrails import (
@@ -120,6 +131,8 @@ class EndpointRequest:
     # cleanup_endpoint: false: named by its deployment identity and reused by later runs (`deploy_kept`).
     kept: bool = False
     keep_for_hours: float | None = None
+    # The pipeline execution that takes a kept endpoint and holds it until it ends; None in a local run.
+    execution_arn: str | None = None
     # The resource prefix, which a kept endpoint's name starts with like every name of the environment.
     prefix: str = ""
     base: str = ""
@@ -430,9 +443,32 @@ def _kept_arns(client: Any, name: str) -> list[str]:
     return arns
 
 
+def use_tags(execution_id: str, execution_arn: str | None, now: datetime) -> dict[str, str]:
+    """What a run writes on a kept endpoint it takes: when, and (a pipeline execution) that it holds it."""
+    tags = {TAG_LAST_USED: _timestamp(now)}
+    if execution_arn:
+        tags[in_use_by_key(execution_id)] = execution_arn
+    return tags
+
+
 def _tag_kept(client: Any, name: str, tags: dict[str, str]) -> None:
     for arn in _kept_arns(client, name):
         client.add_tags(ResourceArn=arn, Tags=[{"Key": key, "Value": value} for key, value in tags.items()])
+
+
+def take_kept(client: Any, name: str, execution_id: str, now: datetime) -> bool:
+    """Mark the kept endpoint `name` as used by this run, as a deploy that reuses it does; False (and nothing
+    written) when it is not a kept endpoint of this environment, e.g. one the user deployed."""
+    if not name.startswith(resource_prefix()):
+        return False
+    endpoint = describe_or_none(client.describe_endpoint, EndpointName=name)
+    if endpoint is None:
+        return False
+    tags = resource_tags_of(client, endpoint["EndpointArn"])
+    if tags.get(TAG_MANAGED_BY) != MANAGED_BY or tags.get(TAG_KEEP) != KEEP:
+        return False
+    _tag_kept(client, name, use_tags(execution_id, os.environ.get(EXECUTION_ARN_ENV) or None, now))
+    return True
 
 
 def _delete_kept(client: Any, name: str) -> None:
@@ -459,7 +495,9 @@ class KeptEndpoint:
         return _parse_timestamp(self.tags.get(TAG_LAST_USED))
 
     def expired(self, now: datetime) -> bool:
-        """Unused for its keep_for_hours (never, without one)."""
+        """Held by no running pipeline execution and unused for its keep_for_hours (never, without one)."""
+        if in_use(self.tags):
+            return False
         try:
             hours = float(self.tags.get(TAG_KEEP_FOR_HOURS, ""))
         except ValueError:
@@ -529,7 +567,7 @@ def deploy_kept(
     """Find the kept endpoint of this deployment identity and use it, or make it; report superseded ones."""
     definition = build()
     identity = deployment_identity(request, definition)
-    identity_tags = {TAG_DEPLOYMENT_IDENTITY: identity, TAG_LAST_USED: _timestamp(now)}
+    identity_tags = {TAG_DEPLOYMENT_IDENTITY: identity, **use_tags(request.execution_id, request.execution_arn, now)}
     if request.keep_for_hours is not None:
         identity_tags[TAG_KEEP_FOR_HOURS] = keep_for_hours_value(request.keep_for_hours)
     request = replace(
@@ -545,15 +583,16 @@ def deploy_kept(
                 f"endpoint {request.name} exists but is not the kept endpoint of {request.model.name} with this "
                 "deployment identity (its tags differ); delete it or rename the model"
             )
+        # Only the use changes: the identity, keep and creation tags stay as the first run set them. Written
+        # before waiting, so the safety net's sweep sees the hold from the moment this run has found it.
+        used = use_tags(request.execution_id, request.execution_arn, now)
+        if request.keep_for_hours is not None:
+            used[TAG_KEEP_FOR_HOURS] = identity_tags[TAG_KEEP_FOR_HOURS]
+        _tag_kept(client, request.name, used)
         # The version `*` resolved to is known from this run's definition, which has this identity.
         deployment = _reuse(client, existing, request, wait).model_copy(
             update={"artifact": model_artifact(request, definition.container, definition.resolved_version)}
         )
-        # Only when-last-used changes: the identity, keep and creation tags stay as the first run set them.
-        last_used = {TAG_LAST_USED: identity_tags[TAG_LAST_USED]}
-        if request.keep_for_hours is not None:
-            last_used[TAG_KEEP_FOR_HOURS] = identity_tags[TAG_KEEP_FOR_HOURS]
-        _tag_kept(client, request.name, last_used)
         logger.info("kept endpoint %s has this deployment identity; reusing it, nothing deployed", request.name)
     else:
         deployment = _create_endpoint(client, request, definition, wait)
@@ -582,6 +621,7 @@ def endpoint_request(
         finetuned=finetuned,
         kept=not model.cleanup_endpoint,
         keep_for_hours=model.keep_for_hours,
+        execution_arn=os.environ.get(EXECUTION_ARN_ENV) or None,
         prefix=resource_prefix(),
         base=resource_base(config.pipeline.name, model),
     )

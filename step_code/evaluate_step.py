@@ -376,8 +376,6 @@ def _evaluate(
     with staged_output(args.output_dir) as folder:
         with (folder / RECORDS_FILE).open("w", encoding="utf-8") as out:
             writer = _RecordsWriter(out, collect_labels=scoring.needs_target_labels(planned))
-            # A fresh planner: the one above drew the first record's perturbations.
-            planner = InvocationPlanner(settings.prompt_template, planner.algorithms)
             totals = invoke_stream(
                 _prompt_items(rows, planner, writer, categorized=categorized),
                 runner,

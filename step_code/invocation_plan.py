@@ -1,16 +1,16 @@
 """Every prompt the configured algorithms will ask a model for, worked out before the model is called.
 
-For each record, in dataset order, the planner gives its rendered original prompt and, after it, what
-some algorithms ask for besides:
+For each record the planner gives its rendered original prompt and, after it, what some algorithms
+ask for besides:
 - the semantic-robustness algorithms: the perturbed prompts fmeval's own perturbation transform
   (`get_perturbation_transform` of the algorithm's config: `perturbation_type`, `num_perturbations` and
   the transform's seed) and `GeneratePrompt` produce for each record;
 - PromptStereotyping: the prompts of the two sentences of each pair, whose log probabilities it compares.
 
-fmeval's perturbation transforms draw from one random generator per transform instance, record after
-record; the plan draws with a fresh instance over the records in dataset order, and the scoring pass
-(`record_scoring`) does the same with the algorithm's own fresh instance, so both see the same
-perturbations. `invoke_stream` then sends each distinct prompt once, however many algorithms or records
+Each record's perturbations are drawn from a generator seeded from the transform's seed and the
+record's id (`perturbation_seeds`), here and in the scoring pass (`record_scoring`), so both see the
+same perturbations whatever the order of the records, the shard they fall in or the other records of
+the catalog. `invoke_stream` then sends each distinct prompt once, however many algorithms or records
 share it.
 
 GeneralSemanticRobustness also samples the original prompt again when the model is not deterministic;
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from step_code.invocation import PromptItem, prompt_items
+from step_code.perturbation_seeds import RecordSeededPerturbation
 
 # Columns of a processed record that PromptStereotyping reads (fmeval's DatasetColumns names).
 SENT_MORE_INPUT = "sent_more_input"
@@ -38,7 +39,7 @@ def _perturbed_prompts(config_object: Any, prompt_template: str) -> RecordPrompt
     from fmeval.transforms.common import GeneratePrompt
     from fmeval.transforms.util import create_output_key
 
-    perturbation = get_perturbation_transform(config_object)
+    perturbation = RecordSeededPerturbation(get_perturbation_transform(config_object))
     generate = GeneratePrompt(
         input_keys=perturbation.output_keys,
         output_keys=[create_output_key(GeneratePrompt.__name__, key) for key in perturbation.output_keys],
@@ -46,7 +47,7 @@ def _perturbed_prompts(config_object: Any, prompt_template: str) -> RecordPrompt
     )
 
     def prompts(row: Mapping[str, Any]) -> list[str]:
-        record = generate(perturbation({"model_input": row["model_input"]}))
+        record = generate(perturbation.perturb(str(row["record_id"]), {"model_input": row["model_input"]}))
         return [record[key] for key in generate.output_keys]
 
     return prompts
@@ -97,9 +98,8 @@ class PlannedAlgorithmPrompts:
 
 
 class InvocationPlanner:
-    """The prompts of one record after another: its own prompt first, then what each algorithm of
-    `EXTRA_PROMPTS` asks for it, in config order. Records must come in dataset order (the perturbations
-    are drawn record after record, as the scoring pass draws them)."""
+    """The prompts of one record: its own prompt first, then what each algorithm of `EXTRA_PROMPTS` asks
+    for it, in config order. They depend on the record alone, not on the records planned before it."""
 
     def __init__(self, prompt_template: str, algorithms: Iterable[PlannedAlgorithmPrompts]) -> None:
         self._template = prompt_template

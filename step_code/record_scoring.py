@@ -10,7 +10,10 @@ and ClassificationAccuracy's `_generate_dataset_and_category_level_scores`), run
 a pandas frame of the score columns standing in for the Ray dataset. Nothing is recomputed here.
 
 Algorithms that ask the model themselves (robustness, stereotyping) get a `StoredOutputRunner`, so their
-`GetModelOutputs`/`GetLogProbabilities` transforms read the answers the invocation plan fetched.
+`GetModelOutputs`/`GetLogProbabilities` transforms read the answers the invocation plan fetched. The
+robustness algorithms' perturbation transform runs wrapped in `RecordSeededPerturbation`, which gives it
+each record's own generator right before it perturbs that record, as the invocation plan does: the
+perturbed prompts scored are the ones the plan sent, however the records are ordered or sharded.
 
 Memory per algorithm: one batch of records, the score columns (8 bytes per score and record in arrays of
 doubles, plus a reference per record to the category and, for ClassificationAccuracy, to the two labels
@@ -36,6 +39,7 @@ from typing import Any, TextIO
 
 from step_code import judge_batching
 from step_code.judge_batching import DEFAULT_JUDGES, JudgeSettings
+from step_code.perturbation_seeds import RECORD_ID_KEY, RecordSeededPerturbation
 
 BATCH_SIZE = 256
 WORST_RECORDS = 10
@@ -118,8 +122,8 @@ class AlgorithmScoring:
       (they differ for PromptStereotyping);
     - `kept_columns`: non-score columns the dataset-level aggregation needs;
     - `aggregate`: fmeval's dataset/category aggregation over a `FrameDataset`;
-    - `perturbation`: the pipeline's perturbation transform, which must draw for every record in
-      dataset order, scored or not, so that each record gets the perturbations the plan sent.
+    - `perturbation`: the pipeline's perturbation transform, reseeded for each record
+      (`perturbation_seeds`) so that it draws the perturbations the plan sent.
     """
 
     pipeline: Any
@@ -472,7 +476,11 @@ class AlgorithmScorer:
         self._out = records_out
         # fmeval's rows carry no record id; the select step pairs candidates' scores by it.
         self._scores_out = scores_out
-        self._transforms = list(scoring.pipeline.transforms)
+        self._seeded = RecordSeededPerturbation(scoring.perturbation) if scoring.perturbation is not None else None
+        self._transforms = [
+            self._seeded if self._seeded is not None and transform is scoring.perturbation else transform
+            for transform in scoring.pipeline.transforms
+        ]
         self._columns = {name: _Column(scores=True) for name in scoring.dataset_scores}
         for name in (*scoring.kept_columns, CATEGORY):
             self._columns.setdefault(name, _Column(scores=False))
@@ -489,9 +497,9 @@ class AlgorithmScorer:
             row = self._scoring.input_of(record)
             if row is None:
                 self.unscored += 1
-                if self._scoring.perturbation is not None:
-                    self._scoring.perturbation({MODEL_INPUT: record.model_input})
                 continue
+            if self._seeded is not None:
+                row[RECORD_ID_KEY] = record.record_id
             inputs.append(row)
             sources.append(record)
         for record, result in zip(sources, _apply(self._transforms, inputs, self._judges), strict=True):

@@ -53,7 +53,7 @@ from step_code.contract.results import Decision, EvaluationSummary
 from step_code.report import worst_records_path
 from step_code.select_step import comparison_html, comparison_pdf, load_evidence, select
 
-# The stacks' defaults for an environment entry (stacks/environments.py `Environment`).
+# The stacks' defaults for an environment entry (pipeline_definitions/loading/environments.py `Environment`).
 DEFAULT_PREFIX = "evalops"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ENVIRONMENTS_FILE = Path("configs") / "environments.yaml"

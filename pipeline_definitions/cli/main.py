@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline_definitions.cli.common import (
     EXIT_INTERNAL_ERROR,
@@ -19,6 +20,8 @@ from pipeline_definitions.cli.common import (
     EXIT_USER_ERROR,
     add_catalog_dir,
 )
+from pipeline_definitions.cli.deployed import DEFAULT_ENVIRONMENTS_FILE
+from pipeline_definitions.cli.guardrail_lines import EnvironmentGuardrails, environment_guardrails, guardrail_lines
 from pipeline_definitions.cli.run import add_run_commands
 from pipeline_definitions.cli.scale_lines import scale_lines
 from pipeline_definitions.estimating.estimate import RunEstimate, count_prompts, estimate_run
@@ -123,8 +126,9 @@ def _kept_endpoint_lines(config: Config, model: ModelConfig, shape: str) -> list
         else ""
     )
     expiry = (
-        f"a kept endpoint no run has used for {model.keep_for_hours:g} h is deleted by the safety net's hourly sweep "
-        "and deployed again by the next run that needs it (keep_for_hours)"
+        f"a kept endpoint is deleted by the safety net's hourly sweep {model.keep_for_hours:g} h after the end of "
+        "the last run that used it (never while a run uses it) and deployed again by the next run that needs it "
+        "(keep_for_hours)"
         if model.keep_for_hours is not None
         else "kept endpoints, current or superseded, are billed until you delete them (or set keep_for_hours)"
     )
@@ -185,7 +189,24 @@ def _endpoint_lines(loaded: LoadedConfig) -> list[str]:
     return lines
 
 
-def _warm_pool_lines(config: Config) -> list[str]:
+def _unset_keep_alive_line(unset: tuple[str, ...], resolved: EnvironmentGuardrails | None) -> str:
+    models = f"  {', '.join(unset)}: no keep_alive_period_in_seconds; "
+    if resolved is None:
+        return (
+            models + "an environment's warm_pool_keep_alive_seconds may apply (plan --env NAME counts it in the "
+            "estimate; these jobs are not ordered to share a pool)"
+        )
+    default = resolved.guardrails.definition.resources.warm_pool_keep_alive_seconds
+    if not default:
+        return models + f"environment {resolved.environment.name} sets no warm-pool default: no warm pool"
+    return (
+        models + f"environment {resolved.environment.name}'s warm_pool_keep_alive_seconds applies: each job keeps "
+        f"its instances {default} s after it ends, billed idle and counted in the estimate (these jobs are not "
+        "ordered to share a pool)"
+    )
+
+
+def _warm_pool_lines(config: Config, resolved: EnvironmentGuardrails | None) -> list[str]:
     pools, unset = warm_pools(config), unset_keep_alive(config)
     if not pools and not unset:
         return []
@@ -194,10 +215,7 @@ def _warm_pool_lines(config: Config) -> list[str]:
         order = " -> ".join(step_name("finetune", config.model(name)) for name in pool.models)
         lines.append(f"  {pool.label}: {order}; kept {pool.keep_alive_seconds} s after the last, billed idle")
     if unset:
-        lines.append(
-            f"  {', '.join(unset)}: no keep_alive_period_in_seconds; the environment's warm_pool_keep_alive_seconds "
-            "may apply (its idle time is not in the estimate, and these jobs are not ordered to share a pool)"
-        )
+        lines.append(_unset_keep_alive_line(unset, resolved))
     lines.append("  processing steps (preprocess, deploy, evaluate, select, register, cleanup) cannot use warm pools")
     return lines
 
@@ -285,10 +303,19 @@ def _training_channel_lines(plan: EvaluationPlan, loaded: LoadedConfig) -> list[
     return lines
 
 
+def _no_environment_lines() -> list[str]:
+    return [
+        "Guardrails: no environment given; plan --env NAME shows its VPC, network isolation, volume and output "
+        "keys, extra tags and permissions boundary (configs/environments.yaml and its sagemaker_defaults file)"
+    ]
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     loaded = _load(args)
+    resolved = environment_guardrails(args.environments, args.env, loaded) if args.env is not None else None
     prompt_count = args.prompts if args.prompts is not None else count_prompts(loaded)
     plan = build_plan(loaded.config)
+    resources = resolved.guardrails.definition.resources if resolved is not None else None
     sections = [
         [
             f"Plan for {args.config}: pipeline {plan.pipeline_name}, config sha256 {loaded.config_sha256[:12]}, "
@@ -298,9 +325,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _endpoint_lines(loaded),
         _registry_lines(plan),
         _training_channel_lines(plan, loaded),
-        _warm_pool_lines(loaded.config),
+        guardrail_lines(resolved) if resolved is not None else _no_environment_lines(),
+        _warm_pool_lines(loaded.config, resolved),
         _kept_in_account_lines(loaded.config, args.kept_endpoints) if args.kept_endpoints else [],
-        _estimate_lines(estimate_run(loaded, prompt_count), loaded),
+        _estimate_lines(estimate_run(loaded, prompt_count, resources), loaded),
         [loaded.auto_shards] if loaded.auto_shards else [],
         scale_lines(loaded.config),
         _download_lines(loaded),
@@ -344,6 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also list this config's kept endpoints under the environment's resource prefix (e.g. evalops-dev-), "
         "current or superseded, with the AWS credentials of this shell",
+    )
+    plan.add_argument(
+        "--env",
+        metavar="NAME",
+        default=None,
+        help="show this environment's guardrails (VPC, network isolation, keys, extra tags, permissions boundary) "
+        "and count its warm-pool default in the estimate",
+    )
+    plan.add_argument(
+        "--environments",
+        type=Path,
+        default=DEFAULT_ENVIRONMENTS_FILE,
+        help="environments file for --env (default: configs/environments.yaml; its paths are relative to the "
+        "current folder, the repository root)",
     )
     plan.set_defaults(handler=cmd_plan)
     add_run_commands(subparsers)

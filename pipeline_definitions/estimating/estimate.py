@@ -17,8 +17,10 @@ from pipeline_definitions.planning.step_kinds import STEP_KINDS
 from pipeline_definitions.planning.warm_pools import warm_pools
 from step_code.contract.algorithms import lookup
 from step_code.contract.config import AlgorithmConfig, Config, ModelConfig
+from step_code.contract.job_env import JobGuardrails
 from step_code.contract.locations import is_s3
 from step_code.contract.pricing import PRICE_TABLE_AS_OF, Usage, bedrock_usd_per_1k_tokens, instance_usd_per_hour
+from step_code.resource_guardrails import warm_pool_keep_alive
 
 DEPLOY_MINUTES = 12.0
 SECONDS_PER_CALL = 1.5
@@ -54,7 +56,8 @@ ASSUMPTIONS = (
     f"(default {DEFAULT_OUTPUT_TOKENS}) as output",
     "existing endpoints, http/openai servers and recorded responses cost nothing here",
     "a warm pool (keep_alive_period_in_seconds) is billed idle for its whole keep-alive after the last "
-    "fine-tuning that uses it; the fine-tunings before it hand it on at once",
+    "fine-tuning that uses it; the fine-tunings before it hand it on at once; a fine-tuning that sets no "
+    "keep-alive gets the environment's warm_pool_keep_alive_seconds (plan --env), billed idle after its own job",
 )
 
 
@@ -75,7 +78,8 @@ class ModelEstimate:
     training_hours: float = 0.0
     training_instance_hours: float = 0.0
     training_usd: float | None = None
-    # Instance-hours of the warm pool left idle after this model's fine-tuning (the last one of its pool).
+    # Instance-hours of the warm pool left idle after this model's fine-tuning (the last one of its pool, or a
+    # job kept warm by the environment's default).
     warm_pool_idle_instance_hours: float = 0.0
     token_usd: float | None = None
     # False when a price this model needs is missing (named in the run's warnings).
@@ -147,12 +151,30 @@ def count_prompts(loaded: LoadedConfig) -> int | None:
     return len(document) if isinstance(document, list) else None
 
 
-def estimate_run(loaded: LoadedConfig, prompt_count: int | None) -> RunEstimate:
-    """Instance-hours and USD of one run over `prompt_count` prompts (per 1,000 prompts when None)."""
+def warm_pool_idle_seconds(config: Config, guardrails: JobGuardrails) -> dict[str, int]:
+    """Model name -> seconds its training job's warm pool stays idle after it, with the keep-alive the job
+    requests (`warm_pool_keep_alive`: the fine-tuning's own, else the environment's default)."""
+    idle: dict[str, int] = {}
+    for pool in warm_pools(config):
+        # The jobs before the last hand the pool on at once; only the last one's keep-alive is idle.
+        idle.update({name: 0 for name in pool.models})
+        idle[pool.models[-1]] = pool.keep_alive_seconds
+    for model in config.models:
+        if model.finetuning is not None and model.name not in idle:
+            configured = model.finetuning.parameters.keep_alive_period_in_seconds
+            idle[model.name] = warm_pool_keep_alive(guardrails, configured) or 0
+    return idle
+
+
+def estimate_run(
+    loaded: LoadedConfig, prompt_count: int | None, guardrails: JobGuardrails | None = None
+) -> RunEstimate:
+    """Instance-hours and USD of one run over `prompt_count` prompts (per 1,000 prompts when None), in the
+    environment whose `guardrails` are given (`plan --env`; none: an environment without a warm-pool default)."""
     config = loaded.config
     prompts = prompt_count if prompt_count is not None else PER_PROMPTS_DEFAULT
     warnings: list[str] = []
-    idle_after = {pool.models[-1]: pool.keep_alive_seconds for pool in warm_pools(config)}
+    idle_after = warm_pool_idle_seconds(config, guardrails or JobGuardrails())
     models = tuple(
         model_estimate(config, model, prompts, warnings, idle_after.get(model.name, 0)) for model in config.models
     )

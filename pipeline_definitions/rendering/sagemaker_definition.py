@@ -52,7 +52,7 @@ SDK_STEP_LOGGER = "sagemaker.workflow.utilities"
 
 @dataclass(frozen=True)
 class Guardrails:
-    """An environment's network, key and tag settings, resolved by the stack (`stacks/account_guardrails.py`)."""
+    """An environment's network, key and tag settings (`pipeline_definitions/loading/account_guardrails.py`)."""
 
     processing_vpc: Vpc | None = None
     # None: the environment's key (`kms_key_arn`).

@@ -17,7 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from stacks.environments import DeliverySettings, Environment
+from pipeline_definitions.loading.environments import DeliverySettings, Environment
 
 START_ACTION_NAME = "StartEvaluation"
 EXECUTION_ARN_VARIABLE = "EVALUATION_EXECUTION_ARN"

@@ -2,9 +2,11 @@
 
 A run deletes its endpoints itself after each evaluation; when the run fails or is stopped first, this
 rule hands the execution to a Lambda function (`stacks/safety_net_lambda/index.py`) that deletes the
-resources tagged with that execution. An execution hanging in Executing sends no such event, so an hourly
-schedule also has the function delete tagged resources older than the longest a run uses an endpoint
-(kept ones, `cleanup_endpoint: false`, excepted). Delivery failures and function errors land in a
+resources tagged with that execution. Every end of a run, a successful one too, also releases the kept
+endpoints (`cleanup_endpoint: false`) the run held, so keep_for_hours counts from the end of their last
+use. An execution hanging in Executing sends no such event, so an hourly schedule also has the function
+delete tagged resources older than the longest a run uses an endpoint (kept ones excepted) and the kept
+ones past their keep_for_hours that no run holds. Delivery failures and function errors land in a
 dead-letter queue; it and the function's log group are encrypted with the environment's key.
 """
 
@@ -26,9 +28,11 @@ from constructs import Construct
 
 from pipeline_definitions.planning.step_kinds import STEP_KINDS, StepKind
 from stacks.components.service_keys import log_group_name
+from step_code.contract.tags import TAG_IN_USE_BY_PREFIX, TAG_LAST_USED
 
 PIPELINE_STATUS_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
-END_STATES_WITH_LEFTOVERS = ["Failed", "Stopped"]
+# Failed and Stopped runs may leave resources behind; every end, Succeeded too, releases the kept ones it held.
+RUN_END_STATES = ["Succeeded", "Failed", "Stopped"]
 HANDLER = "index.handler"
 LAMBDA_PREFIX_ENV = "RESOURCE_PREFIX"
 LAMBDA_MAX_AGE_ENV = "ENDPOINT_MAX_AGE_HOURS"
@@ -124,6 +128,16 @@ class EndpointSafetyNet(Construct):
                     resources=[sagemaker_arn(kind) for kind in ("endpoint", "endpoint-config", "model")],
                 ),
                 iam.PolicyStatement(
+                    # When a run ends, its hold on a kept endpoint (and its config and model) is removed and the
+                    # end stamped as their last use; no other tag may be written or removed.
+                    sid="ReleaseKeptResources",
+                    actions=["sagemaker:AddTags", "sagemaker:DeleteTags"],
+                    resources=[sagemaker_arn(kind) for kind in ("endpoint", "endpoint-config", "model")],
+                    conditions={
+                        "ForAllValues:StringLike": {"aws:TagKeys": [TAG_LAST_USED, f"{TAG_IN_USE_BY_PREFIX}*"]}
+                    },
+                ),
+                iam.PolicyStatement(
                     # Stopping the finetune step does not stop the training job it started.
                     sid="StopRunTrainingJobs",
                     actions=["sagemaker:ListTags", "sagemaker:StopTrainingJob"],
@@ -184,11 +198,12 @@ class EndpointSafetyNet(Construct):
             self,
             "RunEnded",
             rule_name=f"{resource_prefix}safety-net-run-ended",
-            description="Failed or stopped evaluation pipeline executions, whose endpoints may still be running",
+            description="Ended evaluation pipeline executions: failed or stopped ones may leave endpoints running, "
+            "and every one releases the kept endpoints it held",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=[PIPELINE_STATUS_EVENT],
-                detail={"currentPipelineExecutionStatus": END_STATES_WITH_LEFTOVERS, "pipelineArn": [pipeline_arn]},
+                detail={"currentPipelineExecutionStatus": RUN_END_STATES, "pipelineArn": [pipeline_arn]},
             ),
         )
         self.sweep = events.Rule(

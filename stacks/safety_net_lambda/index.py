@@ -1,26 +1,33 @@
 """Safety net: delete the SageMaker resources a pipeline execution left behind.
 
-Two events start it: an execution that ends Failed or Stopped, and an hourly schedule for an execution that
-never ends (one hanging in Executing sends no status event).
+Two events start it: an execution that ends, and an hourly schedule for an execution that never ends (one
+hanging in Executing sends no status event).
 
 Event: EventBridge "SageMaker Model Building Pipeline Execution Status Change". The execution id is the
 last path segment of `detail.pipelineExecutionArn` (`arn:...:pipeline/<name>/execution/<id>`), the same
 id the pipeline passes to its steps as `--execution-id` and that they tag their resources with.
 
-What is touched: endpoints, endpoint configs and models whose name starts with RESOURCE_PREFIX and whose
-tags say `evalops:managed-by=evalops` and `evalops:execution-id=<id>` (and `evalops:execution-arn`, when
-the resource has it, equal to the event's ARN). They are deleted, endpoints first. Training jobs of the
-execution still in progress are stopped: the pipeline stopping the finetune step does not stop the job
-it started. A resource tagged `evalops:provider=endpoint` is never deleted (the deploy step never tags an
-endpoint it did not create, so none should exist; this guards against a mistake elsewhere), nor one tagged
-`evalops:keep=true` (the deploy step's mark for a model with `cleanup_endpoint: false`) except by keep_for_hours.
+What is touched when an execution ends Failed or Stopped: endpoints, endpoint configs and models whose name
+starts with RESOURCE_PREFIX and whose tags say `evalops:managed-by=evalops` and `evalops:execution-id=<id>`
+(and `evalops:execution-arn`, when the resource has it, equal to the event's ARN). They are deleted, endpoints
+first. Training jobs of the execution still in progress are stopped: the pipeline stopping the finetune step
+does not stop the job it started. A resource tagged `evalops:provider=endpoint` is never deleted (the deploy
+step never tags an endpoint it did not create, so none should exist; this guards against a mistake
+elsewhere), nor one tagged `evalops:keep=true` (the deploy step's mark for a model with
+`cleanup_endpoint: false`) except by keep_for_hours.
+
+Kept resources in use: the deploy (or champion) step of an execution that takes a kept endpoint tags it, its
+config and model `evalops:in-use-by:<id>`. When that execution ends, however it ends (Succeeded too), the
+mark is removed and `evalops:last-used` set to the event's time (never moved back). While any such mark is
+on a kept resource, keep_for_hours does not expire it: a run may evaluate or wait for longer than that.
 
 Scheduled sweep (EventBridge "Scheduled Event"): endpoints, endpoint configs and models under RESOURCE_PREFIX
 tagged `evalops:managed-by=evalops` whose CreationTime is more than ENDPOINT_MAX_AGE_HOURS before the event's
 time are deleted, whatever their execution; the same two tags keep a resource. Training jobs are not swept:
-each has its own MaxRuntimeInSeconds. The same sweep applies keep_for_hours: a kept resource whose
-`evalops:last-used` is at least `evalops:keep-for-hours` hours before the event's time is deleted, whatever
-its age (superseded or not); a kept resource without `evalops:keep-for-hours` is never deleted.
+each has its own MaxRuntimeInSeconds. The same sweep applies keep_for_hours: a kept resource that no
+execution holds and whose `evalops:last-used` is at least `evalops:keep-for-hours` hours before the event's
+time is deleted, whatever its age (superseded or not); a kept resource without `evalops:keep-for-hours` is
+never deleted.
 
 Idempotent: a resource already gone counts as done. Any other failure is logged and raised after the
 rest was tried, so Lambda's retries of the asynchronous event try again. Logs are JSON lines on stdout.
@@ -51,12 +58,15 @@ TAG_KEEP = "evalops:keep"
 KEEP = "true"
 TAG_LAST_USED = "evalops:last-used"
 TAG_KEEP_FOR_HOURS = "evalops:keep-for-hours"
+TAG_IN_USE_BY_PREFIX = "evalops:in-use-by:"
 LAST_USED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 PREFIX_ENV = "RESOURCE_PREFIX"
 MAX_AGE_ENV = "ENDPOINT_MAX_AGE_HOURS"
 SCHEDULED_EVENT = "Scheduled Event"
 
+# Executions ending so may leave resources behind; every end releases the kept resources the execution held.
 ENDED_STATUSES = frozenset({"Failed", "Stopped"})
+RELEASING_STATUSES = frozenset({"Succeeded", *ENDED_STATUSES})
 USER_OWNED_PROVIDER = "endpoint"
 
 
@@ -153,14 +163,64 @@ def belongs_to(tags: dict[str, str], execution_id: str, execution_arn: str) -> b
     return recorded_arn is None or recorded_arn == execution_arn
 
 
+def _parse_time(value: str) -> datetime:
+    return datetime.strptime(value, LAST_USED_FORMAT).replace(tzinfo=UTC)
+
+
 def kept_expired(tags: dict[str, str], now: datetime) -> bool:
-    """A kept resource no run has used for its keep_for_hours; never, without one or with an unreadable tag."""
+    """A kept resource no running execution holds and no run has used for its keep_for_hours; never, without
+    one or with an unreadable tag."""
+    if any(key.startswith(TAG_IN_USE_BY_PREFIX) for key in tags):
+        return False
     try:
         hours = float(tags[TAG_KEEP_FOR_HOURS])
-        last_used = datetime.strptime(tags[TAG_LAST_USED], LAST_USED_FORMAT).replace(tzinfo=UTC)
+        last_used = _parse_time(tags[TAG_LAST_USED])
     except (KeyError, ValueError):
         return False
     return now - last_used >= timedelta(hours=hours)
+
+
+def _later_use(recorded: str | None, ended: datetime) -> str:
+    """The end of the execution as the last use, unless the tag already records a later one."""
+    try:
+        if recorded is not None and _parse_time(recorded) >= ended:
+            return recorded
+    except ValueError:
+        pass
+    return ended.astimezone(UTC).strftime(LAST_USED_FORMAT)
+
+
+def release_kept(client: Any, prefix: str, execution_id: str, ended: datetime) -> tuple[list[str], list[str]]:
+    """Remove the execution's hold from the kept resources it took; their last use becomes its end.
+
+    Returns what was released and the errors (the rest is still tried). The stamp goes before the removal,
+    so an interrupted release leaves the hold, and the retried event finishes it."""
+    key = f"{TAG_IN_USE_BY_PREFIX}{execution_id}"
+    released: list[str] = []
+    errors: list[str] = []
+    for kind in DELETED_KINDS:
+        try:
+            items = list(_items(client, kind, prefix))
+        except ClientError as exc:
+            errors.append(f"{kind.label}/*: {_error_text(exc)}")
+            continue
+        for item in items:
+            name, arn = item[kind.name_key], item[kind.arn_key]
+            try:
+                tags = _tags(client, arn)
+                if not is_managed(tags) or key not in tags:
+                    continue
+                last_used = _later_use(tags.get(TAG_LAST_USED), ended)
+                client.add_tags(ResourceArn=arn, Tags=[{"Key": TAG_LAST_USED, "Value": last_used}])
+                client.delete_tags(ResourceArn=arn, TagKeys=[key])
+            except ClientError as exc:
+                if not _is_missing(exc):
+                    log("release failed", kind=kind.label, name=name, error=_error_text(exc))
+                    errors.append(f"{kind.label}/{name}: {_error_text(exc)}")
+                continue
+            log("released a kept resource the execution held", kind=kind.label, name=name, last_used=last_used)
+            released.append(f"{kind.label}/{name}")
+    return released, errors
 
 
 Selects = Callable[[dict[str, str], dict[str, Any]], bool]
@@ -315,28 +375,36 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event.get("detail") or {}
     execution_arn = str(detail.get("pipelineExecutionArn") or "")
     status = detail.get("currentPipelineExecutionStatus")
-    if not execution_arn or status not in ENDED_STATUSES:
+    if not execution_arn or status not in RELEASING_STATUSES:
         log("ignoring event", status=status, execution_arn=execution_arn)
         return {"action": "ignored", "status": status, "execution_arn": execution_arn}
     execution_id = execution_arn.rstrip("/").rsplit("/", 1)[-1]
     prefix = _prefix()
-    log("cleaning up after execution", status=status, execution_id=execution_id, prefix=prefix)
+    client = boto3.client("sagemaker")
+    summary: dict[str, Any] = {"action": "released", "status": status, "execution_id": execution_id}
+    errors: list[str] = []
+    if status in ENDED_STATUSES:
+        log("cleaning up after execution", status=status, execution_id=execution_id, prefix=prefix)
 
-    def of_execution(tags: dict[str, str], item: dict[str, Any]) -> bool:
-        return belongs_to(tags, execution_id, execution_arn)
+        def of_execution(tags: dict[str, str], item: dict[str, Any]) -> bool:
+            return belongs_to(tags, execution_id, execution_arn)
 
-    sweep = _Sweep(boto3.client("sagemaker"), prefix, of_execution, (TRAINING_JOBS, *DELETED_KINDS))
-    sweep.run()
-    summary = {
-        "action": "cleaned",
-        "status": status,
-        "execution_id": execution_id,
-        "execution_arn": execution_arn,
-        "deleted": {label: names for label, names in sweep.done.items() if label != TRAINING_JOBS.label},
-        "stopped_training_jobs": sweep.done[TRAINING_JOBS.label],
-        "kept": sweep.kept,
-        "errors": sweep.errors,
-    }
-    log("clean-up finished", **summary)
-    _raise_on_errors(sweep, f"of execution {execution_id}")
+        sweep = _Sweep(client, prefix, of_execution, (TRAINING_JOBS, *DELETED_KINDS))
+        sweep.run()
+        summary.update(
+            action="cleaned",
+            execution_arn=execution_arn,
+            deleted={label: names for label, names in sweep.done.items() if label != TRAINING_JOBS.label},
+            stopped_training_jobs=sweep.done[TRAINING_JOBS.label],
+            kept=sweep.kept,
+        )
+        errors += sweep.errors
+    released, release_errors = release_kept(client, prefix, execution_id, _event_time(event))
+    summary.update(released=released, errors=errors + release_errors)
+    log("clean-up finished" if status in ENDED_STATUSES else "release finished", **summary)
+    if summary["errors"]:
+        raise RuntimeError(
+            f"{len(summary['errors'])} resources of execution {execution_id} could not be cleaned up or released: "
+            f"{summary['errors']}"
+        )
     return summary

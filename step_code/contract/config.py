@@ -312,8 +312,8 @@ class ModelConfig(StrictModel):
         default=None,
         gt=0,
         le=8760,
-        description="With cleanup_endpoint: false, a kept endpoint no run has used for this long is deleted "
-        "by the safety net's hourly sweep.",
+        description="With cleanup_endpoint: false, a kept endpoint is deleted by the safety net's hourly sweep "
+        "this long after the end of the last pipeline execution that used it (never while one still does).",
     )
 
     @model_validator(mode="before")

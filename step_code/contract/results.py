@@ -51,7 +51,8 @@ class Deployment(_Result):
         default_factory=list, description="This model's kept endpoints of another deployment identity."
     )
     expired_deleted: list[str] = Field(
-        default_factory=list, description="Superseded kept endpoints deleted because keep_for_hours passed unused."
+        default_factory=list,
+        description="Superseded kept endpoints no run holds, deleted as keep_for_hours passed since their last use.",
     )
 
 

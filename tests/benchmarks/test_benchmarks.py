@@ -159,4 +159,8 @@ def test_shard_benchmark_sends_each_prompt_once_per_k_and_merges_identical_score
         assert rows[shards][:2] == ["12", "12"]
         assert len(rows[shards][-1].split(", ")) == int(shards)
     assert "merged scores identical to K=1: yes" in printed
+    # The robustness algorithm over K = 1 and 2: N, then more calls than N (its perturbed prompts), the same for both.
+    assert rows["robustness K=1"][0] == rows["robustness K=2"][0] == "12"
+    assert int(rows["robustness K=1"][1]) > 12 and rows["robustness K=2"][1] == rows["robustness K=1"][1]
+    assert "robustness scores (dataset, category, per record) and calls identical to K=1: yes" in printed
     assert "Projection: 1,000,000 prompts x 10 models on SageMaker" in printed

@@ -16,8 +16,8 @@ from aws_cdk import aws_sagemaker as sagemaker
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from pipeline_definitions.loading.environments import Environment, EnvironmentsFile
 from stacks.delivery_stack import ASSETS_CLI_PACKAGE, CDK_CLI_PACKAGE, DeliveryStack, MakeStage, pinned_npm_version
-from stacks.environments import Environment, EnvironmentsFile
 
 TOOLING_ACCOUNT = "333333333333"
 DEV_ACCOUNT = "111111111111"

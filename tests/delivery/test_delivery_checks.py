@@ -14,8 +14,8 @@ from aws_cdk import App, Stack, Stage, cx_api
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from pipeline_definitions.loading.environments import Environment
 from stacks.delivery_stack import DeliveryStack
-from stacks.environments import Environment
 from tests.delivery.conftest import SmallEvaluationStage, environments_file
 
 Build = Callable[..., tuple[App, DeliveryStack]]

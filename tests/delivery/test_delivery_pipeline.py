@@ -13,6 +13,7 @@ from aws_cdk import App, Stack, Stage
 from aws_cdk.assertions import Template
 from constructs import Construct
 
+from pipeline_definitions.loading.environments import DEFAULT_TRIGGER_PATHS, Environment
 from pipeline_definitions.loading.loader import ConfigError
 from stacks.components.delivery_evaluation_start import EXECUTION_ARN_VARIABLE, START_COMMANDS
 from stacks.delivery_stack import (
@@ -22,7 +23,6 @@ from stacks.delivery_stack import (
     DeliveryStack,
     pinned_npm_version,
 )
-from stacks.environments import DEFAULT_TRIGGER_PATHS, Environment
 from tests.delivery.conftest import CONNECTION_ARN, DEV_ACCOUNT, PROD_ACCOUNT, TOOLING_ACCOUNT, environments_file
 
 Build = Callable[..., tuple[App, DeliveryStack]]

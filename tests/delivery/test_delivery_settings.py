@@ -9,9 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from pipeline_definitions.loading.environments import DEFAULT_TRIGGER_PATHS, MAX_TRIGGER_PATHS, EnvironmentsFile
 from pipeline_definitions.loading.loader import ConfigError
 from stacks.delivery_stack import CONNECTION_ARN_CONTEXT_KEY, resolve_connection_arn
-from stacks.environments import DEFAULT_TRIGGER_PATHS, MAX_TRIGGER_PATHS, EnvironmentsFile
 from tests.delivery.conftest import CONNECTION_ARN, TOOLING_ACCOUNT, environments_file
 
 

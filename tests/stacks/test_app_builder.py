@@ -8,13 +8,13 @@ import aws_cdk as cdk
 import pytest
 import yaml
 
+from pipeline_definitions.loading.environments import load_environments
 from pipeline_definitions.loading.loader import ConfigError
 from stacks.app_builder import (
     AppOptions,
     StageFactory,
     check_environments,
     check_repository,
-    load_environments,
     select_environments,
 )
 

@@ -11,9 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from pipeline_definitions.loading.environments import Environment, load_environments
 from pipeline_definitions.loading.loader import ConfigError
-from stacks.app_builder import load_environments
-from stacks.environments import Environment
 from step_code.contract.naming import run_scoped_name
 
 # Short names over a small alphabet with the delimiter in it: collisions such as `dev` / `dev-b` are found fast.

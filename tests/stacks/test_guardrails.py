@@ -13,10 +13,9 @@ import pytest
 import yaml
 from aws_cdk.assertions import Annotations, Match, Template
 
+from pipeline_definitions.loading.account_guardrails import AccountGuardrails, check_isolation, resolve_guardrails
+from pipeline_definitions.loading.environments import Environment, load_environments
 from pipeline_definitions.loading.loader import ConfigError, load_config
-from stacks.account_guardrails import AccountGuardrails, check_isolation, resolve_guardrails
-from stacks.app_builder import load_environments
-from stacks.environments import Environment
 from step_code.contract.config import Config
 from step_code.contract.job_env import WARM_POOL_KEEP_ALIVE_ENV, JobGuardrails, Vpc
 from tests.stacks.conftest import (

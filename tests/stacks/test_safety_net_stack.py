@@ -27,7 +27,8 @@ def rule(template: Template, purpose: str) -> tuple[str, Mapping[str, Any]]:
     return logical_id, found
 
 
-def test_the_rule_matches_failed_and_stopped_runs_of_this_pipeline(mixed_app: SynthesizedApp) -> None:
+def test_the_rule_matches_every_end_of_a_run_of_this_pipeline(mixed_app: SynthesizedApp) -> None:
+    """Failed and stopped runs leave resources to delete; every end, a successful one too, releases kept ones."""
     prod = mixed_app.stages[1]
     _, ended = rule(mixed_app.template(prod.safety_net), "run-ended")
     assert ended["Properties"]["Name"] == "acme-prod-safety-net-run-ended"
@@ -35,7 +36,7 @@ def test_the_rule_matches_failed_and_stopped_runs_of_this_pipeline(mixed_app: Sy
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Model Building Pipeline Execution Status Change"],
         "detail": {
-            "currentPipelineExecutionStatus": ["Failed", "Stopped"],
+            "currentPipelineExecutionStatus": ["Succeeded", "Failed", "Stopped"],
             "pipelineArn": [f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:pipeline/acme-prod-mixed-providers"],
         },
     }
@@ -104,3 +105,23 @@ def test_the_function_may_only_delete_what_carries_the_prefix(reference_app: Syn
     assert sorted(statements["EncryptDeadLetters"]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert "DataKey" in json.dumps(statements["EncryptDeadLetters"]["Resource"])
     assert all(action.startswith("sagemaker:List") for action in as_list(statements["FindRunResources"]["Action"]))
+
+
+def test_the_function_may_only_write_the_use_tags_of_kept_resources(reference_app: SynthesizedApp) -> None:
+    """Releasing a run's hold stamps the last use and removes the hold: no other tag, nothing outside the prefix."""
+    template = reference_app.template(reference_app.stage.safety_net)
+    statements = {s.get("Sid"): s for _, s in policy_statements(template)}
+    release = statements["ReleaseKeptResources"]
+    assert sorted(as_list(release["Action"])) == ["sagemaker:AddTags", "sagemaker:DeleteTags"]
+    assert sorted(r["Fn::Join"][1][-1] for r in release["Resource"]) == [
+        ":endpoint-config/evalops-dev-*",
+        ":endpoint/evalops-dev-*",
+        ":model/evalops-dev-*",
+    ]
+    assert release["Condition"] == {
+        "ForAllValues:StringLike": {"aws:TagKeys": ["evalops:last-used", "evalops:in-use-by:*"]}
+    }
+    tagging = [
+        s for s in statements.values() if {"sagemaker:AddTags", "sagemaker:DeleteTags"} & set(as_list(s["Action"]))
+    ]
+    assert tagging == [release]

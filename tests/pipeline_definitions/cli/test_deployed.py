@@ -21,9 +21,9 @@ from botocore.stub import Stubber
 
 from pipeline_definitions.cli import deployed
 from pipeline_definitions.cli.main import main
+from pipeline_definitions.loading.environments import load_environments
 from pipeline_definitions.loading.loader import load_config
 from pipeline_definitions.local.engine import RunOptions, run_plan
-from stacks.app_builder import load_environments
 from stacks.stage import sagemaker_pipeline_name
 from step_code import evaluate_step
 from step_code.select_step import comparison_html, load_evidence, select

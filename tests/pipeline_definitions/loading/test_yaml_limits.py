@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_definitions.loading.environments import load_environments
 from pipeline_definitions.loading.loader import ConfigError, load_config
 from pipeline_definitions.loading.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_EXPANDED_NODES
-from stacks.app_builder import load_environments
 from tests.pipeline_definitions.conftest import WriteConfig
 
 HEAD = """\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from pipeline_definitions.planning.plan import build_plan
 from pipeline_definitions.planning.warm_pools import unset_keep_alive, warm_pools
 from pipeline_definitions.rendering.sagemaker_definition import render_definition
 from step_code.contract.config import Config
+from step_code.contract.job_env import JobGuardrails
+from step_code.resource_guardrails import warm_pool_keep_alive
 from tests.pipeline_definitions.conftest import WriteConfig
 from tests.pipeline_definitions.rendering.conftest import targets_for
 
@@ -109,8 +112,8 @@ def test_the_estimate_bills_the_idle_pool_after_its_last_fine_tuning(
     assert "Warm pools (fine-tunings with keep_alive_period_in_seconds > 0 and the same base model id" in out
     assert f"ml.g5.12xlarge x1 ({BASE} *): Finetune-a -> Finetune-b -> Finetune-c; kept 900 s after the last" in out
     assert "processing steps (preprocess, deploy, evaluate, select, register, cleanup) cannot use warm pools" in out
-    # The plan knows only the config: where a fine-tuning sets no keep-alive, it says an environment's may apply.
-    assert "  no-pool: no keep_alive_period_in_seconds; the environment's warm_pool_keep_alive_seconds may apply" in out
+    # Without --env the plan knows only the config: where a fine-tuning sets no keep-alive, an environment's may apply.
+    assert "  no-pool: no keep_alive_period_in_seconds; an environment's warm_pool_keep_alive_seconds may apply" in out
     assert "inst-hours include 0.25 of idle warm pool after its fine-tuning" in out
 
 
@@ -125,7 +128,78 @@ def test_a_plan_without_pools_still_says_where_an_environment_default_may_apply(
     unset_lines = [line for line in out.splitlines() if "no keep_alive_period_in_seconds" in line]
     # y sets 0 (no warm pool) itself: only x is named.
     assert len(unset_lines) == 1
-    assert unset_lines[0].startswith("  x: no keep_alive_period_in_seconds; the environment's warm_pool_keep_alive")
+    assert unset_lines[0].startswith("  x: no keep_alive_period_in_seconds; an environment's warm_pool_keep_alive")
+
+
+def test_the_estimate_counts_the_environment_default_with_the_training_jobs_precedence() -> None:
+    """A fine-tuning's own keep-alive (0 too) wins; one that sets none gets the environment's, as its job does."""
+    data = copy.deepcopy(CONFIG)
+    data["models"].append(tuned("zero", "ml.g5.48xlarge", 0))
+    data["models"].append(tuned("two-instances", "ml.g5.12xlarge", None))
+    data["models"][-1]["finetuning"]["parameters"]["num_instances"] = 2
+    config = Config.model_validate(data)
+    environment = JobGuardrails(warm_pool_keep_alive_seconds=600)
+    idle = est.warm_pool_idle_seconds(config, environment)
+    assert idle == {
+        "a": 0,
+        "b": 0,
+        "c": 900,
+        "other-instance": 1800,
+        "other-base": 1800,
+        "no-pool": 600,
+        "zero": 0,
+        "two-instances": 600,
+    }
+    # Exactly the KeepAlivePeriodInSeconds the finetune step requests, for every job that is not handed on.
+    for model in config.models:
+        assert model.finetuning is not None
+        requested = warm_pool_keep_alive(environment, model.finetuning.parameters.keep_alive_period_in_seconds)
+        assert idle[model.name] in (0, requested or 0)
+        assert model.name in ("a", "b") or idle[model.name] == (requested or 0)
+    # Without an environment default nothing else is idle.
+    assert est.warm_pool_idle_seconds(config, JobGuardrails())["no-pool"] == 0
+
+
+def test_plan_with_an_environment_prices_its_warm_pool_default(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(yaml.safe_dump(CONFIG))
+    environments = tmp_path / "environments.yaml"
+    environments.write_text(
+        yaml.safe_dump(
+            {
+                "environments": [
+                    {"name": "dev", "config": str(path)},
+                    {"name": "prod", "config": str(path), "warm_pool_keep_alive_seconds": 1200},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    loaded = load_config(path)
+    without = {row.model: row for row in est.estimate_run(loaded, 100).models}
+    assert without["no-pool"].warm_pool_idle_instance_hours == 0
+
+    assert main(["plan", str(path), "--prompts", "100", "--env", "prod", "--environments", str(environments)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  no-pool: no keep_alive_period_in_seconds; environment prod's warm_pool_keep_alive_seconds applies: each "
+        "job keeps its instances 1200 s after it ends, billed idle and counted in the estimate" in out
+    )
+    row = next(line for line in out.splitlines() if line.startswith("  no-pool "))
+    cost = float(row.split()[-1].lstrip("$").replace(",", ""))
+    with_default = {
+        r.model: r for r in est.estimate_run(loaded, 100, JobGuardrails(warm_pool_keep_alive_seconds=1200)).models
+    }
+    assert with_default["no-pool"].warm_pool_idle_instance_hours == pytest.approx(1200 / 3600)
+    assert with_default["no-pool"].usd == pytest.approx(cost, abs=0.006)
+    assert with_default["no-pool"].training_usd > (without["no-pool"].training_usd or 0)
+    assert "inst-hours include 0.33 of idle warm pool after its fine-tuning" in out
+
+    assert main(["plan", str(path), "--prompts", "100", "--env", "dev", "--environments", str(environments)]) == 0
+    assert "  no-pool: no keep_alive_period_in_seconds; environment dev sets no warm-pool default" in (
+        capsys.readouterr().out
+    )
 
 
 def test_the_pipeline_definition_orders_the_pool_sharing_fine_tunings() -> None:

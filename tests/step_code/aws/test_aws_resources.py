@@ -67,7 +67,7 @@ def test_safety_net_matches_the_tags_the_steps_write(safety_net: Any) -> None:
     for key in ("TAG_EXECUTION_ID", "TAG_EXECUTION_ARN", "TAG_PROVIDER", "TAG_MANAGED_BY", "MANAGED_BY"):
         assert getattr(safety_net, key) == getattr(tag_keys, key), key
     assert (safety_net.TAG_KEEP, safety_net.KEEP) == (tag_keys.TAG_KEEP, tag_keys.KEEP)
-    for key in ("TAG_LAST_USED", "TAG_KEEP_FOR_HOURS", "LAST_USED_FORMAT"):
+    for key in ("TAG_LAST_USED", "TAG_KEEP_FOR_HOURS", "LAST_USED_FORMAT", "TAG_IN_USE_BY_PREFIX"):
         assert getattr(safety_net, key) == getattr(tag_keys, key), key
 
 

@@ -4,9 +4,11 @@ endpoint when one is in service, else on a redeployment of its package that is d
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,7 +19,8 @@ from step_code.aws_resources import ControlPlaneError, describe_or_none, tags_by
 from step_code.contract.config import Config
 from step_code.contract.files import CHAMPION, CHAMPION_FILE, DATASET, MANIFEST_FILE, PROCESSED_FILE
 from step_code.contract.results import ChampionAnswers, EvaluatedAs, EvaluationSummary, ModelArtifact
-from step_code.contract.tags import MANAGED_BY, TAG_EXECUTION_ID, TAG_MANAGED_BY
+from step_code.contract.tags import MANAGED_BY, TAG_EXECUTION_ID, TAG_LAST_USED, TAG_MANAGED_BY
+from step_code.deploy import KeptEndpoint, ModelDefinition, deploy_endpoint, endpoint_request
 from tests.step_code.aws.conftest import (
     ARTIFACTS_BUCKET,
     CONFIG,
@@ -253,3 +256,32 @@ def test_a_changed_prompt_template_of_the_champions_model_makes_its_outputs_stal
     # A config without a model of its name leaves the champion its own template.
     others = config.model_copy(update={"models": [m for m in config.models if m.name != "falcon-hf"]})
     assert champion_step.stale_reason(evaluated_as, others, "cd" * 32) is None
+
+
+def test_a_champion_answered_through_a_kept_endpoint_holds_it_until_this_execution_ends(
+    aws: Any, config: Config, run_dirs: RunDirs, model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The winner's kept endpoint may be superseded and past its keep_for_hours: asking it again is a use."""
+    _dataset(run_dirs)
+    data = copy.deepcopy(CONFIG)
+    next(m for m in data["models"] if m["name"] == "falcon-hf").update(cleanup_endpoint=False, keep_for_hours=1)
+    keeping = Config.model_validate(data)
+    request = endpoint_request(keeping, keeping.model("falcon-hf"), "e0e0e0e0e0e0", None)
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    kept = deploy_endpoint(aws, request, lambda: ModelDefinition(container={"Image": IMAGE}), now=long_ago)
+    _approved_package(aws, endpoint_name=kept.endpoint_name)
+    execution_arn = f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/evalops-test-trivia/execution/{EXECUTION}"
+    monkeypatch.setenv("EVALOPS_EXECUTION_ARN", execution_arn)
+
+    [answer] = [a for a in _run(config, run_dirs).answers if a.group == GROUP]
+
+    assert answer.status == "endpoint", answer.detail
+    assert model_server.requests_by_model == {kept.endpoint_name: len(QUESTIONS)}
+    for arn in (
+        aws.describe_endpoint(EndpointName=kept.endpoint_name)["EndpointArn"],
+        aws.describe_model(ModelName=kept.endpoint_name)["ModelArn"],
+    ):
+        tags = tags_by_key(aws.list_tags(ResourceArn=arn)["Tags"])
+        assert tags[f"evalops:in-use-by:{EXECUTION}"] == execution_arn
+        assert tags[TAG_LAST_USED] > "2026-01-01T00:00:00Z"
+    assert KeptEndpoint(kept.endpoint_name, tags).expired(datetime.now(UTC) + timedelta(days=30)) is False

@@ -17,16 +17,20 @@ HEALTHY = "0k0000000002"
 IMAGE = "111.dkr.ecr.us-east-1.amazonaws.com/llm:1"
 
 
-def event(execution_id: str, status: str = "Failed") -> dict[str, Any]:
+def execution_arn(execution_id: str) -> str:
+    return f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/evalops-test-trivia/execution/{execution_id}"
+
+
+def event(execution_id: str, status: str = "Failed", at: datetime | None = None) -> dict[str, Any]:
+    """The status-change event of an execution that ended `at` (EventBridge's `time`; default now)."""
     return {
         "version": "0",
         "source": "aws.sagemaker",
         "detail-type": "SageMaker Model Building Pipeline Execution Status Change",
+        "time": (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "detail": {
             "pipelineArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/evalops-test-trivia",
-            "pipelineExecutionArn": (
-                f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/evalops-test-trivia/execution/{execution_id}"
-            ),
+            "pipelineExecutionArn": execution_arn(execution_id),
             "currentPipelineExecutionStatus": status,
             "previousPipelineExecutionStatus": "Executing",
         },
@@ -134,10 +138,13 @@ def test_keeps_the_endpoints_the_config_keeps(
     ]
 
 
-def test_ignores_executions_that_did_not_fail(lambda_env: Any, config: Config, safety_net: Any) -> None:
+def test_deletes_nothing_of_executions_that_did_not_fail(lambda_env: Any, config: Config, safety_net: Any) -> None:
     name = deploy_for(lambda_env, config, "falcon-hf", HEALTHY)
-    for status in ("Succeeded", "Executing"):
-        assert safety_net.handler(event(HEALTHY, status), None)["action"] == "ignored"
+    assert safety_net.handler(event(HEALTHY, "Executing"), None)["action"] == "ignored"
+    # A successful end only releases the kept endpoints the execution held (none here).
+    succeeded = safety_net.handler(event(HEALTHY, "Succeeded"), None)
+    assert (succeeded["action"], succeeded["released"], succeeded["errors"]) == ("released", [], [])
+    assert "deleted" not in succeeded
     assert names(lambda_env)["endpoint"] == [name]
     assert safety_net.handler(event(HEALTHY, "Stopped"), None)["deleted"]["endpoint"] == [name]
 

@@ -8,8 +8,8 @@
   after `get_dataset` has shuffled the records (pandas `sample(random_state=SEED)`) and split them into
   blocks, so which perturbation a record gets depends on the shuffle and on how Ray hands blocks to
   actors. The reference is therefore fmeval's per-record path (`TransformPipeline.execute_record` with
-  the algorithm's own `_build_pipeline` and a runner on the model server), over the records in dataset
-  order, as our step runs it.
+  the algorithm's own `_build_pipeline` and a runner on the model server), its perturbation transform
+  given each record's own generator before the record (`perturbation_seeds`), as our step gives it.
 
 Judge models and metric downloads are replaced by the stand-ins of `judge_standin`, installed through
 the judge-hook seam (EVALOPS_JUDGE_MODELS) in this process and in every Ray worker, so both sides score
@@ -35,6 +35,7 @@ import pytest
 from step_code import fmeval_runtime, offline_assets
 from step_code.contract.config import Config
 from step_code.evaluate_step import main
+from step_code.perturbation_seeds import RecordSeededPerturbation
 from tests.step_code.evaluate.conftest import DETOXIFY_STANDIN_HOOK, STANDIN_HOOK, EvaluateRun, make_run
 from tests.support.model_server import ModelServer
 
@@ -348,7 +349,8 @@ ROBUSTNESS_MODULES = {
 
 
 def per_record_reference(entry: dict[str, Any], url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """fmeval's per-record path: the algorithm's own pipeline on each record, the model on the server."""
+    """fmeval's per-record path: the algorithm's own pipeline on each record (its perturbation transform
+    reseeded for the record), the model on the server."""
     import importlib
 
     from fmeval.eval_algorithms.util import create_model_invocation_pipeline
@@ -375,8 +377,12 @@ def per_record_reference(entry: dict[str, Any], url: str, records: list[dict[str
         names = [module.BERT_SCORE_DISSIMILARITY, module.WER_SCORE]
     else:
         names = [module.CLASSIFICATION_ACCURACY_SCORE, module.DELTA_CLASSIFICATION_ACCURACY_SCORE]
+    # fmeval's own transform object, the one in its pipeline, perturbs; it only gets the record's generator first.
+    assert any(transform is algorithm.perturbation_transform for transform in pipeline.transforms)
+    seeded = RecordSeededPerturbation(algorithm.perturbation_transform)
     out = []
     for record in records:
+        seeded.reseed(record["record_id"])
         result = pipeline.execute_record(
             {"model_input": record["model_input"], "target_output": record["target_output"]}
         )

@@ -1,14 +1,20 @@
-"""Deployment environments as data: `configs/environments.yaml`, one CDK Stage per entry."""
+"""Deployment environments as data: `configs/environments.yaml`, one CDK Stage per entry.
+
+Read by the stacks (`cdk synth`) and by `evalops plan --env`, which shows an environment's guardrails and
+prices its warm-pool default; so it sits below both.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline_definitions.loading.loader import ConfigError, YamlIndex, read_yaml_mapping
+from pipeline_definitions.loading.validation import Finding
 from step_code.contract.config import MAX_KEEP_ALIVE_SECONDS
 
 # Resource names are `{prefix}-{name}-{component}`. Neither part may hold the hyphen that delimits them, so
@@ -33,8 +39,9 @@ POLICY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/([\w+=,.@-
 # SageMaker's tag key pattern, less the prefixes AWS and the run's own tags use.
 TAG_KEY_RE = re.compile(r"^(?!aws:)(?!evalops:)[\w\s.:/=+@-]{1,128}$")
 TAG_VALUE_RE = re.compile(r"^[\w\s.:/=+@-]{0,256}$")
-# SageMaker allows 50 tags per resource; the run's own tags take up to 10 of them.
-MAX_EXTRA_TAGS = 40
+# SageMaker allows 50 tags per resource. A kept endpoint carries up to 11 of the run's own (step_code/contract/
+# tags.py) plus one `evalops:in-use-by:<execution id>` per execution using it at the time: 30 leave room for 9.
+MAX_EXTRA_TAGS = 30
 # What a processing job's environment value holds, where the step code receives the subnets.
 MAX_JOINED_IDS = 256
 # CodePipeline V2 accepts at most 8 include patterns per file-path filter.
@@ -145,7 +152,7 @@ class Environment(BaseModel):
     prefix: NamePrefix = Field(default="evalops", description="Name prefix: resources are named {prefix}-{name}-...")
     config: str = Field(description="Evaluation config this environment runs, relative to the repo root.")
     manual_approval: bool = Field(default=False, description="Delivery: ask for approval before deploying here.")
-    # Account guardrails (stacks/account_guardrails.py resolves them with the SageMaker SDK defaults file).
+    # Account guardrails (account_guardrails.py beside this module resolves them with the SDK defaults file).
     vpc: VpcSettings | None = Field(
         default=None, description="Subnets and security groups of processing jobs, training jobs and models."
     )
@@ -294,3 +301,18 @@ class EnvironmentsFile(BaseModel):
             if env.name == name:
                 return env
         raise KeyError(name)
+
+
+def _validation_message(error: Any) -> str:
+    context_error = error.get("ctx", {}).get("error")
+    return str(context_error) if context_error is not None else str(error["msg"])
+
+
+def load_environments(path: Path) -> EnvironmentsFile:
+    """The environments file, read like a config: every problem with its line and key path."""
+    root, data = read_yaml_mapping(path, "settings (environments, delivery)")
+    try:
+        return EnvironmentsFile.model_validate(data)
+    except ValidationError as exc:
+        findings = [Finding(tuple(error["loc"]), _validation_message(error)) for error in exc.errors(include_url=False)]
+        raise ConfigError(YamlIndex(root).problems(str(path), findings)) from None

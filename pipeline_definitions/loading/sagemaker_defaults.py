@@ -4,7 +4,7 @@ An environment names one with `sagemaker_defaults:`. Only that file is read: nev
 (`/etc/xdg/sagemaker/config.yaml`, `~/.config/sagemaker/config.yaml`), so synth stays deterministic.
 The sections evalops applies are checked against the SDK's own schema (`sagemaker.config.config_schema`);
 every other key is reported as a warning saying why it does not apply, so nothing is silently ignored.
-How the values combine with the environment's own settings is in `stacks/account_guardrails.py`.
+How the values combine with the environment's own settings is in `pipeline_definitions/loading/account_guardrails.py`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_definitions.loading.environments import KMS_KEY_ARN_RE
 from pipeline_definitions.loading.loader import ConfigError, Problem, YamlIndex, key_path, read_yaml_mapping
 from pipeline_definitions.loading.validation import Finding, Loc
 from pipeline_definitions.rendering.sagemaker_definition import SDK_CONFIG_LOGGER
-from stacks.environments import KMS_KEY_ARN_RE
 
 SCHEMA_VERSION = "1.0"
 SAGEMAKER = "SageMaker"

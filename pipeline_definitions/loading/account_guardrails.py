@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_definitions.loading import sagemaker_defaults as sd
+from pipeline_definitions.loading.environments import MAX_EXTRA_TAGS, MAX_JOINED_IDS, TAG_KEY_RE, Environment
 from pipeline_definitions.loading.loader import ConfigError, LoadedConfig, Problem
 from pipeline_definitions.rendering.sagemaker_definition import Guardrails
-from stacks import sagemaker_defaults as sd
-from stacks.environments import MAX_EXTRA_TAGS, MAX_JOINED_IDS, TAG_KEY_RE, Environment
 from step_code.contract.job_env import JobGuardrails, Vpc
 
 # The deploy step's model definitions whose containers download at start-up, which isolation forbids.
@@ -112,7 +112,8 @@ def _tags(environment: Environment, defaults: sd.SdkDefaults) -> tuple[dict[str,
                     None,
                     "SageMaker.*.Tags",
                     f"with the environment's tags there are {len(tags)} extra tags; SageMaker allows 50 per "
-                    f"resource and the run's own take 10 (expected at most {MAX_EXTRA_TAGS})",
+                    "resource and a kept endpoint's own take up to 20 (its identity, use and the runs using it; "
+                    f"expected at most {MAX_EXTRA_TAGS})",
                 )
             ]
         )
