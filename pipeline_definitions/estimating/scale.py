@@ -6,7 +6,8 @@ endpoint instances, how long it takes and what it costs. Every figure follows fr
   `ENDPOINT_INSTANCE_CONCURRENCY` of them without queueing, so concurrency beyond instances x that is
   queued and buys nothing (and `concurrency_warnings` says so);
 - invocation wall = calls x `SECONDS_PER_CALL` / effective concurrency; each shard also scores its
-  records (`SCORING_RECORDS_PER_SECOND`) and starts a job (`JOB_START_MINUTES`); the merge adds its job;
+  records (`SCORING_RECORDS_PER_SECOND`), runs the judge models on them (`JUDGE_TEXTS_PER_SECOND_CPU`,
+  `judge_texts_per_record`) and starts a job (`JOB_START_MINUTES`); the merge adds its job;
 - cost = endpoint instances x (deploy + wall) + evaluate instances x wall + merge job, at the price table,
   plus the per-token charges of the run estimate.
 """
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 
 from pipeline_definitions.estimating.estimate import DEPLOY_MINUTES, SECONDS_PER_CALL, calls_per_record, model_estimate
 from pipeline_definitions.planning.step_kinds import STEP_KINDS
-from step_code.contract.config import Config, ModelConfig
+from step_code.contract.algorithms import lookup
+from step_code.contract.compute import is_gpu_instance
+from step_code.contract.config import AlgorithmConfig, Config, ModelConfig
 from step_code.contract.pricing import instance_usd_per_hour
 
 SCALE_PROMPTS = (100_000, 1_000_000)
@@ -26,6 +29,10 @@ ENDPOINT_INSTANCE_CONCURRENCY = 32
 # Records one evaluate instance invokes and scores per second of CPU (client and lexical scoring): measured
 # 1.13 CPU-ms per record by `python -m benchmarks --only shards` (100k prompts, 2026-12-04).
 SCORING_RECORDS_PER_SECOND = 850.0
+# Texts one CPU evaluate instance runs through a judge model per second (BERTScore: reference-output pairs),
+# batched at the best size measured by `python -m benchmarks --only judges` (2026-12-05, 2 cores, stand-ins of
+# the real architectures and sizes). No GPU rate: none was measured.
+JUDGE_TEXTS_PER_SECOND_CPU = {"bertscore": 0.53, "detoxify": 5.74, "toxigen": 1.77}
 JOB_START_MINUTES = 4.0
 MERGE_MINUTES = float(STEP_KINDS["merge"].estimated_minutes)  # type: ignore[arg-type]
 
@@ -34,6 +41,10 @@ SCALE_ASSUMPTIONS = (
     "requests at once, more are queued",
     f"each evaluate instance spends 1 s of CPU per {SCORING_RECORDS_PER_SECOND:,.0f} records (client and lexical "
     "scoring, measured), after its calls",
+    "on a CPU evaluate instance each judge model runs "
+    + ", ".join(f"{judge} {rate:g}" for judge, rate in JUDGE_TEXTS_PER_SECOND_CPU.items())
+    + " texts/s (measured, batched; BERTScore counts one reference per record); on a GPU instance judge time "
+    "is not included (not measured)",
     f"every processing job takes {JOB_START_MINUTES:g} min to start; the merge job {MERGE_MINUTES:g} min",
     f"an endpoint is billed from creation ({DEPLOY_MINUTES:g} min before InService) until its evaluation ends",
 )
@@ -85,6 +96,30 @@ def concurrency_warnings(config: Config) -> list[str]:
     return warnings
 
 
+def judge_texts_per_record(algorithm: AlgorithmConfig) -> dict[str, int]:
+    """What one record puts through each judge model: BERTScore compares the output with the reference
+    (algorithms with a target) and each perturbed output with the reference, or with the original output
+    (GeneralSemanticRobustness); a toxicity detector reads the output."""
+    spec = lookup(algorithm.algorithm)
+    fields = algorithm.config_fields()
+    texts: dict[str, int] = {}
+    if "bertscore" in spec.downloads:
+        perturbed = int(spec.field_value(fields, "num_perturbations")) if spec.invokes_model else 0
+        texts["bertscore"] = int(spec.needs_target_output) + perturbed
+    if "toxicity-model" in spec.downloads:
+        texts[str(spec.field_value(fields, "model_type"))] = 1
+    return texts
+
+
+def judge_seconds_per_record(config: Config) -> float:
+    """CPU seconds the judge models spend on one record, over every configured algorithm."""
+    return sum(
+        count / JUDGE_TEXTS_PER_SECOND_CPU[judge]
+        for algorithm in config.algorithms
+        for judge, count in judge_texts_per_record(algorithm).items()
+    )
+
+
 def scale_row(config: Config, model: ModelConfig, prompts: int) -> ScaleRow:
     shards = model.shard_count(config.pipeline)
     calls = prompts * calls_per_record(config) if model.provider.calls_model else 0
@@ -92,10 +127,12 @@ def scale_row(config: Config, model: ModelConfig, prompts: int) -> ScaleRow:
     capacity = _capacity(model)
     effective = min(in_flight, capacity) if capacity is not None else in_flight
     invoke_minutes = calls * SECONDS_PER_CALL / effective / 60
+    evaluate_type = model.evaluation_instance_type(config.pipeline)
     scoring_minutes = prompts / shards / SCORING_RECORDS_PER_SECOND / 60
+    if not is_gpu_instance(evaluate_type):
+        scoring_minutes += prompts / shards * judge_seconds_per_record(config) / 60
     evaluate_minutes = JOB_START_MINUTES + invoke_minutes + scoring_minutes
     wall = evaluate_minutes + (JOB_START_MINUTES + MERGE_MINUTES if shards > 1 else 0.0)
-    evaluate_type = model.evaluation_instance_type(config.pipeline)
     prices = [instance_usd_per_hour(evaluate_type, config, "processing")]
     usd_parts = [prices[0] * shards * evaluate_minutes / 60 if prices[0] is not None else None]
     if shards > 1:

@@ -8,6 +8,7 @@ from pipeline_definitions.cli.main import main
 from pipeline_definitions.estimating import estimate as est
 from pipeline_definitions.estimating import scale
 from pipeline_definitions.loading.loader import load_config
+from step_code.contract.config import AlgorithmConfig
 from step_code.contract.pricing import price_table
 from tests.pipeline_definitions.conftest import WriteConfig
 
@@ -76,3 +77,52 @@ def test_evalops_plan_prints_the_scale_section(write_config: WriteConfig, capsys
     assert row[6] == "500,000"
     assert "js: at 1,000,000 prompts its evaluate job would run" in section
     assert "past the 24 h limit of a processing job" in section
+
+
+JUDGED = HEAD.replace(
+    "  - {algorithm: FactualKnowledge}\n",
+    "  - {algorithm: QAAccuracy}\n"
+    "  - {algorithm: Toxicity, model_type: toxigen}\n"
+    "  - {algorithm: GeneralSemanticRobustness, perturbation_type: butter_finger, num_perturbations: 2}\n",
+)
+
+
+def test_judge_models_add_their_measured_cpu_time_per_record(write_config: WriteConfig) -> None:
+    config = load_config(write_config(JUDGED)).config
+    assert [scale.judge_texts_per_record(algorithm) for algorithm in config.algorithms] == [
+        {"bertscore": 1},
+        {"toxigen": 1},
+        {"bertscore": 2},
+    ]
+    robustness = {"algorithm": "QAAccuracySemanticRobustness", "num_perturbations": 3}
+    assert scale.judge_texts_per_record(AlgorithmConfig.model_validate(robustness)) == {"bertscore": 4}
+    assert scale.judge_texts_per_record(AlgorithmConfig.model_validate({"algorithm": "Toxicity"})) == {"detoxify": 1}
+    rates = scale.JUDGE_TEXTS_PER_SECOND_CPU
+    per_record = 3 / rates["bertscore"] + 1 / rates["toxigen"]
+    assert scale.judge_seconds_per_record(config) == pytest.approx(per_record)
+
+    plain = load_config(write_config(HEAD)).config
+    (judged_js, _), (plain_js, _) = scale.scale_rows(config, (100_000,)), scale.scale_rows(plain, (100_000,))
+    # The robustness prompts change the calls; the judge time is what the shards' scoring adds beyond them.
+    invoke = judged_js.calls * est.SECONDS_PER_CALL / 64 / 60
+    lexical = 100_000 / 4 / scale.SCORING_RECORDS_PER_SECOND / 60
+    assert judged_js.evaluate_minutes == pytest.approx(
+        scale.JOB_START_MINUTES + invoke + lexical + 100_000 / 4 * per_record / 60
+    )
+    assert plain_js.evaluate_minutes < judged_js.evaluate_minutes
+    # 25,000 records a shard x 6 s of judges each is past a processing job's 24 h limit.
+    assert judged_js.over_runtime_limit
+
+
+def test_on_a_gpu_instance_judge_time_is_left_out_and_said_to_be(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = load_config(
+        write_config(JUDGED.replace("evaluation_instance_type: ml.m5.xlarge", "evaluation_instance_type: ml.g5.xlarge"))
+    ).config
+    js, _ = scale.scale_rows(config, (100_000,))
+    invoke = js.calls * est.SECONDS_PER_CALL / 64 / 60
+    assert js.evaluate_minutes == pytest.approx(
+        scale.JOB_START_MINUTES + invoke + 100_000 / 4 / scale.SCORING_RECORDS_PER_SECOND / 60
+    )
+    assert any("on a GPU instance judge time is not included" in line for line in scale.SCALE_ASSUMPTIONS)
