@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from step_code.contract.compute import DEFAULT_JUDGE_BATCH_SIZE
+from step_code.contract.compute import DEFAULT_JUDGE_BATCH_SIZES
 
 Pair = tuple[str, str]
 # Importing it loads torch and the BERTScore metric, so it is looked up only once something has.
@@ -33,8 +33,13 @@ _METRICS_MODULE = "fmeval.transforms.summarization_accuracy_metrics"
 class JudgeSettings:
     """How the judge models run: texts per forward pass, and the device (`judge_device.judge_device`)."""
 
-    batch_size: int = DEFAULT_JUDGE_BATCH_SIZE
+    batch_size: int = DEFAULT_JUDGE_BATCH_SIZES["cpu"]
     device: str = "cpu"
+
+    @classmethod
+    def on(cls, device: str, batch_size: int | None) -> JudgeSettings:
+        """The configured batch size, else the device's default."""
+        return cls(batch_size or DEFAULT_JUDGE_BATCH_SIZES[device], device)
 
 
 DEFAULT_JUDGES = JudgeSettings()

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from step_code import fmeval_runtime, offline_assets, record_scoring
 from step_code.algorithm_report import render_algorithm_page, render_failure_page
 from step_code.contract import algorithms as algorithm_table
-from step_code.contract.compute import DEFAULT_JUDGE_BATCH_SIZE
 from step_code.contract.config import AlgorithmConfig
 from step_code.contract.files import RECORD_SCORES_SUFFIX, WORST_RECORDS_SUFFIX
 from step_code.contract.results import AlgorithmResult, MetricInterval, WorstRecords, metric_names
@@ -175,7 +174,8 @@ class ScoringInputs:
     prompt_template: str
     target_labels: Sequence[str]
     records_failed: int
-    judge_batch_size: int = DEFAULT_JUDGE_BATCH_SIZE
+    # None: the judge device's default.
+    judge_batch_size: int | None = None
 
 
 def _unique_name(eval_name: str, used: set[str]) -> str:
@@ -256,7 +256,7 @@ def score_all(
     from step_code.stored_output_runner import StoredOutputRunner
 
     runner = StoredOutputRunner(inputs.answers)
-    judges = JudgeSettings(inputs.judge_batch_size, judge_device())
+    judges = JudgeSettings.on(judge_device(), inputs.judge_batch_size)
     for run in runs:
         try:
             _start(run, inputs, runner, folder, judges)

@@ -137,9 +137,7 @@ def _judge_findings(
         for loc, instance_type in chosen
         if is_gpu_instance(instance_type)
     ]
-    batch_sizes: list[Loc] = (
-        [("pipeline", "judge_batch_size")] if "judge_batch_size" in pipeline.model_fields_set else []
-    )
+    batch_sizes: list[Loc] = [("pipeline", "judge_batch_size")] if pipeline.judge_batch_size is not None else []
     batch_sizes += [
         ("models", index, "evaluation_config", "judge_batch_size")
         for index, model in enumerate(models)

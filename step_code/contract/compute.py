@@ -12,8 +12,11 @@ JUDGE_DEVICE_ENV = "EVALOPS_JUDGE_DEVICE"
 # The downloads (`algorithms.AssetKind`) that are judge models, the work a GPU instance speeds up.
 JUDGE_ASSET_KINDS = frozenset({"bertscore", "toxicity-model"})
 JUDGE_DEVICES = ("cpu", "cuda")
-# Texts per judge forward pass: fmeval's own toxicity batch and bert_score's default batch are both 64.
-DEFAULT_JUDGE_BATCH_SIZE = 64
+# Texts per judge forward pass by device. On the CPU 16 was the fastest size measured for BERTScore (2.0x
+# fmeval's pair-by-pair path, 1.5x at 64, whose padded DeBERTa batches also took 5.8 GB) and within noise of
+# 64 for the toxicity detectors (`python -m benchmarks --only judges`, 2026-12-05); on a GPU, 64: fmeval's own
+# toxicity batch and bert_score's default (no GPU was measured).
+DEFAULT_JUDGE_BATCH_SIZES = {"cpu": 16, "cuda": 64}
 MAX_JUDGE_BATCH_SIZE = 1024
 
 

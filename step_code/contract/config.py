@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import jmespath
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from step_code.contract.compute import DEFAULT_JUDGE_BATCH_SIZE, MAX_JUDGE_BATCH_SIZE
+from step_code.contract.compute import MAX_JUDGE_BATCH_SIZE
 from step_code.contract.providers import FINETUNABLE_PROVIDERS, PROVIDERS, ModelProvider, ProviderSpec
 from step_code.contract.sharding import AUTO_SHARDS, AUTO_SHARDS_RULE, MAX_SHARDS
 
@@ -87,12 +87,12 @@ class PipelineSettings(StrictModel):
         default=1,
         description=f"Instances of each model's evaluate job (evaluation_config.shards); auto: {AUTO_SHARDS_RULE}.",
     )
-    judge_batch_size: int = Field(
-        default=DEFAULT_JUDGE_BATCH_SIZE,
+    judge_batch_size: int | None = Field(
+        default=None,
         ge=1,
         le=MAX_JUDGE_BATCH_SIZE,
-        description="Texts per forward pass of a judge model (BERTScore, Detoxify, ToxiGen); "
-        "evaluation_config.judge_batch_size overrides it per model.",
+        description="Texts per forward pass of a judge model (BERTScore, Detoxify, ToxiGen); default 16 on a CPU "
+        "instance, 64 on a GPU; evaluation_config.judge_batch_size overrides it per model.",
     )
 
     @field_validator("name")
@@ -400,7 +400,8 @@ class ModelConfig(StrictModel):
     def evaluation_instance_type(self, pipeline: PipelineSettings) -> str:
         return self.evaluation_config.evaluation_instance_type or pipeline.evaluation_instance_type
 
-    def judge_batch_size(self, pipeline: PipelineSettings) -> int:
+    def judge_batch_size(self, pipeline: PipelineSettings) -> int | None:
+        """The configured batch size; None leaves it to the device's default (`DEFAULT_JUDGE_BATCH_SIZES`)."""
         return self.evaluation_config.judge_batch_size or pipeline.judge_batch_size
 
     @property

@@ -75,9 +75,14 @@ def test_a_judge_batch_size_needs_a_judge_model(algorithm: str, refused: bool) -
         assert findings == []
 
 
-def test_judge_batch_size_defaults_to_64_and_a_model_overrides_the_pipeline() -> None:
+def test_judge_batch_size_defaults_to_the_devices_and_a_model_overrides_the_pipeline() -> None:
+    from step_code.judge_batching import JudgeSettings
+
     config = _config("QAAccuracy")
-    assert config.models[0].judge_batch_size(config.pipeline) == 64
+    assert config.models[0].judge_batch_size(config.pipeline) is None
+    assert JudgeSettings.on("cpu", None) == JudgeSettings(16, "cpu")
+    assert JudgeSettings.on("cuda", None) == JudgeSettings(64, "cuda")
+    assert JudgeSettings.on("cuda", 8) == JudgeSettings(8, "cuda")
     config = _config("QAAccuracy", {"judge_batch_size": 128})
     assert config.models[0].judge_batch_size(config.pipeline) == 128
     config = _config("QAAccuracy", {"judge_batch_size": 128}, {"judge_batch_size": 8})

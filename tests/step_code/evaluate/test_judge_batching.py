@@ -27,12 +27,12 @@ def test_bertscore_pairs_of_a_batch_are_scored_in_one_call_with_the_judge_batch_
     rows = 120
     BertscoreStandin.calls.clear()
     with ModelServer(answers=answer_for) as server:
-        run = http_run(server.url, [QA], rows=rows, judge_batch_size=16)
+        run = http_run(server.url, [QA], rows=rows, judge_batch_size=32)
         assert main(run.argv("candidate")) == 0
 
     # One compute call for the 120 records' 240 distinct (reference, output) pairs, no autograd, CPU default.
     assert [(pairs, options) for pairs, options in BertscoreStandin.calls] == [
-        (240, {"model_type": "microsoft/deberta-xlarge-mnli", "batch_size": 16, "inference": True})
+        (240, {"model_type": "microsoft/deberta-xlarge-mnli", "batch_size": 32, "inference": True})
     ]
     output = run.output_dir("candidate")
     # fmeval's transform still takes the max over the alternatives of each record.
@@ -63,16 +63,16 @@ def test_the_judge_device_reaches_the_batched_bertscore_call(
     assert [options["batch_size"] for _, options in BertscoreStandin.calls] == [64]
 
 
-def test_toxicity_detector_gets_its_batch_in_chunks_of_the_judge_batch_size(
+def test_toxicity_detector_gets_its_batch_in_chunks_of_the_cpus_default_batch_size(
     http_run: Callable[..., EvaluateRun], standin_judges_with_detoxify: None
 ) -> None:
     DETOXIFY_CALLS.clear()
     with ModelServer(answers=answer_for) as server:
-        run = http_run(server.url, [TOXICITY], rows=150, judge_batch_size=64)
+        run = http_run(server.url, [TOXICITY], rows=40)
         assert main(run.argv("candidate")) == 0
-    assert DETOXIFY_CALLS == [(64, True), (64, True), (22, True)]
+    assert DETOXIFY_CALLS == [(16, True), (16, True), (8, True)]
     output = run.output_dir("candidate")
-    assert len(read_jsonl(output / str(summary_of(output).algorithms[0].records_path))) == 150
+    assert len(read_jsonl(output / str(summary_of(output).algorithms[0].records_path))) == 40
 
 
 class RecordingPipeline:
