@@ -28,9 +28,16 @@ from pydantic import ValidationError
 from step_code import champion, storage
 from step_code.aws_resources import ControlPlaneError, sagemaker_client
 from step_code.champion_answering import Unanswerable, answer_again, prompt_template
+from step_code.contract.algorithms import lookup
 from step_code.contract.config import Config, canonical_digest
 from step_code.contract.files import CHAMPION_FILE, EVALUATED_AS_FILE, MANIFEST_FILE, SUMMARY_FILE
-from step_code.contract.results import ChampionAnswer, ChampionAnswers, EvaluatedAs, EvaluationSummary
+from step_code.contract.results import (
+    PERTURBATION_SEEDING,
+    ChampionAnswer,
+    ChampionAnswers,
+    EvaluatedAs,
+    EvaluationSummary,
+)
 from step_code.step_args import step_parser
 from step_code.step_io import read_config, run_step, write_model
 
@@ -52,6 +59,12 @@ def stale_reason(evaluated_as: EvaluatedAs | None, config: Config, dataset_sha25
     algorithms = [item.model_dump(mode="json") for item in config.algorithms]
     if canonical_digest(evaluated_as.algorithms) != canonical_digest(algorithms):
         return "the algorithms or their configs changed since it was scored"
+    perturbs = any(lookup(item.algorithm).invokes_model for item in config.algorithms)
+    if perturbs and evaluated_as.perturbations != PERTURBATION_SEEDING:
+        return (
+            f"its robustness perturbations were drawn {evaluated_as.perturbations}, this run's {PERTURBATION_SEEDING}, "
+            "so they are other prompts"
+        )
     return None
 
 

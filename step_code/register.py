@@ -56,6 +56,7 @@ from step_code.contract.files import (
 )
 from step_code.contract.job_env import ARTIFACTS_URI_ENV, EXECUTION_ARN_ENV
 from step_code.contract.results import (
+    PERTURBATION_SEEDING,
     CandidateVerdict,
     Decision,
     EvaluatedAs,
@@ -381,6 +382,7 @@ def register(
         model=model.model_dump(mode="json"),
         algorithms=[item.model_dump(mode="json") for item in config.algorithms],
         dataset_sha256=summary.dataset_sha256,
+        perturbations=PERTURBATION_SEEDING,
     )
     store_evidence(storage.join(metrics_root, decision.winner), summary_path.parent, summary, evaluated_as)
     request = package_request(

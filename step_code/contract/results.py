@@ -223,6 +223,12 @@ class ChampionComparison(_Result):
     worst_better: list[FlippedRecord] = Field(default_factory=list)
 
 
+# How semantic-robustness perturbations are drawn (`step_code.perturbation_seeds`); stored outputs scored one
+# way cannot stand in for a run scored the other.
+PerturbationSeeding = Literal["dataset-order", "per-record"]
+PERTURBATION_SEEDING: PerturbationSeeding = "per-record"
+
+
 class EvaluatedAs(_Result):
     """What a registered winner was evaluated as, stored beside its summary.json: whether its stored outputs
     fit a later run (catalog, prompt template, algorithms) and how to ask it again when they do not."""
@@ -230,6 +236,10 @@ class EvaluatedAs(_Result):
     model: dict[str, Any] = Field(description="The winner's models[] entry, as the run's config.json holds it.")
     algorithms: list[dict[str, Any]] = Field(description="The run's algorithms[] entries.")
     dataset_sha256: str
+    # Files written before perturbations were seeded per record lack the field: theirs were drawn in dataset order.
+    perturbations: PerturbationSeeding = Field(
+        default="dataset-order", description="How the robustness algorithms' perturbations were drawn."
+    )
 
 
 ChampionAnswerStatus = Literal["no-approved-package", "stored", "endpoint", "redeployed", "unanswerable"]

@@ -16,9 +16,15 @@ import pytest
 
 from step_code import champion_answering, champion_step
 from step_code.aws_resources import ControlPlaneError, describe_or_none, tags_by_key
-from step_code.contract.config import Config
+from step_code.contract.config import AlgorithmConfig, Config
 from step_code.contract.files import CHAMPION, CHAMPION_FILE, DATASET, MANIFEST_FILE, PROCESSED_FILE
-from step_code.contract.results import ChampionAnswers, EvaluatedAs, EvaluationSummary, ModelArtifact
+from step_code.contract.results import (
+    PERTURBATION_SEEDING,
+    ChampionAnswers,
+    EvaluatedAs,
+    EvaluationSummary,
+    ModelArtifact,
+)
 from step_code.contract.tags import MANAGED_BY, TAG_EXECUTION_ID, TAG_LAST_USED, TAG_MANAGED_BY
 from step_code.deploy import KeptEndpoint, ModelDefinition, deploy_endpoint, endpoint_request
 from tests.step_code.aws.conftest import (
@@ -285,3 +291,29 @@ def test_a_champion_answered_through_a_kept_endpoint_holds_it_until_this_executi
         assert tags[f"evalops:in-use-by:{EXECUTION}"] == execution_arn
         assert tags[TAG_LAST_USED] > "2026-01-01T00:00:00Z"
     assert KeptEndpoint(kept.endpoint_name, tags).expired(datetime.now(UTC) + timedelta(days=30)) is False
+
+
+def test_stored_outputs_with_perturbations_drawn_in_dataset_order_are_stale_for_robustness(config: Config) -> None:
+    falcon = config.model("falcon-hf")
+    robustness = AlgorithmConfig.model_validate(
+        {"algorithm": "QAAccuracySemanticRobustness", "perturbation_type": "butter_finger", "num_perturbations": 2}
+    )
+    robust = config.model_copy(update={"algorithms": [robustness]})
+    algorithms = [robustness.model_dump(mode="json")]
+    # Written before this change: no `perturbations` field, so dataset order.
+    old = EvaluatedAs.model_validate(
+        {"model": falcon.model_dump(mode="json"), "algorithms": algorithms, "dataset_sha256": "cd" * 32}
+    )
+    assert old.perturbations == "dataset-order"
+    assert champion_step.stale_reason(old, robust, "cd" * 32) == (
+        "its robustness perturbations were drawn dataset-order, this run's per-record, so they are other prompts"
+    )
+    current = old.model_copy(update={"perturbations": PERTURBATION_SEEDING})
+    assert champion_step.stale_reason(current, robust, "cd" * 32) is None
+    # Without a robustness algorithm the way perturbations were drawn does not matter.
+    plain = EvaluatedAs(
+        model=falcon.model_dump(mode="json"),
+        algorithms=[item.model_dump(mode="json") for item in config.algorithms],
+        dataset_sha256="cd" * 32,
+    )
+    assert champion_step.stale_reason(plain, config, "cd" * 32) is None

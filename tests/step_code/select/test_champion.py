@@ -97,6 +97,8 @@ def test_a_champion_scored_on_another_catalog_is_reported_not_skipped(
     registry = approved_champion / "registry" / "evalops-sample-trivia" / "metrics"
     [stored] = registry.glob("*/*/evaluated_as.json")
     evaluated_as = json.loads(stored.read_text(encoding="utf-8"))
+    # Registered by this version: robustness perturbations drawn per record.
+    assert evaluated_as["perturbations"] == "per-record"
     evaluated_as["dataset_sha256"] = "f" * 64
     stored.write_text(json.dumps(evaluated_as), encoding="utf-8")
     config = _challenger(repo_root, tmp_path)
