@@ -126,3 +126,14 @@ def test_on_a_gpu_instance_judge_time_is_left_out_and_said_to_be(
         scale.JOB_START_MINUTES + invoke + 100_000 / 4 / scale.SCORING_RECORDS_PER_SECOND / 60
     )
     assert any("on a GPU instance judge time is not included" in line for line in scale.SCALE_ASSUMPTIONS)
+
+
+def test_every_judge_an_algorithm_can_run_has_a_measured_cpu_rate() -> None:
+    from step_code.contract.algorithms import TOXICITY_MODEL_TYPES, algorithm_names, lookup
+
+    judges: set[str] = set()
+    for name in algorithm_names():
+        variants = [{"model_type": kind} for kind in TOXICITY_MODEL_TYPES] if lookup(name).scores_by_field else [{}]
+        for fields in variants:
+            judges |= set(scale.judge_texts_per_record(AlgorithmConfig.model_validate({"algorithm": name, **fields})))
+    assert judges == set(scale.JUDGE_TEXTS_PER_SECOND_CPU) == {"bertscore", "detoxify", "toxigen"}
