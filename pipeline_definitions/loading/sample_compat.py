@@ -32,111 +32,81 @@ class SampleKey:
     """A key of the sample's configs (`[]` for any list item, `*` for any key) and what it is here."""
 
     sample: str
-    evalops: str
     effect: str
+    # The evalops key when it is not spelled as the sample spells it.
+    renamed_to: str | None = None
+
+    @property
+    def evalops(self) -> str:
+        return self.renamed_to or self.sample
 
 
 SAMPLE_KEYS: tuple[SampleKey, ...] = (
-    SampleKey("pipeline.name", "pipeline.name", "SageMaker pipeline name, deployed as {prefix}-{env}-{name}"),
-    SampleKey("dataset.dataset_name", "dataset.dataset_name", "dataset name in fmeval's outputs and the report"),
+    SampleKey("pipeline.name", "SageMaker pipeline name, deployed as {prefix}-{env}-{name}"),
+    SampleKey("dataset.dataset_name", "dataset name in fmeval's outputs and the report"),
     SampleKey(
-        "dataset.input_data_location",
         "dataset.input_data_location",
         "s3:// URI as it is, or a file in the prompt catalog folder (--catalog-dir) or beside the config",
     ),
-    SampleKey("dataset.dataset_mime_type", "dataset.dataset_mime_type", "jsonlines or json"),
-    SampleKey("dataset.model_input_key", "dataset.model_input_key", "JMESPath of the prompt in each record"),
-    SampleKey("dataset.target_output_key", "dataset.target_output_key", "JMESPath of the reference answer"),
-    SampleKey("models[].name", "models[].name", "step names, S3 keys, report"),
-    SampleKey("models[].model_provider", "models[].model_provider", "jumpstart (the default)"),
-    SampleKey("models[].model_id", "models[].model_id", "JumpStart model id of the deploy and finetune steps"),
+    SampleKey("dataset.dataset_mime_type", "jsonlines or json"),
+    SampleKey("dataset.model_input_key", "JMESPath of the prompt in each record"),
+    SampleKey("dataset.target_output_key", "JMESPath of the reference answer"),
+    SampleKey("models[].name", "step names, S3 keys, report"),
+    SampleKey("models[].model_provider", "jumpstart (the default)"),
+    SampleKey("models[].model_id", "JumpStart model id of the deploy and finetune steps"),
     SampleKey(
-        "models[].model_version",
         "models[].model_version",
         "JumpStart version; wildcards (*, 2.*) are resolved by JumpStart and the resolved version recorded",
     ),
     SampleKey(
         "models[].endpoint_name",
-        "models[].endpoint_name",
         "base of the deployed endpoint's name: {prefix}-{env}-{endpoint_name}-{execution id} (`plan` shows it)",
     ),
+    SampleKey("models[].deployment_config.instance_type", "endpoint instance"),
+    SampleKey("models[].deployment_config.num_instances", "endpoint instances"),
+    SampleKey("models[].evaluation_config.output", "JMESPath of the answer"),
+    SampleKey("models[].evaluation_config.content_template", "request body, PROMPT_PLACEHOLDER replaced by the prompt"),
+    SampleKey("models[].evaluation_config.inference_parameters.*", "sent as the request's parameters"),
     SampleKey(
-        "models[].deployment_config.instance_type", "models[].deployment_config.instance_type", "endpoint instance"
-    ),
-    SampleKey(
-        "models[].deployment_config.num_instances", "models[].deployment_config.num_instances", "endpoint instances"
-    ),
-    SampleKey("models[].evaluation_config.output", "models[].evaluation_config.output", "JMESPath of the answer"),
-    SampleKey(
-        "models[].evaluation_config.content_template",
-        "models[].evaluation_config.content_template",
-        "request body, PROMPT_PLACEHOLDER replaced by the prompt",
-    ),
-    SampleKey(
-        "models[].evaluation_config.inference_parameters.*",
-        "models[].evaluation_config.inference_parameters.*",
-        "sent as the request's parameters",
-    ),
-    SampleKey(
-        "models[].evaluation_config.custom_attributes.*",
         "models[].evaluation_config.custom_attributes.*",
         "SageMaker CustomAttributes header (accept_eula=true); accept_eula also accepts the EULA when deploying "
         "and training",
     ),
     SampleKey(
-        "models[].evaluation_config.prompt_template",
-        "models[].evaluation_config.prompt_template",
-        "fmeval prompt template; $feature is rewritten to $model_input",
+        "models[].evaluation_config.prompt_template", "fmeval prompt template; $feature is rewritten to $model_input"
     ),
-    SampleKey("models[].finetuning", "models[].finetuning", "JumpStart fine-tuning before deployment"),
-    SampleKey("models[].finetuning_config", "models[].finetuning", "the sample's other spelling of finetuning"),
+    SampleKey("models[].finetuning", "JumpStart fine-tuning before deployment"),
     SampleKey(
-        "models[].finetuning.train_data_path",
+        "models[].finetuning_config", "the sample's other spelling of finetuning", renamed_to="models[].finetuning"
+    ),
+    SampleKey(
         "models[].finetuning.train_data_path",
         "training channel: s3:// as it is, or a file or folder of the uploaded prompt catalog (a folder keeps its "
         "template.json beside the JSON Lines file, as JumpStart expects)",
     ),
+    SampleKey("models[].finetuning.validation_data_path", "validation channel, located like train_data_path"),
+    SampleKey("models[].finetuning.parameters.instance_type", "training job instance"),
+    SampleKey("models[].finetuning.parameters.num_instances", "training job instances"),
     SampleKey(
-        "models[].finetuning.validation_data_path",
-        "models[].finetuning.validation_data_path",
-        "validation channel, located like train_data_path",
-    ),
-    SampleKey(
-        "models[].finetuning.parameters.instance_type",
-        "models[].finetuning.parameters.instance_type",
-        "training job instance",
-    ),
-    SampleKey(
-        "models[].finetuning.parameters.num_instances",
-        "models[].finetuning.parameters.num_instances",
-        "training job instances",
-    ),
-    SampleKey(
-        "models[].finetuning.parameters.*",
         "models[].finetuning.parameters.*",
         "JumpStart hyperparameter (epoch, max_input_length, instruction_tuned, chat_dataset, ...), sent as a string",
     ),
     SampleKey(
         "models[].register_config.model_package_group_name",
-        "models[].model_package_group_name",
         "the model package group this model is registered in when it wins; the Registry stack creates it and the "
         "execution role may register in it",
+        renamed_to="models[].model_package_group_name",
     ),
-    SampleKey("models[].cleanup_endpoint", "models[].cleanup_endpoint", "delete the endpoint after its evaluation"),
+    SampleKey("models[].cleanup_endpoint", "delete the endpoint after its evaluation"),
     SampleKey(
-        "model_registry.model_package_group_name",
         "model_registry.model_package_group_name",
         "group of the winner (optional: without model_registry the group is named after pipeline.name)",
     ),
-    SampleKey(
-        "model_registry.model_package_group_description",
-        "model_registry.model_package_group_description",
-        "description of that group",
-    ),
-    SampleKey("algorithms[].algorithm", "algorithms[].algorithm", "fmeval algorithm"),
-    SampleKey("algorithms[].module", "algorithms[].module", "checked against the algorithm's fmeval module"),
-    SampleKey("algorithms[].config", "algorithms[].config", "checked against the algorithm's fmeval config class"),
-    SampleKey("algorithms[].*", "algorithms[].*", "field of the fmeval config class (target_output_delimiter)"),
+    SampleKey("model_registry.model_package_group_description", "description of that group"),
+    SampleKey("algorithms[].algorithm", "fmeval algorithm"),
+    SampleKey("algorithms[].module", "checked against the algorithm's fmeval module"),
+    SampleKey("algorithms[].config", "checked against the algorithm's fmeval config class"),
+    SampleKey("algorithms[].*", "field of the fmeval config class (target_output_delimiter)"),
 )
 
 _MODEL = "models[]."
