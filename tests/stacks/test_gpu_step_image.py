@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,12 +16,11 @@ from stacks.app_builder import AppOptions
 from tests.stacks.conftest import SynthesizedApp, synthesize
 
 
-@pytest.fixture(scope="module")
-def gpu_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
-    folder = tmp_path_factory.mktemp("gpu-app")
+def _synthesize_sample(repo_root: Path, folder: Path, edit: Callable[[dict[str, Any]], None]) -> SynthesizedApp:
+    """The app synthesized with the sample config plus a judge algorithm, edited by `edit`."""
     config = yaml.safe_load((repo_root / "configs" / "sample.yaml").read_text())
-    config["pipeline"]["evaluation_instance_type"] = "ml.g5.xlarge"
     config["algorithms"].append({"algorithm": "Toxicity"})
+    edit(config)
     path = repo_root / "configs" / f".gpu-test-{folder.name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     try:
@@ -27,6 +28,14 @@ def gpu_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Synthe
         return synthesize(repo_root, folder / "cdk.out", options)
     finally:
         path.unlink()
+
+
+@pytest.fixture(scope="module")
+def gpu_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
+    def on_gpu(config: dict[str, Any]) -> None:
+        config["pipeline"]["evaluation_instance_type"] = "ml.g5.xlarge"
+
+    return _synthesize_sample(repo_root, tmp_path_factory.mktemp("gpu-app"), on_gpu)
 
 
 def test_the_gpu_image_is_built_with_cuda_and_run_by_the_evaluate_steps(gpu_app: SynthesizedApp) -> None:
@@ -55,17 +64,11 @@ def test_the_gpu_image_is_built_with_cuda_and_run_by_the_evaluate_steps(gpu_app:
 @pytest.fixture(scope="module")
 def mixed_app(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     """The pipeline's evaluate type stays CPU; one model asks for a GPU in its own evaluation_config."""
-    folder = tmp_path_factory.mktemp("mixed-app")
-    config = yaml.safe_load((repo_root / "configs" / "sample.yaml").read_text())
-    config["algorithms"].append({"algorithm": "Toxicity"})
-    config["models"][0].setdefault("evaluation_config", {})["evaluation_instance_type"] = "ml.g5.xlarge"
-    path = repo_root / "configs" / f".mixed-gpu-test-{folder.name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    try:
-        options = AppOptions(environments_file=repo_root / "configs/environments.yaml", config_override=path)
-        return synthesize(repo_root, folder / "cdk.out", options)
-    finally:
-        path.unlink()
+
+    def first_model_on_gpu(config: dict[str, Any]) -> None:
+        config["models"][0].setdefault("evaluation_config", {})["evaluation_instance_type"] = "ml.g5.xlarge"
+
+    return _synthesize_sample(repo_root, tmp_path_factory.mktemp("mixed-app"), first_model_on_gpu)
 
 
 def test_one_gpu_model_builds_the_gpu_image_for_its_evaluate_only(mixed_app: SynthesizedApp) -> None:

@@ -92,6 +92,14 @@ def _approved_package(aws: Any, endpoint_name: str | None) -> str:
     return arn
 
 
+def _update_stored_evaluated_as(**update: Any) -> None:
+    """Rewrite the registered winner's evaluated_as.json with `update`."""
+    s3 = boto3.client("s3")
+    key = f"{STORED}/evaluated_as.json"
+    evaluated_as = EvaluatedAs.model_validate_json(s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read())
+    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=evaluated_as.model_copy(update=update).model_dump_json())
+
+
 def _run(config: Config, run_dirs: RunDirs) -> ChampionAnswers:
     step = planned_step(config, "Champion")
     assert champion_step.main(run_dirs.argv(step, EXECUTION)) == 0
@@ -179,14 +187,7 @@ def test_a_champion_whose_stored_outputs_fit_is_not_asked(
 ) -> None:
     digest = _dataset(run_dirs)
     _approved_package(aws, endpoint_name=None)
-    s3 = boto3.client("s3")
-    key = f"{STORED}/evaluated_as.json"
-    evaluated_as = EvaluatedAs.model_validate_json(s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read())
-    s3.put_object(
-        Bucket=ARTIFACTS_BUCKET,
-        Key=key,
-        Body=evaluated_as.model_copy(update={"dataset_sha256": digest}).model_dump_json(),
-    )
+    _update_stored_evaluated_as(dataset_sha256=digest)
 
     [answer] = [a for a in _run(config, run_dirs).answers if a.group == GROUP]
 
@@ -200,12 +201,8 @@ def test_changed_algorithm_configs_make_the_stored_outputs_stale(
 ) -> None:
     digest = _dataset(run_dirs)
     _approved_package(aws, endpoint_name=None)
-    s3 = boto3.client("s3")
-    key = f"{STORED}/evaluated_as.json"
-    evaluated_as = EvaluatedAs.model_validate_json(s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=key)["Body"].read())
     other = [{"algorithm": "FactualKnowledge", "target_output_delimiter": "|"}]
-    updated = evaluated_as.model_copy(update={"dataset_sha256": digest, "algorithms": other})
-    s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=updated.model_dump_json())
+    _update_stored_evaluated_as(dataset_sha256=digest, algorithms=other)
 
     [answer] = [a for a in _run(config, run_dirs).answers if a.group == GROUP]
 
