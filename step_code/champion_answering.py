@@ -37,7 +37,7 @@ from step_code.contract.config import Config, ModelConfig
 from step_code.contract.files import CONFIG_FILE, DEPLOYMENT_FILE
 from step_code.contract.naming import run_scoped_name
 from step_code.contract.results import Deployment, EvaluatedAs, ModelArtifact
-from step_code.deploy import EndpointRequest, ModelDefinition, deploy_endpoint, take_kept
+from step_code.deploy import EndpointRequest, ModelDefinition, created_deployment, deploy_endpoint, take_kept
 from step_code.step_io import write_model
 
 logger = logging.getLogger("evalops.champion")
@@ -122,16 +122,7 @@ def redeployed(
     logger.info("redeploying approved champion version %d as endpoint %s", version, request.name)
     # Deleted however the block ends, also when the endpoint never came into service; the deletion checks
     # the tags, so a resource of that name this run did not make is left alone.
-    deployment = Deployment(
-        model=model.name,
-        endpoint_name=request.name,
-        endpoint_config_name=request.name,
-        model_name=request.name,
-        created=True,
-        instance_type=request.instance_type,
-        instance_count=request.instance_count,
-        artifact=_artifact(model, container, request.name),
-    )
+    deployment = created_deployment(request, _artifact(model, container, request.name))
     try:
         deploy_endpoint(client, request, lambda: ModelDefinition(container=container))
         yield deployment

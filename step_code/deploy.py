@@ -365,6 +365,11 @@ def _create_endpoint(client: Any, request: EndpointRequest, definition: ModelDef
     _create_resources(client, request, definition)
     logger.info("creating endpoint %s on %d x %s", request.name, request.instance_count, request.instance_type)
     wait_for(request.name, lambda: client.describe_endpoint(EndpointName=request.name), wait)
+    return created_deployment(request, model_artifact(request, definition.container, definition.resolved_version))
+
+
+def created_deployment(request: EndpointRequest, artifact: ModelArtifact) -> Deployment:
+    """The deployment of an endpoint this run creates: endpoint, config and model all named `request.name`."""
     return Deployment(
         model=request.model.name,
         endpoint_name=request.name,
@@ -373,7 +378,7 @@ def _create_endpoint(client: Any, request: EndpointRequest, definition: ModelDef
         created=True,
         instance_type=request.instance_type,
         instance_count=request.instance_count,
-        artifact=model_artifact(request, definition.container, definition.resolved_version),
+        artifact=artifact,
     )
 
 

@@ -25,6 +25,19 @@ def model(**fields: Any) -> ModelConfig:
     return ModelConfig.model_validate({"name": "candidate", **fields})
 
 
+def invoke_quickly(items: list[PromptItem], runner: ModelRunner, *, concurrency: int, max_retries: int) -> Any:
+    """`invoke_all` without a cache, with short timeouts and near-zero backoff between retries."""
+    return invoke_all(
+        items,
+        runner,
+        cache=None,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        timeout_seconds=5,
+        backoff_base_seconds=0.001,
+    )
+
+
 def invoke(runner: ModelRunner, prompt: str, model_input: str | None = None) -> Any:
     return runner.invoke(prompt, model_input=model_input or prompt, timeout_seconds=5.0)
 
@@ -380,15 +393,7 @@ def test_a_permanently_damaged_aws_body_fails_the_record_after_max_retries(
     items = [PromptItem("a", "fine", "", "fine"), PromptItem("b", "broken", "", "broken")]
     for runner in aws_models(reference_config):
         model_server.reset_counters()
-        result = invoke_all(
-            items,
-            runner,
-            cache=None,
-            concurrency=2,
-            max_retries=3,
-            timeout_seconds=5,
-            backoff_base_seconds=0.001,
-        )
+        result = invoke_quickly(items, runner, concurrency=2, max_retries=3)
         fine, broken = result.records
         assert fine.model_output == "echo: fine"
         assert broken.model_output is None
@@ -404,15 +409,7 @@ def test_body_faults_at_a_fault_rate_are_all_answered_in_the_end(model_server: M
     for chat in http_models(model_server)[::2]:
         model_server.reset_counters()
         model_server.fail_rate(0.3, ["truncated", "cut"], seed=11)
-        result = invoke_all(
-            items,
-            build_runner(chat),
-            cache=None,
-            concurrency=4,
-            max_retries=8,
-            timeout_seconds=5,
-            backoff_base_seconds=0.001,
-        )
+        result = invoke_quickly(items, build_runner(chat), concurrency=4, max_retries=8)
         served = model_server.faults_served["truncated"] + model_server.faults_served["cut"]
         assert served >= 10, "the fault rate must really hit some requests"
         assert result.failed == 0
@@ -426,15 +423,7 @@ def test_a_permanent_body_fault_fails_the_record_after_max_retries(model_server:
     items = [PromptItem("a", "fine", "", "fine"), PromptItem("b", "broken", "", "broken")]
     for chat in http_models(model_server)[::2]:
         model_server.reset_counters()
-        result = invoke_all(
-            items,
-            build_runner(chat),
-            cache=None,
-            concurrency=2,
-            max_retries=3,
-            timeout_seconds=5,
-            backoff_base_seconds=0.001,
-        )
+        result = invoke_quickly(items, build_runner(chat), concurrency=2, max_retries=3)
         fine, broken = result.records
         assert fine.model_output == "echo: fine"
         assert broken.model_output is None
