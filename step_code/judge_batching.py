@@ -17,6 +17,7 @@ mask hides (measured in `benchmarks/judge_bench.py`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,20 +89,23 @@ def bertscore_table(helper: Any, pairs: Sequence[Pair], *, batch_size: int, devi
     return {pair: float(value) for pair, value in zip(distinct, result["f1"], strict=True)}
 
 
-def _answered_helper(helper: Any, table: Mapping[Pair, float]) -> Any:
+@functools.cache
+def _answered_class() -> type:
+    """A BertscoreHelperModel (fmeval's transform checks the type) answering the pairs scored in advance and
+    any other pair as the helper it stands for would; built once, on first use, after fmeval is imported."""
     from fmeval.eval_algorithms.helper_models.helper_model import BertscoreHelperModel
 
     class AnsweredBertscore(BertscoreHelperModel):
-        """The helper, answering the pairs scored in advance (and any other pair as fmeval would)."""
-
-        def __init__(self) -> None:
+        def __init__(self, helper: Any, table: Mapping[Pair, float]) -> None:
             self._model_type = helper._model_type
+            self._helper = helper
+            self._table = table
 
         def get_helper_scores(self, target_output: str, model_output: str) -> float:
-            score = table.get((target_output, model_output))
-            return float(helper.get_helper_scores(target_output, model_output)) if score is None else score
+            score = self._table.get((target_output, model_output))
+            return float(self._helper.get_helper_scores(target_output, model_output)) if score is None else score
 
-    return AnsweredBertscore()
+    return AnsweredBertscore
 
 
 @contextlib.contextmanager
@@ -111,7 +115,7 @@ def batched_bertscore(
     """While the block runs, `transform` answers every pair of `records` from one batched compute."""
     helper = transform.bertscore_model
     table = bertscore_table(helper, bertscore_pairs(transform, records), batch_size=batch_size, device=device)
-    transform.bertscore_model = _answered_helper(helper, table)
+    transform.bertscore_model = _answered_class()(helper, table)
     try:
         yield
     finally:
